@@ -1,0 +1,421 @@
+"""The dataset: list file -> decoded, sampled, augmented and normalised clips.
+
+An item is ``(clip, label)``: ``clip`` float32 ``(V * T, 3, H, W)`` normalised with the given
+mean/std (or uint8 0..255 with ``uint8=True``), ``V = num_clips * num_crops`` views in
+contiguous blocks of ``T`` frames (``clip.view(V, T, 3, H, W)``), ``label`` an int.
+
+Randomness: the augmentation of sample ``i`` at epoch ``e`` is a deterministic function of
+``(seed, e, i)`` (a :class:`numpy.random.Generator` made per item), whatever the number of
+workers or the order of loading, so a run resumed at an epoch draws the same clips. Call
+:meth:`VideoDataset.set_epoch` before iterating a DataLoader for that epoch (the epoch lives
+in shared memory, so persistent workers see it too).
+
+Bad samples (:class:`~tcm.data.decoding.BadVideoError`: missing, truncated, not a video, ...)
+follow ``bad_sample_policy``: ``"raise"`` propagates the error (it names the file and the
+reason); ``"skip"`` logs a warning and loads a replacement sample drawn deterministically from
+``(seed, epoch, i)``. Skips travel with the data, so they are seen with any number of workers:
+each item is a :class:`ClipSample` (a ``(clip, label)`` tuple with a ``skipped`` attribute),
+:func:`collate_clips` makes a :class:`ClipBatch` (``(clips, labels)`` with ``skipped``), and
+a :class:`SkipReport` sums them over an epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from tcm.data.annotations import VideoRecord, read_classes, read_list
+from tcm.data.decoding import BAD_LABEL, BadVideoError, open_media
+from tcm.data.sampling import ClipSampler, build_sampler
+from tcm.data.transforms import (
+    Size,
+    build_test_transform,
+    build_train_transform,
+    mirror_classes,
+    normalize,
+)
+
+logger = logging.getLogger(__name__)
+
+BAD_SAMPLE_POLICIES = ("raise", "skip")
+
+
+@dataclass(frozen=True)
+class SkippedSample:
+    """A sample replaced under the ``skip`` policy: its index, path and why."""
+
+    index: int
+    path: str
+    reason: str
+    message: str
+
+
+class ClipSample(tuple):
+    """``(clip, label)``, with ``skipped``: the samples replaced to produce it (usually none)."""
+
+    skipped: tuple[SkippedSample, ...]
+
+    def __new__(cls, clip: torch.Tensor, label: int, skipped: Sequence[SkippedSample] = ()):
+        self = super().__new__(cls, (clip, label))
+        self.skipped = tuple(skipped)
+        return self
+
+    def __reduce__(self):
+        return (ClipSample, (self[0], self[1], self.skipped))
+
+
+class ClipBatch(tuple):
+    """``(clips, labels)``: float32 ``(N, V * T, 3, H, W)`` and int64 ``(N,)``, with
+    ``skipped``, the :class:`SkippedSample` of every item of the batch."""
+
+    skipped: tuple[SkippedSample, ...]
+
+    def __new__(
+        cls, clips: torch.Tensor, labels: torch.Tensor, skipped: Sequence[SkippedSample] = ()
+    ):
+        self = super().__new__(cls, (clips, labels))
+        self.skipped = tuple(skipped)
+        return self
+
+    def __reduce__(self):
+        return (ClipBatch, (self[0], self[1], self.skipped))
+
+    def pin_memory(self) -> ClipBatch:
+        """Called by ``DataLoader(pin_memory=True)``; keeps ``skipped``."""
+        return ClipBatch(self[0].pin_memory(), self[1].pin_memory(), self.skipped)
+
+
+def collate_clips(batch: Sequence[tuple[torch.Tensor, int]]) -> ClipBatch:
+    """DataLoader ``collate_fn``: stack clips ``(N, V*T, 3, H, W)``, labels ``(N,)`` int64,
+    and gather the skipped samples of the items."""
+    clips = torch.stack([item[0] for item in batch])
+    labels = torch.tensor([int(item[1]) for item in batch], dtype=torch.int64)
+    skipped = [entry for item in batch for entry in getattr(item, "skipped", ())]
+    return ClipBatch(clips, labels, skipped)
+
+
+class SkipReport:
+    """Counts of skipped samples over an epoch.
+
+    Example:
+        >>> report = SkipReport()
+        >>> for batch in loader:            # doctest: +SKIP
+        ...     clips, labels = batch
+        ...     report.update(batch)
+        >>> report.log_summary(epoch)       # doctest: +SKIP
+    """
+
+    def __init__(self) -> None:
+        self.entries: list[SkippedSample] = []
+
+    def update(self, batch_or_entries) -> None:
+        entries = getattr(batch_or_entries, "skipped", batch_or_entries)
+        self.entries.extend(entries)
+
+    @property
+    def count(self) -> int:
+        return len(self.entries)
+
+    def by_reason(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for entry in self.entries:
+            counts[entry.reason] = counts.get(entry.reason, 0) + 1
+        return counts
+
+    def summary(self, limit: int = 5) -> str:
+        if not self.entries:
+            return "no sample skipped"
+        reasons = ", ".join(f"{reason}: {n}" for reason, n in sorted(self.by_reason().items()))
+        paths = sorted({entry.path for entry in self.entries})
+        shown = ", ".join(paths[:limit]) + (
+            f", ... ({len(paths) - limit} more)" if len(paths) > limit else ""
+        )
+        return f"{self.count} samples skipped ({reasons}): {shown}"
+
+    def log_summary(self, epoch: int | None = None) -> None:
+        prefix = f"epoch {epoch}: " if epoch is not None else ""
+        (logger.warning if self.entries else logger.info)(prefix + self.summary())
+
+    def reset(self) -> None:
+        self.entries.clear()
+
+
+class VideoDataset(Dataset):
+    """Clips of the videos (or frame folders) of a list file.
+
+    Args:
+        records: samples, from :func:`~tcm.data.annotations.read_list`.
+        root: folder the records' paths are relative to.
+        sampler: frame sampler (:mod:`tcm.data.sampling`).
+        transform: ``transform(clip, label, rng) -> (clip, label)`` on uint8 ``(T, 3, H, W)``,
+            returning ``(T, 3, h, w)`` or ``(crops, T, 3, h, w)`` (:mod:`tcm.data.transforms`).
+        train: random sampling and augmentation (one clip) or deterministic test views.
+        num_clips: clips per video (testing).
+        mean, std: per-channel normalisation for 0..1 pixels; ignored with ``uint8=True``.
+        uint8: return uint8 0..255 clips instead of normalised float32.
+        num_classes: labels must lie in ``[0, num_classes)`` (not checked when ``None``).
+        frame_template, frame_start_index: file names in frame folders (``img_{:05d}.jpg``, 1).
+        bad_sample_policy: ``"raise"`` or ``"skip"`` (see the module docstring).
+        max_retries: replacements tried for one item under ``"skip"`` before giving up.
+        seed: base seed of the per-item generators.
+        decode_threads: FFmpeg threads per video.
+    """
+
+    def __init__(
+        self,
+        records: Sequence[VideoRecord],
+        root: str | os.PathLike,
+        *,
+        sampler: ClipSampler,
+        transform,
+        train: bool,
+        num_clips: int = 1,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        uint8: bool = False,
+        num_classes: int | None = None,
+        frame_template: str = "img_{:05d}.jpg",
+        frame_start_index: int = 1,
+        bad_sample_policy: str = "raise",
+        max_retries: int = 10,
+        seed: int = 0,
+        decode_threads: int = 1,
+    ) -> None:
+        if bad_sample_policy not in BAD_SAMPLE_POLICIES:
+            raise ValueError(
+                f"bad_sample_policy must be one of {BAD_SAMPLE_POLICIES}, got {bad_sample_policy!r}"
+            )
+        if not uint8 and (mean is None or std is None):
+            raise ValueError("mean and std are required for normalised clips (or pass uint8=True)")
+        if train and num_clips != 1:
+            raise ValueError("training takes one clip per video")
+        self.records = list(records)
+        if not self.records:
+            raise ValueError("the dataset has no sample")
+        self.root = Path(root)
+        self.sampler = sampler
+        self.transform = transform
+        self.train = train
+        self.num_clips = num_clips
+        self.mean = None if mean is None else tuple(float(m) for m in mean)
+        self.std = None if std is None else tuple(float(s) for s in std)
+        self.uint8 = uint8
+        self.num_classes = num_classes
+        self.frame_template = frame_template
+        self.frame_start_index = frame_start_index
+        self.bad_sample_policy = bad_sample_policy
+        self.max_retries = max_retries
+        self.seed = seed
+        self.decode_threads = decode_threads
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+        if num_classes is not None:
+            bad = [r for r in self.records if not 0 <= r.label < num_classes]
+            if bad and bad_sample_policy == "raise":
+                raise self._label_error(bad[0])
+            if bad:
+                logger.warning(
+                    "%d samples have a label outside [0, %d), e.g. %s",
+                    len(bad),
+                    num_classes,
+                    bad[0].path,
+                )
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def num_frames_per_clip(self) -> int:
+        return self.sampler.num_segments
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the random draws of ``epoch``; call before iterating the DataLoader."""
+        self._epoch.fill_(int(epoch))
+
+    def _label_error(self, record: VideoRecord) -> BadVideoError:
+        where = f" (list line {record.line})" if record.line else ""
+        return BadVideoError(
+            self.root / record.path,
+            BAD_LABEL,
+            f"label {record.label} not in [0, {self.num_classes}){where}",
+        )
+
+    def load(
+        self, record: VideoRecord, rng: np.random.Generator | None
+    ) -> tuple[torch.Tensor, int]:
+        """Decode, sample and transform one record (no bad-sample policy): ``(clip, label)``."""
+        if self.num_classes is not None and not 0 <= record.label < self.num_classes:
+            raise self._label_error(record)
+        path = self.root / record.path
+        with open_media(
+            path,
+            num_frames=record.num_frames,
+            frame_template=self.frame_template,
+            frame_start_index=self.frame_start_index,
+            threads=self.decode_threads,
+        ) as reader:
+            num_frames = record.num_frames or reader.num_frames
+            indices = self.sampler(num_frames, train=self.train, rng=rng, num_clips=self.num_clips)
+            frames = reader.get_frames(indices.reshape(-1))  # (C*T, H, W, 3)
+        t = indices.shape[1]
+        frames_t = torch.from_numpy(frames).permute(0, 3, 1, 2)  # (C*T, 3, H, W), channels-last
+        views, label = [], record.label
+        for c in range(indices.shape[0]):
+            out, out_label = self.transform(frames_t[c * t : (c + 1) * t], record.label, rng)
+            if c == 0:
+                label = out_label
+            views.append(out.reshape(-1, t, *out.shape[-3:]))  # (crops, T, 3, h, w)
+        clip = torch.cat(views).flatten(0, 1)  # (V*T, 3, h, w)
+        if self.uint8:
+            return clip.contiguous(), int(label)
+        return normalize(clip, self.mean, self.std), int(label)
+
+    def __getitem__(self, index: int) -> ClipSample:
+        epoch = self.epoch
+        rng = np.random.default_rng([self.seed, epoch, index, 0]) if self.train else None
+        current, skipped = index, []
+        for _ in range(self.max_retries + 1):
+            record = self.records[current]
+            try:
+                clip, label = self.load(record, rng)
+                return ClipSample(clip, label, skipped)
+            except BadVideoError as error:
+                if self.bad_sample_policy == "raise":
+                    raise
+                logger.warning("skipping sample %d: %s", current, error)
+                skipped.append(SkippedSample(current, record.path, error.reason, str(error)))
+                replace = np.random.default_rng([self.seed, epoch, index, 1 + len(skipped)])
+                current = int(replace.integers(len(self.records)))
+                if self.train:
+                    rng = np.random.default_rng([self.seed, epoch, index, 0, len(skipped)])
+        raise BadVideoError(
+            self.root / self.records[index].path,
+            skipped[0].reason,
+            f"{len(skipped)} bad samples in a row while replacing it; last: {skipped[-1].message}",
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({len(self)} samples, root={str(self.root)!r}, train={self.train}, "
+            f"sampler={type(self.sampler).__name__}({self.sampler.num_segments}), clips={self.num_clips}, "
+            f"transform={self.transform!r}, policy={self.bad_sample_policy!r})"
+        )
+
+
+def build_dataset(
+    list_file: str | os.PathLike | Sequence[VideoRecord],
+    root: str | os.PathLike,
+    *,
+    train: bool,
+    num_segments: int = 8,
+    sampling: str = "segments",
+    dense_stride: int = 8,
+    num_clips: int = 1,
+    num_crops: int = 1,
+    input_size: int = 224,
+    resize: Size | None = (240, 320),
+    short_side_range: tuple[int, int] | None = None,
+    train_crop: str = "multiscale",
+    scales: Sequence[float] = (1.0, 0.875, 0.75, 0.66),
+    max_distort: int = 1,
+    more_fix_crop: bool = False,
+    flip: bool = True,
+    class_names: Sequence[str] | str | os.PathLike | None = None,
+    num_classes: int | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    uint8: bool = False,
+    frame_template: str = "img_{:05d}.jpg",
+    frame_start_index: int = 1,
+    bad_sample_policy: str = "raise",
+    max_retries: int = 10,
+    seed: int = 0,
+    decode_threads: int = 1,
+) -> VideoDataset:
+    """The standard train or test dataset. See :mod:`tcm.data` for the conventions.
+
+    Args:
+        list_file: a list file (``path label`` / ``path num_frames label``) or records.
+        root: folder the list's paths are relative to.
+        train: training (one random clip, augmented) or testing (deterministic views).
+        num_segments: frames per clip ``T``.
+        sampling: ``"segments"`` (TSN) or ``"dense"`` (``T`` frames ``dense_stride`` apart).
+        num_clips, num_crops: test views per video (crops: 1 centre or 3 along the long side).
+        input_size: side of the square output.
+        resize: ``(H, W)`` for every frame (Something-Something recipe ``(240, 320)``), an int
+            for the short side (Kinetics ``256``), or ``None``.
+        short_side_range: training only, draws the short side per clip, e.g. ``(256, 320)``.
+        train_crop: ``"multiscale"`` (TSN multi-scale crop with ``scales``) or ``"random"``.
+        flip: random horizontal flip in training; with ``class_names``, mirror classes swap
+            labels and classes with a side but no mirror are never flipped.
+        class_names: names or a ``classes.txt`` path; gives mirror pairs and ``num_classes``.
+        mean, std: the model's normalisation (0..1 pixels); required unless ``uint8``.
+        bad_sample_policy: ``"raise"`` or ``"skip"``.
+        seed: base of the per-item random generators.
+
+    Returns:
+        A :class:`VideoDataset` whose items are ``(clip (V*T, 3, H, W), label)``.
+
+    Example:
+        >>> ds = build_dataset("lists/sthv1/train.txt", "/data/sthv1/frames", train=True,
+        ...                    class_names="lists/sthv1/classes.txt", frame_template="{:05d}.jpg",
+        ...                    mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))  # doctest: +SKIP
+        >>> clip, label = ds[0]; clip.shape                                              # doctest: +SKIP
+        torch.Size([8, 3, 224, 224])
+    """
+    records = read_list(list_file) if isinstance(list_file, str | os.PathLike) else list(list_file)
+    names = None
+    if class_names is not None:
+        names = (
+            read_classes(class_names)
+            if isinstance(class_names, str | os.PathLike)
+            else list(class_names)
+        )
+        if num_classes is not None and num_classes != len(names):
+            raise ValueError(f"num_classes={num_classes} but {len(names)} class names given")
+        num_classes = len(names)
+    sampler = build_sampler(sampling, num_segments, stride=dense_stride)
+    if train:
+        transform = build_train_transform(
+            input_size=input_size,
+            resize=resize,
+            short_side_range=short_side_range,
+            crop=train_crop,
+            scales=scales,
+            max_distort=max_distort,
+            more_fix_crop=more_fix_crop,
+            flip=flip,
+            mirror=mirror_classes(names) if names is not None else None,
+        )
+        if num_clips != 1 or num_crops != 1:
+            raise ValueError("num_clips and num_crops apply to testing only")
+    else:
+        transform = build_test_transform(input_size=input_size, resize=resize, num_crops=num_crops)
+    return VideoDataset(
+        records,
+        root,
+        sampler=sampler,
+        transform=transform,
+        train=train,
+        num_clips=num_clips,
+        mean=mean,
+        std=std,
+        uint8=uint8,
+        num_classes=num_classes,
+        frame_template=frame_template,
+        frame_start_index=frame_start_index,
+        bad_sample_policy=bad_sample_policy,
+        max_retries=max_retries,
+        seed=seed,
+        decode_threads=decode_threads,
+    )

@@ -1,0 +1,144 @@
+"""Extracting the frames of videos to folders of JPEG files, in parallel.
+
+Each video becomes a folder ``<out>/<relative path without extension>/img_00001.jpg ...``.
+Frames are written to a temporary folder renamed when complete, so an interrupted run leaves
+no half-written folder, and folders that already exist are skipped (a run can be resumed).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+from tcm.data.decoding import NOT_A_VIDEO, BadVideoError, VideoReader, format_frame_name
+from tcm.data.transforms import short_side_size
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ExtractResult:
+    """Outcome for one video: the frame folder, its frame count, or the error."""
+
+    video: str
+    folder: str
+    num_frames: int
+    error: str = ""
+
+
+def extract_frames(
+    video: str | os.PathLike,
+    folder: str | os.PathLike,
+    *,
+    template: str = "img_{:05d}.jpg",
+    start_index: int = 1,
+    short_side: int | None = None,
+    quality: int = 90,
+) -> int:
+    """Write every frame of ``video`` as JPEG into ``folder``; returns the number of frames.
+
+    Args:
+        short_side: resize so the short side has this length (``None`` keeps the size).
+        quality: JPEG quality.
+    """
+    folder = Path(folder)
+    partial_folder = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial_folder, ignore_errors=True)
+    partial_folder.mkdir(parents=True)
+    count = 0
+    try:
+        with VideoReader(video) as reader:
+            height, width = reader.size
+            if short_side is not None:
+                height, width = short_side_size(height, width, short_side)
+            for frame in reader.iter_frames():
+                image = frame.to_image(width=width, height=height)
+                image.save(
+                    partial_folder / format_frame_name(template, count + start_index),
+                    quality=quality,
+                )
+                count += 1
+    except BadVideoError:
+        shutil.rmtree(partial_folder, ignore_errors=True)
+        raise
+    if count == 0:
+        shutil.rmtree(partial_folder, ignore_errors=True)
+        raise BadVideoError(video, NOT_A_VIDEO, "no frame decoded")
+    shutil.rmtree(folder, ignore_errors=True)
+    partial_folder.rename(folder)
+    return count
+
+
+def _extract_one(relative: str, root: Path, out: Path, **options) -> ExtractResult:
+    folder_rel = os.path.splitext(relative)[0]
+    folder = out / folder_rel
+    if folder.is_dir():
+        from tcm.data.annotations import count_frames
+
+        return ExtractResult(relative, folder_rel, count_frames(folder))
+    try:
+        return ExtractResult(
+            relative, folder_rel, extract_frames(root / relative, folder, **options)
+        )
+    except BadVideoError as error:
+        return ExtractResult(relative, folder_rel, 0, str(error))
+
+
+def extract_all(
+    videos: Sequence[str],
+    root: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    workers: int = 4,
+    progress: bool = True,
+    template: str = "img_{:05d}.jpg",
+    start_index: int = 1,
+    short_side: int | None = None,
+    quality: int = 90,
+) -> list[ExtractResult]:
+    """Extract the frames of ``videos`` (paths relative to ``root``) under ``out``.
+
+    Returns one :class:`ExtractResult` per video, in order; failures carry ``error``.
+    """
+    job = partial(
+        _extract_one,
+        root=Path(root),
+        out=Path(out),
+        template=template,
+        start_index=start_index,
+        short_side=short_side,
+        quality=quality,
+    )
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(videos), unit="video", desc="extracting frames")
+    results = []
+    try:
+        if workers <= 1:
+            for video in videos:
+                results.append(job(video))
+                if bar is not None:
+                    bar.update()
+        else:
+            with ProcessPoolExecutor(workers) as pool:
+                for result in pool.map(job, videos, chunksize=2):
+                    results.append(result)
+                    if bar is not None:
+                        bar.update()
+    finally:
+        if bar is not None:
+            bar.close()
+    failed = [r for r in results if r.error]
+    if failed:
+        logger.warning(
+            "%d of %d videos failed to extract, e.g. %s", len(failed), len(results), failed[0].error
+        )
+    return results
