@@ -16,6 +16,8 @@ import sys
 COMMAND_MODULES = (
     "info",
     "convert",
+    "prepare",
+    "check_data",
 )
 
 
