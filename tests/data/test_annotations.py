@@ -227,7 +227,8 @@ def test_prepare_ucf101_videos_and_extraction(tmp_path, synthetic_videos, capsys
 def test_mirror_classes_whatever_the_order():
     from tcm.data.transforms import mirror_classes
 
-    names = SS_NAMES + [
+    names = [
+        *SS_NAMES,
         "Turning the camera left while filming something",
         "Pulling it right out",
         "upright",
