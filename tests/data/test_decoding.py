@@ -39,6 +39,20 @@ def test_real_video_matches_full_decode(shared_data, name, frames, size):
         np.testing.assert_array_equal(row, reference[index])
 
 
+def test_real_mp4_random_segment_samples_match_full_decode(shared_data):
+    from tcm.data.sampling import SegmentSampler
+
+    path = shared_data / "videos" / "kinetics_arm_wrestling.mp4"
+    reference = _decode_all(path)
+    rng = np.random.default_rng(0)
+    for _ in range(8):
+        indices = SegmentSampler(8)(len(reference), train=True, rng=rng)[0]
+        with VideoReader(path) as reader:
+            got = reader.get_frames(indices)
+        for row, index in zip(got, indices):
+            np.testing.assert_array_equal(row, reference[index])
+
+
 def test_real_mp4_seeks_instead_of_decoding_everything(shared_data):
     path = shared_data / "videos" / "kinetics_arm_wrestling.mp4"
     reference = _decode_all(path)

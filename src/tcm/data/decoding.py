@@ -195,8 +195,17 @@ class VideoReader:
         self._container.seek(0, backward=True, any_frame=False, stream=self._stream)
         self._iterator = None
 
-    def _frames(self, start: int):
-        """Yield ``(index, frame)`` from the key frame ``start`` (0 = beginning) on."""
+    def _frames(self, start: int, wanted: set[int] | None = None):
+        """Yield ``(index, frame)`` from the key frame ``start`` (0 = beginning) on.
+
+        With ``wanted`` (frame indices) and a single-threaded decoder, packets of other frames
+        are decoded with ``skip_frame="NONREF"``: the decoder drops them when no other frame
+        references them (B-frames), which is where most of the time between wanted frames goes.
+        """
+        context = self._stream.codec_context
+        skip = wanted is not None and self._by_pts and self._stream.thread_count == 1
+        wanted_pts = {self._pts[i] for i in wanted} if skip else set()
+        context.skip_frame = "DEFAULT"
         if start > 0:
             self._container.seek(
                 self._pts[start], backward=True, any_frame=False, stream=self._stream
@@ -206,6 +215,9 @@ class VideoReader:
         ordinal = 0
         last = -1
         for packet in self._container.demux(self._stream):
+            if skip:
+                needed = packet.pts is None or packet.pts in wanted_pts
+                context.skip_frame = "DEFAULT" if needed else "NONREF"
             for frame in packet.decode():
                 self.frames_decoded += 1
                 if self._by_pts:
@@ -254,7 +266,7 @@ class VideoReader:
                     continue
                 key = self._keys[bisect.bisect_right(self._keys, target) - 1] if self._keys else 0
                 if iterator is None or (self._by_pts and key > position + self.seek_threshold):
-                    iterator = self._frames(key)
+                    iterator = self._frames(key, wanted_set)
                 for index, frame in iterator:
                     position = index
                     if index in wanted_set and index not in got:
@@ -275,6 +287,7 @@ class VideoReader:
 
     def iter_frames(self) -> Iterator[av.VideoFrame]:
         """Every frame, in presentation order, decoded sequentially from the start."""
+        self._stream.codec_context.skip_frame = "DEFAULT"
         self._seek_to_start()
         try:
             for packet in self._container.demux(self._stream):
