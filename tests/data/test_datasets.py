@@ -194,6 +194,14 @@ def test_raise_policy_names_file_and_reason(synthetic_root):
         assert record.path in str(info.value)
 
 
+def test_raise_policy_in_a_worker_keeps_the_error_class(synthetic_root):
+    records = _bad_root(synthetic_root)
+    dataset = build_dataset(records[:1], synthetic_root, train=True, **SMALL)
+    loader = DataLoader(dataset, batch_size=1, num_workers=1, collate_fn=collate_clips)
+    with pytest.raises(BadVideoError, match=r"empty.mp4: empty"):
+        next(iter(loader))
+
+
 def test_skip_policy_gives_up_when_everything_is_bad(synthetic_root):
     records = _bad_root(synthetic_root)[:4]
     dataset = build_dataset(

@@ -57,11 +57,16 @@ class BadVideoError(ValueError):
         detail: free text with specifics.
     """
 
-    def __init__(self, path: str | os.PathLike, reason: str, detail: str = "") -> None:
+    def __init__(
+        self, path: str | os.PathLike, reason: str | None = None, detail: str = ""
+    ) -> None:
         self.path = str(path)
-        self.reason = reason
+        self.reason = reason or ""
         self.detail = detail
-        super().__init__(f"{self.path}: {reason}" + (f" ({detail})" if detail else ""))
+        if reason is None:  # re-raised from a DataLoader worker with the full message only
+            super().__init__(self.path)
+        else:
+            super().__init__(f"{self.path}: {reason}" + (f" ({detail})" if detail else ""))
 
     def __reduce__(self):
         return (type(self), (self.path, self.reason, self.detail))
