@@ -7,9 +7,13 @@ A checkpoint is a dict saved with ``torch.save`` and always read with ``weights_
         "model": {"name": str, "num_classes": int, "num_segments": int, "kwargs": dict},
         "classes": list[str] | None,        # class names, index = position
         "state_dict": dict[str, Tensor],    # the recognizer's weights
-        "data": dict,                       # preprocessing used to train/test (sampling, sizes)
+        "data": dict,                       # preprocessing, see below
         ...                                 # training state, when written by ``tcm train``
     }
+
+``data`` holds what inference needs to preprocess a video as in testing: ``num_segments``,
+``sampling`` (``"segments"`` or ``"dense"``, with ``dense_stride``), ``resize`` (short side as
+an int, or ``[H, W]``), ``input_size``, ``mean`` and ``std``.
 
 Everything a later command needs (building the model, naming classes, preprocessing inputs)
 comes from the checkpoint alone.

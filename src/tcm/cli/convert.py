@@ -1,0 +1,79 @@
+"""``tcm convert``: a reference release checkpoint to the project's checkpoint format."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "convert",
+        help="convert a reference TCM checkpoint to a tcm checkpoint",
+        description=(
+            "Read a reference release checkpoint (TSM-ResNet + TCM after layer2) and write a "
+            "tcm checkpoint that records the model, its classes and its preprocessing."
+        ),
+    )
+    parser.add_argument("src", type=Path, help="reference checkpoint (.pth / .pth.tar)")
+    parser.add_argument("dst", type=Path, help="tcm checkpoint to write")
+    parser.add_argument("--model", default="tcm_tsm_resnet50", help="tcm model name")
+    parser.add_argument(
+        "--num-segments", type=int, default=8, help="frames per clip it was trained on"
+    )
+    parser.add_argument("--labels", type=Path, help="class names, one per line (index = line - 1)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from tcm.checkpoint import atomic_save, load_labels, make_checkpoint
+    from tcm.models import create_model
+    from tcm.models.convert import convert_official_checkpoint
+    from tcm.models.recognizer import IMAGENET_MEAN, IMAGENET_STD
+
+    if not args.src.is_file():
+        raise FileNotFoundError(f"{args.src}: no such checkpoint file")
+    try:
+        raw = torch.load(args.src, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ValueError(f"{args.src}: not a readable checkpoint ({error})") from error
+    state = convert_official_checkpoint(raw)
+    if "fc.weight" not in state:
+        raise ValueError(f"{args.src}: no classifier weights (new_fc.weight) in the checkpoint")
+    num_classes = state["fc.weight"].shape[0]
+    model = create_model(args.model, num_classes=num_classes, num_segments=args.num_segments)
+    try:
+        state = convert_official_checkpoint(raw, model.state_dict())
+    except ValueError as error:
+        raise ValueError(f"{args.src}: {error}") from error
+    model.load_state_dict(state)
+    classes = load_labels(args.labels) if args.labels else None
+    checkpoint = make_checkpoint(
+        state,
+        model_name=args.model,
+        num_classes=num_classes,
+        num_segments=args.num_segments,
+        classes=classes,
+        data=reference_test_preprocessing(args.num_segments, IMAGENET_MEAN, IMAGENET_STD),
+        source=str(args.src),
+    )
+    atomic_save(checkpoint, args.dst)
+    print(f"wrote {args.dst}: {args.model}, {num_classes} classes, {args.num_segments} segments")
+    return 0
+
+
+def reference_test_preprocessing(num_segments: int, mean, std) -> dict:
+    """The reference recipe's test-time preprocessing (SPEC: resize 240x320, centre 224)."""
+    return {
+        "num_segments": num_segments,
+        "sampling": "segments",
+        "resize": [240, 320],
+        "input_size": 224,
+        "mean": list(mean),
+        "std": list(std),
+    }

@@ -1,0 +1,87 @@
+"""Conversion of the reference release's checkpoints to this project's parameter names."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+
+# Reference prefix -> ours. The reference places its single TCM layer after layer2.
+_PREFIXES = (
+    ("base_model.tcm_layer.", "backbone.tcm_layers.layer2."),
+    ("base_model.", "backbone."),
+    ("new_fc.", "fc."),
+)
+
+
+def _rename(key: str) -> str | None:
+    key = key.removeprefix("module.")
+    for old, new in _PREFIXES:
+        if key.startswith(old):
+            return new + key[len(old) :]
+    return None
+
+
+def convert_official_checkpoint(
+    checkpoint: Mapping, expected_keys: Mapping[str, torch.Tensor] | None = None
+) -> dict[str, torch.Tensor]:
+    """Map a reference TSM-ResNet + TCM checkpoint onto :func:`tcm.create_model`'s names.
+
+    Args:
+        checkpoint: the loaded file: ``{"state_dict": ..., "epoch": ..., "best_prec1": ...}``
+            or a bare state dict, keys with or without the ``module.`` prefix.
+        expected_keys: the target model's ``state_dict()``; when given, missing, unknown and
+            mis-shaped keys are reported together.
+
+    Returns:
+        A state dict that loads strictly into ``create_model("tcm_tsm_resnet50", num_classes=K,
+        num_segments=T)`` (the head, a ``[K, C, 1]`` Conv1d in the reference, becomes a Linear).
+
+    Raises:
+        ValueError: naming every key that has no counterpart.
+
+    Example:
+        >>> raw = torch.load("tcm_sthv1_8f.pth.tar", map_location="cpu", weights_only=True)
+        >>> model = tcm.create_model("tcm_tsm_resnet50", num_classes=174)
+        >>> model.load_state_dict(convert_official_checkpoint(raw, model.state_dict()))
+    """
+    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, Mapping) else None
+    if not isinstance(state, Mapping) or not state:
+        raise ValueError("checkpoint holds no state dict")
+    converted: dict[str, torch.Tensor] = {}
+    unknown = []
+    for key, value in state.items():
+        new_key = _rename(key)
+        if new_key is None:
+            unknown.append(key)
+            continue
+        if new_key == "fc.weight" and value.dim() == 3:
+            value = value.squeeze(-1)  # Conv1d (K, C, 1) -> Linear (K, C)
+        converted[new_key] = value
+    if unknown:
+        raise ValueError(f"unknown checkpoint keys (no counterpart in tcm models): {unknown}")
+    if expected_keys is not None:
+        check_state_dict(converted, expected_keys)
+    return converted
+
+
+def check_state_dict(
+    state: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor]
+) -> None:
+    """Raise a ``ValueError`` naming missing, unexpected and mis-shaped keys, if any."""
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [
+        f"{k} {tuple(state[k].shape)} (model {tuple(expected[k].shape)})"
+        for k in state
+        if k in expected and state[k].shape != expected[k].shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing keys: {missing}")
+    if unexpected:
+        problems.append(f"unexpected keys: {unexpected}")
+    if mismatched:
+        problems.append(f"shape mismatches: {mismatched}")
+    if problems:
+        raise ValueError("state dict does not fit the model; " + "; ".join(problems))

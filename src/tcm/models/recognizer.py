@@ -1,0 +1,71 @@
+"""Clip-level recognizer: a frame backbone, a linear head and the average over segments."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from tcm.models.resnet import ResNet
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class VideoRecognizer(nn.Module):
+    """TSN-style recognizer around a frame backbone.
+
+    Frames go through the backbone as ``(N*T, 3, H, W)`` (clip-major), are pooled, dropped out
+    and classified; logits are averaged over the segments of a clip (consensus before softmax).
+
+    Args:
+        backbone: a :class:`~tcm.models.resnet.ResNet` (or any module with ``num_segments`` and
+            ``num_features`` mapping ``(N*T, 3, H, W)`` to ``(N*T, num_features, h, w)``).
+        num_classes: ``K``.
+        dropout: dropout rate before the classifier.
+
+    Shapes:
+        input ``(N, T', 3, H, W)``, float, normalised with ``mean``/``std`` on 0..1 pixels,
+        ``T'`` a multiple of ``num_segments``: ``T' / num_segments`` clips per sample, whose
+        logits are averaged. Output logits ``(N, K)``.
+    """
+
+    def __init__(self, backbone: ResNet, num_classes: int, dropout: float = 0.5) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.num_segments = backbone.num_segments
+        self.num_classes = num_classes
+        self.mean = IMAGENET_MEAN
+        self.std = IMAGENET_STD
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(backbone.num_features, num_classes)
+        nn.init.normal_(self.fc.weight, std=0.001)
+        nn.init.zeros_(self.fc.bias)
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.dim() != 5:
+            raise ValueError(
+                f"expected a clip batch (N, T, 3, H, W), got a tensor of shape {tuple(x.shape)}"
+            )
+        if x.shape[2] != 3:
+            raise ValueError(
+                f"expected 3 colour channels at dim 2 of (N, T, 3, H, W), got {x.shape[2]}"
+            )
+        if x.shape[1] == 0 or x.shape[1] % self.num_segments:
+            raise ValueError(
+                f"expected a frame count that is a multiple of num_segments={self.num_segments}, "
+                f"got {x.shape[1]}"
+            )
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, T', 3, H, W)`` -> pooled frame features ``(N*T', num_features)``."""
+        self._check_input(x)
+        frames = self.backbone(x.flatten(0, 1))  # (N*T', C, h, w)
+        return frames.mean(dim=(2, 3))
+
+    def forward_head(self, features: torch.Tensor, frames_per_sample: int) -> torch.Tensor:
+        """``(N*T', num_features)`` -> logits ``(N, K)`` averaged over the ``T'`` frames."""
+        logits = self.fc(self.dropout(features))  # (N*T', K)
+        return logits.view(-1, frames_per_sample, self.num_classes).mean(dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x), x.shape[1])

@@ -1,0 +1,48 @@
+"""Model registry: names to builders, ``create_model`` and ``list_models``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from tcm.models.recognizer import VideoRecognizer
+
+_MODELS: dict[str, Callable[..., VideoRecognizer]] = {}
+
+
+def register_model(builder: Callable[..., VideoRecognizer]) -> Callable[..., VideoRecognizer]:
+    """Decorator adding a builder under its function name."""
+    _MODELS[builder.__name__] = builder
+    return builder
+
+
+def list_models() -> list[str]:
+    """Names accepted by :func:`create_model`, sorted."""
+    return sorted(_MODELS)
+
+
+def create_model(name: str, num_classes: int, num_segments: int = 8, **kwargs) -> VideoRecognizer:
+    """Build a registered model.
+
+    Args:
+        name: one of :func:`list_models`, e.g. ``"tcm_tsm_resnet50"``.
+        num_classes: number of output classes ``K``.
+        num_segments: frames per clip ``T``.
+        **kwargs: model options: ``dropout``, ``pretrained`` (path or URL of ImageNet ResNet
+            weights), ``tcm_stages``, ``patch_size``, ``temperature``, ``sigma``,
+            ``reduced_channels``, ``shift_fold_div``, ``widths``, ``stem_width``.
+
+    Returns:
+        A :class:`~tcm.models.recognizer.VideoRecognizer`: ``(N, T, 3, H, W)`` -> ``(N, K)``.
+
+    Example:
+        >>> model = create_model("tcm_tsm_resnet50", num_classes=174, num_segments=8)
+        >>> model(torch.randn(1, 8, 3, 224, 224)).shape
+        torch.Size([1, 174])
+    """
+    if name not in _MODELS:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(list_models())}")
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be positive, got {num_classes}")
+    if num_segments < 1:
+        raise ValueError(f"num_segments must be positive, got {num_segments}")
+    return _MODELS[name](num_classes=num_classes, num_segments=num_segments, **kwargs)

@@ -1,0 +1,71 @@
+import pytest
+import torch
+
+from tcm.layers import MTDM, TAM, TCM, TemporalAttention, temporal_shift
+from tcm.layers.tam import attention_kernel_size
+
+
+@pytest.mark.parametrize("channels, size", [(3, 5), (40, 7), (256, 4)])
+def test_tcm_any_channel_count_and_size(channels, size):
+    layer = TCM(channels, num_segments=4, patch_size=5)
+    x = torch.randn(8, channels, size, size + 1)
+    out = layer(x)
+    assert out.shape == x.shape
+    out.sum().backward()
+    assert all(p.grad is not None for p in layer.parameters())
+
+
+def test_mtdm_and_tam_alone():
+    fields = MTDM(32, num_segments=3, patch_size=3)(torch.randn(6, 32, 6, 6))
+    assert fields.shape == (6, 6, 6, 6)
+    u, v = fields[:, [0, 1, 3, 4]].amin(), fields[:, [0, 1, 3, 4]].amax()
+    assert u >= -1 and v <= 1
+    assert TAM(48, num_segments=3)(fields).shape == (6, 48, 6, 6)
+
+
+def test_mtdm_fields_follow_a_translation():
+    # Frame t is frame 0 shifted right by t pixels: fast u = +1 px, slow u = t px.
+    torch.manual_seed(0)
+    base = torch.randn(1, 8, 20, 40)
+    frames = torch.cat([torch.roll(base, shifts=t, dims=3) for t in range(4)])
+    mtdm = MTDM(8, num_segments=4, patch_size=9).eval()
+    with torch.no_grad():
+        # Channels relu(x) and relu(-x): every pixel keeps a non-zero descriptor.
+        signed = torch.cat([torch.eye(8), -torch.eye(8), torch.zeros(48, 8)])
+        mtdm.chnl_reduction[0].weight.copy_(signed[:, :, None, None] * 3)
+        fields = mtdm(frames)[:, :, 5:-5, 12:-12]  # away from borders
+    radius = 4
+    fast_u = fields[:, 0] * radius
+    slow_u = fields[:, 3] * radius
+    torch.testing.assert_close(fast_u, torch.ones_like(fast_u), atol=0.05, rtol=0)
+    for t in range(3):
+        expected = torch.full_like(slow_u[t], float(t + 1))
+        torch.testing.assert_close(slow_u[t], expected, atol=0.05, rtol=0)
+    torch.testing.assert_close(fields[:, 1], torch.zeros_like(fields[:, 1]), atol=0.02, rtol=0)
+
+
+def test_temporal_shift_moves_the_specified_channels():
+    x = torch.arange(2 * 3 * 16, dtype=torch.float32).view(6, 16, 1, 1)  # N=2, T=3, C=16
+    out = temporal_shift(x, num_segments=3).view(2, 3, 16)
+    clips = x.view(2, 3, 16)
+    torch.testing.assert_close(out[:, :2, :2], clips[:, 1:, :2])
+    assert (out[:, 2, :2] == 0).all()
+    torch.testing.assert_close(out[:, 1:, 2:4], clips[:, :2, 2:4])
+    assert (out[:, 0, 2:4] == 0).all()
+    torch.testing.assert_close(out[:, :, 4:], clips[:, :, 4:])
+
+
+@pytest.mark.parametrize("frames, size", [(2, 1), (4, 3), (8, 3), (16, 5), (32, 5)])
+def test_attention_kernel_size(frames, size):
+    assert attention_kernel_size(frames) == size
+    assert TemporalAttention(frames).conv.kernel_size == (size,)
+
+
+def test_tcm_rejects_wrong_input():
+    layer = TCM(16, num_segments=4)
+    with pytest.raises(ValueError, match="multiple of num_segments=4"):
+        layer(torch.randn(6, 16, 5, 5))
+    with pytest.raises(ValueError, match=r"\(N\*T, 16, H, W\)"):
+        layer(torch.randn(8, 15, 5, 5))
+    with pytest.raises(ValueError, match="at least 2 frames"):
+        MTDM(16, num_segments=1)
