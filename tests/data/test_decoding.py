@@ -189,6 +189,11 @@ def test_frame_folder_with_missing_frame(shared_data, tmp_path):
     assert error.reason == "missing frame" and "img_00003.jpg" in str(error)
 
 
+def test_frame_folder_with_fewer_frames_than_claimed(shared_data):
+    error = _reason(shared_data / "frames" / "clip_320x240", num_frames=12)
+    assert error.reason == "fewer frames than claimed" and "10 on disk" in str(error)
+
+
 def test_frame_folder_with_corrupt_frame(tmp_path):
     Image.new("RGB", (8, 8)).save(tmp_path / "img_00001.jpg")
     (tmp_path / "img_00002.jpg").write_bytes(b"garbage")

@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"checked": len(results), "bad": len(bad), "reasons": reasons}))
     else:
         for result in bad:
-            print(f"{args.list}:{result.line}: {result.reason}: {result.message}")
+            print(f"{args.list}:{result.line}: {result.message}")
         summary = ", ".join(f"{reason}: {count}" for reason, count in sorted(reasons.items()))
         print(f"{len(results)} entries checked, {len(bad)} bad" + (f" ({summary})" if bad else ""))
     if args.good_list is not None:

@@ -373,9 +373,12 @@ class FrameFolderReader:
             with Image.open(path) as image:
                 return np.asarray(image.convert("RGB"))
         except FileNotFoundError:
-            raise BadVideoError(
-                self.path, MISSING_FRAME, f"{path.name} absent, list claims {self._count} frames"
-            ) from None
+            if not self.frame_path(self._count - 1).exists():
+                from tcm.data.annotations import count_frames
+
+                detail = f"{count_frames(self.path)} on disk, {self._count} claimed"
+                raise BadVideoError(self.path, TOO_FEW_FRAMES, detail) from None
+            raise BadVideoError(self.path, MISSING_FRAME, f"{path.name} absent") from None
         except (OSError, ValueError) as error:
             raise BadVideoError(self.path, BAD_FRAME, f"{path.name}: {error}") from None
 
