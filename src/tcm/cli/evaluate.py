@@ -1,0 +1,122 @@
+"""``tcm test``: evaluate a checkpoint with several clips x crops per video."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+def parse_views(text: str) -> tuple[int, int]:
+    """``"2x3"`` -> ``(2, 3)`` (clips per video, crops per clip)."""
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if not match or int(match[1]) < 1 or int(match[2]) not in (1, 3):
+        raise argparse.ArgumentTypeError(
+            f"expected CLIPSxCROPS with CROPS 1 or 3 (e.g. 1x1, 2x3), got {text!r}"
+        )
+    return int(match[1]), int(match[2])
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "test",
+        help="evaluate a checkpoint: top-1/5, mean class accuracy, per-class CSV, confusion",
+        description=(
+            "Evaluate a checkpoint on the config's test list (data.test_list, else "
+            "data.val_list). Scores are averaged over views after the softmax. Writes "
+            "scores.npz (for tcm ensemble), per_class.csv, confusion.png and metrics.json."
+        ),
+    )
+    parser.add_argument("config", help="config file or shipped config name (data paths)")
+    parser.add_argument("--checkpoint", required=True, type=Path, help="checkpoint to evaluate")
+    parser.add_argument(
+        "--views", type=parse_views, help="CLIPSxCROPS per video (default: the config's eval)"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value (repeatable)",
+    )
+    parser.add_argument(
+        "--list", dest="list_file", help="list file to test on (overrides the config)"
+    )
+    parser.add_argument("--out", type=Path, help="output folder (default: next to the checkpoint)")
+    parser.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tcm.engine.config import check_config, load_config
+
+    overrides = list(args.overrides)
+    if args.list_file:
+        overrides.append(f"data.test_list={args.list_file}")
+    cfg = load_config(args.config, overrides)
+    if not args.checkpoint.is_file():
+        raise FileNotFoundError(f"{args.checkpoint}: no such checkpoint")
+    _, classes = check_config(cfg, training=False)
+    clips, crops = args.views or (cfg.eval.num_clips, cfg.eval.num_crops)
+
+    from tcm.checkpoint import load_checkpoint
+    from tcm.engine.distributed import cleanup, init_distributed
+    from tcm.engine.evaluation import evaluate
+    from tcm.engine.trainer import data_section
+    from tcm.models import model_from_checkpoint
+
+    checkpoint = load_checkpoint(args.checkpoint)
+    if classes is not None and len(classes) != checkpoint["model"]["num_classes"]:
+        raise ValueError(
+            f"{args.checkpoint} has {checkpoint['model']['num_classes']} classes but data.classes "
+            f"lists {len(classes)}"
+        )
+    model, _ = model_from_checkpoint(checkpoint)
+    data = data_section(cfg, model)
+    if data["num_segments"] != model.num_segments:
+        logger.warning(
+            "testing a %d-frame model with %d-frame clips (model.num_segments of the config)",
+            model.num_segments,
+            data["num_segments"],
+        )
+    out = args.out or args.checkpoint.parent / f"test_{args.checkpoint.stem}_{clips}x{crops}"
+    ctx = init_distributed(cfg.train.device, cfg.dist.backend, cfg.dist.timeout_min)
+    try:
+        result = evaluate(
+            model,
+            cfg.data.test_list or cfg.data.val_list,
+            cfg.data.root,
+            num_clips=clips,
+            num_crops=crops,
+            batch_size=cfg.eval.batch_size,
+            num_workers=cfg.eval.num_workers
+            if cfg.eval.num_workers is not None
+            else cfg.data.num_workers,
+            amp=cfg.train.amp,
+            data=data,
+            classes=classes or checkpoint.get("classes"),
+            out_dir=out,
+            progress=not args.no_progress and not args.json,
+            ctx=ctx,
+        )
+    finally:
+        cleanup(ctx)
+    if int(os.environ.get("RANK", "0")) > 0:
+        return 0
+    summary = {"checkpoint": str(args.checkpoint), **result.summary(), "out": str(out)}
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(
+            f"{result.num_videos} videos, {clips}x{crops} views: top-1 {result.top1:.2f}%  "
+            f"top-5 {result.top5:.2f}%  mean class {result.mean_class_acc:.2f}%"
+        )
+        print(f"scores, per-class accuracy and confusion matrix in {out}")
+    return 0

@@ -1,0 +1,68 @@
+"""Training and evaluation engine: configs, the training loop, checkpoints, metrics.
+
+- :mod:`~tcm.engine.config`: typed config dataclasses, YAML with ``_base_``, ``--set`` overrides.
+- :mod:`~tcm.engine.trainer`: :func:`train` (single process, or every process of ``torchrun``).
+- :mod:`~tcm.engine.evaluation`: :func:`evaluate`, metrics, score files, :func:`ensemble`.
+- :mod:`~tcm.engine.checkpointing`: full training state, ``last.pt`` / ``best.pt``, resume.
+- :mod:`~tcm.engine.optim`: parameter groups, SGD, learning-rate scaling and schedules.
+- :mod:`~tcm.engine.distributed`: process group, samplers, reductions.
+- :mod:`~tcm.engine.metrics`: ``metrics.jsonl``, TensorBoard, training curves.
+
+Example (a config built in Python, no YAML)::
+
+    from tcm.engine import DataConfig, ModelConfig, ScheduleConfig, TrainConfig, evaluate, train
+
+    cfg = TrainConfig(
+        name="tsm10",
+        model=ModelConfig(name="tsm_resnet10", num_segments=8,
+                          kwargs={"widths": [16, 32, 64, 128], "stem_width": 16}),
+        data=DataConfig(root="data/videos", train_list="data/train.txt",
+                        val_list="data/val.txt", classes="data/classes.txt",
+                        input_size=112, resize=128, batch_size=8, num_workers=2),
+        schedule=ScheduleConfig(epochs=10, type="cosine", warmup_epochs=1),
+    )
+    result = train(cfg, "runs/tsm10", progress=True)
+    print(result.final["val_top1"], result.checkpoint)
+    scores = evaluate(result.best_checkpoint, "data/val.txt", "data/videos", num_clips=2)
+    print(scores.top1, scores.top5, scores.mean_class_acc)
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "ConfigError": "tcm.engine.config",
+    "DataConfig": "tcm.engine.config",
+    "DistConfig": "tcm.engine.config",
+    "EvalConfig": "tcm.engine.config",
+    "ModelConfig": "tcm.engine.config",
+    "OptimConfig": "tcm.engine.config",
+    "ScheduleConfig": "tcm.engine.config",
+    "TrainConfig": "tcm.engine.config",
+    "TrainLoopConfig": "tcm.engine.config",
+    "check_config": "tcm.engine.config",
+    "list_configs": "tcm.engine.config",
+    "load_config": "tcm.engine.config",
+    "EvalResult": "tcm.engine.evaluation",
+    "compute_metrics": "tcm.engine.evaluation",
+    "ensemble": "tcm.engine.evaluation",
+    "evaluate": "tcm.engine.evaluation",
+    "load_scores": "tcm.engine.evaluation",
+    "read_metrics": "tcm.engine.metrics",
+    "NonFiniteLossError": "tcm.engine.trainer",
+    "TrainResult": "tcm.engine.trainer",
+    "train": "tcm.engine.trainer",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'tcm.engine' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,168 @@
+"""Training checkpoints: full state in the project's format, ``last.pt`` / ``best.pt``, resume.
+
+A training checkpoint is a :func:`tcm.checkpoint.make_checkpoint` dict (model description,
+classes, weights, preprocessing) with the training state added::
+
+    optimizer, scheduler, scaler    state dicts (scaler None without fp16 loss scaling)
+    epoch                           completed epochs
+    batch_in_epoch                  micro-batches of epoch ``epoch`` already done
+    step                            optimizer steps done
+    rng                             random states as tensors (torch per rank, CUDA, numpy, python)
+    config                          the resolved config, a plain dict
+    state                           loop bookkeeping: best metric, running sums of the epoch
+    world_size                      processes that wrote it
+
+Everything is tensors, numbers, strings, lists and dicts, so the file loads with
+``torch.load(weights_only=True)``. Files are written atomically (temporary file, fsync,
+rename): a run killed at any moment leaves the previous complete file in place.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tcm.checkpoint import atomic_save, load_checkpoint, make_checkpoint
+
+logger = logging.getLogger(__name__)
+
+LAST = "last.pt"
+BEST = "best.pt"
+
+
+def capture_rng() -> dict[str, torch.Tensor]:
+    """This process's random states, as tensors."""
+    np_state = np.random.get_state()
+    py_version, py_state, py_gauss = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.stack(torch.cuda.get_rng_state_all())
+        if torch.cuda.is_available()
+        else torch.empty(0, dtype=torch.uint8),
+        "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
+        "numpy_meta": torch.tensor([np_state[2], np_state[3], np_state[4]], dtype=torch.float64),
+        "python": torch.tensor([py_version, *py_state], dtype=torch.int64),
+        "python_gauss": torch.tensor(
+            [float("nan") if py_gauss is None else py_gauss], dtype=torch.float64
+        ),
+    }
+
+
+def restore_rng(state: dict[str, torch.Tensor]) -> None:
+    """Inverse of :func:`capture_rng`."""
+    torch.set_rng_state(state["torch"])
+    if state["cuda"].numel() and torch.cuda.is_available():
+        cuda = list(state["cuda"])
+        if len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda)
+    pos, has_gauss, cached = state["numpy_meta"].tolist()
+    np.random.set_state(
+        ("MT19937", state["numpy_keys"].numpy().astype(np.uint32), int(pos), int(has_gauss), cached)
+    )
+    values = state["python"].tolist()
+    gauss = float(state["python_gauss"][0])
+    random.setstate((values[0], tuple(values[1:]), None if gauss != gauss else gauss))
+
+
+def cpu_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The model's weights on the CPU (``module.`` wrappers of DDP removed)."""
+    model = getattr(model, "module", model)
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def build_training_checkpoint(
+    *,
+    model: torch.nn.Module,
+    model_name: str,
+    num_classes: int,
+    num_segments: int,
+    model_kwargs: dict[str, Any],
+    classes: list[str] | None,
+    data: dict[str, Any],
+    config: dict[str, Any],
+    epoch: int,
+    step: int,
+    batch_in_epoch: int = 0,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any = None,
+    scaler: torch.amp.GradScaler | None = None,
+    rng: dict[str, Any] | None = None,
+    state: dict[str, Any] | None = None,
+    world_size: int = 1,
+    metrics: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A checkpoint dict; without ``optimizer`` it holds only what inference needs."""
+    extra: dict[str, Any] = {
+        "epoch": int(epoch),
+        "step": int(step),
+        "batch_in_epoch": int(batch_in_epoch),
+        "config": config,
+        "metrics": dict(metrics or {}),
+        "world_size": int(world_size),
+    }
+    if optimizer is not None:
+        extra.update(
+            optimizer=optimizer.state_dict(),
+            scheduler=scheduler.state_dict() if scheduler is not None else None,
+            scaler=scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
+            rng=rng or {},
+            state=dict(state or {}),
+        )
+    return make_checkpoint(
+        cpu_state_dict(model),
+        model_name=model_name,
+        num_classes=num_classes,
+        num_segments=num_segments,
+        model_kwargs=model_kwargs,
+        classes=classes,
+        data=data,
+        **extra,
+    )
+
+
+def save(checkpoint: dict[str, Any], path: str | Path) -> Path:
+    """Write atomically; returns the path."""
+    path = atomic_save(checkpoint, path)
+    logger.debug("wrote %s (epoch %s, step %s)", path, checkpoint["epoch"], checkpoint["step"])
+    return path
+
+
+def remove_stale_temporaries(work_dir: str | Path) -> None:
+    """Delete temporary files left by a run killed while writing a checkpoint."""
+    for tmp in Path(work_dir).glob(".*.pt.*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
+def find_resume_checkpoint(work_dir: str | Path) -> Path | None:
+    """The checkpoint ``--resume auto`` continues from: the work dir's ``last.pt``, else the
+    newest ``*.pt`` holding a training state, else ``None``."""
+    work_dir = Path(work_dir)
+    last = work_dir / LAST
+    if last.is_file():
+        return last
+    candidates = sorted(
+        (p for p in work_dir.glob("*.pt") if p.name != BEST),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )
+    for path in candidates:
+        try:
+            if "optimizer" in load_checkpoint(path):
+                return path
+        except ValueError:
+            continue
+    return None
+
+
+def load_training_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """A checkpoint that holds a training state (an error names what is missing)."""
+    checkpoint = load_checkpoint(path, map_location=map_location)
+    missing = [k for k in ("optimizer", "epoch", "step", "rng", "config") if k not in checkpoint]
+    if missing:
+        raise ValueError(f"{path}: holds no training state to resume from (missing {missing})")
+    return checkpoint
