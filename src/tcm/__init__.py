@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 
 # Public name -> module that defines it.
 _EXPORTS = {
+    "Predictor": "tcm.deploy",
     "convert_official_checkpoint": "tcm.models",
     "create_model": "tcm.models",
     "list_models": "tcm.models",

@@ -18,6 +18,9 @@ COMMAND_MODULES = (
     "convert",
     "prepare",
     "check_data",
+    "predict",
+    "export",
+    "visualize",
 )
 
 

@@ -1,0 +1,59 @@
+"""``tcm export``: a checkpoint to ONNX or TorchScript, checked against PyTorch."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "export",
+        help="export a checkpoint to ONNX or TorchScript",
+        description=(
+            "Export the checkpoint's model with a dynamic batch size, compare it with PyTorch "
+            "on random clips (onnxruntime for ONNX) and write the preprocessing and class "
+            "names beside it as OUT.json."
+        ),
+    )
+    parser.add_argument("--checkpoint", type=Path, required=True, help="tcm checkpoint")
+    parser.add_argument("--format", choices=("onnx", "torchscript"), required=True)
+    parser.add_argument("--out", type=Path, required=True, help="file to write (.onnx / .pt)")
+    parser.add_argument(
+        "--onnx-exporter",
+        choices=("torchscript", "dynamo"),
+        default="torchscript",
+        help="torch.onnx exporter: the TorchScript-based one (dynamo=False) or torch.export",
+    )
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset")
+    parser.add_argument(
+        "--atol",
+        type=float,
+        default=1e-4,
+        help="largest difference to PyTorch accepted (exit status 1 beyond it)",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tcm.deploy.export import export_checkpoint
+
+    try:
+        result = export_checkpoint(
+            args.checkpoint,
+            args.out,
+            args.format,
+            opset=args.opset,
+            onnx_exporter=args.onnx_exporter,
+        )
+    except ImportError as error:
+        raise ValueError(str(error)) from error
+    print(f"wrote {result.path} ({result.exporter}) and {result.metadata_path}")
+    print(
+        f"largest |{args.format} - PyTorch| on {result.check_batch} random clips: "
+        f"{result.max_abs_diff:.3g} (largest |logit| {result.max_abs_logit:.3g})"
+    )
+    if result.max_abs_diff > args.atol:
+        print(f"tcm export: difference above --atol {args.atol:g}")
+        return 1
+    return 0

@@ -1,0 +1,35 @@
+"""Deployment: classify videos, export models, and look at what TCM computes.
+
+- :class:`Predictor` (:mod:`~tcm.deploy.predictor`): a checkpoint's model with its test
+  preprocessing; ``predict(path)`` and ``predict_many(paths)``.
+- :func:`export_checkpoint` (:mod:`~tcm.deploy.export`): ONNX / TorchScript with a dynamic
+  batch, checked against PyTorch, preprocessing recorded beside the file.
+- :func:`visualize` (:mod:`~tcm.deploy.visualize`): TCM's fast and slow displacement fields,
+  their confidence and TAM's temporal attention, as a PNG or GIF.
+
+Example:
+    >>> from tcm.deploy import Predictor
+    >>> predictor = Predictor("best.pt")                     # doctest: +SKIP
+    >>> [s.label for s in predictor.predict("clip.mp4", topk=2).top]  # doctest: +SKIP
+    ['arm wrestling', 'shaking hands']
+"""
+
+from tcm.deploy.export import ExportResult, export_checkpoint, export_friendly_correlation
+from tcm.deploy.inputs import Preprocessing, expand_inputs, read_clip
+from tcm.deploy.predictor import ClassScore, Prediction, Predictor
+from tcm.deploy.visualize import TCMMaps, collect_tcm_maps, visualize
+
+__all__ = [
+    "ClassScore",
+    "ExportResult",
+    "Prediction",
+    "Predictor",
+    "Preprocessing",
+    "TCMMaps",
+    "collect_tcm_maps",
+    "expand_inputs",
+    "export_checkpoint",
+    "export_friendly_correlation",
+    "read_clip",
+    "visualize",
+]

@@ -1,0 +1,371 @@
+"""Export a checkpoint to ONNX or TorchScript, check it against PyTorch, record preprocessing.
+
+The exported model takes a normalised clip batch ``clip`` float32 ``(N, T, 3, S, S)`` (any
+``N``; ``T`` and ``S`` as recorded) and returns ``logits`` ``(N, K)``. Preprocessing (frames,
+sampling, resize, crop size, mean, std) and class names are written beside the model as
+``FILE.json`` (``model.onnx`` -> ``model.onnx.json``); a TorchScript file also carries them
+inside, as the extra file ``preprocessing.json``.
+
+The correlation of the training code (:func:`tcm.ops.local_correlation`) splits its batch into
+chunks sized from the input shape and selects its band with ``as_strided``: traced, the chunk
+count is frozen to the tracing batch, ``torch.export`` specialises the batch to the example's,
+and the TorchScript-based ONNX exporter cannot convert its ``Tensor.unfold``; compiled CPU
+kernels, where present, are not traceable at all. During export,
+:func:`export_friendly_correlation` therefore swaps in :func:`banded_correlation`, the same
+function written with slices, one batched matrix product and a gather (the same sums; checked
+against the reference in the tests).
+
+Example:
+    >>> from tcm.deploy import export_checkpoint
+    >>> result = export_checkpoint("runs/tcm/best.pt", "tcm.onnx", "onnx")  # doctest: +SKIP
+    >>> result.max_abs_diff < 1e-4                                          # doctest: +SKIP
+    True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+import tcm
+import tcm.ops
+from tcm.checkpoint import load_checkpoint
+from tcm.deploy.inputs import Preprocessing
+from tcm.layers import mtdm as mtdm_module
+from tcm.ops import kernel_soft_argmax
+
+logger = logging.getLogger(__name__)
+
+FORMATS = ("onnx", "torchscript")
+INPUT_NAME = "clip"
+OUTPUT_NAME = "logits"
+DEFAULT_OPSET = 17
+ONNX_EXPORTERS = ("torchscript", "dynamo")
+
+
+def banded_correlation(
+    a: torch.Tensor, b: torch.Tensor, patch_size: int, max_temp_bytes: int | None = None
+) -> torch.Tensor:
+    """Local correlation (as :func:`tcm.ops.local_correlation`) in export-friendly ops.
+
+    For each vertical offset, every row of ``a`` is multiplied with the matching row of ``b``
+    (one batched matrix product over all offsets), and the band ``x' = x + j - d`` is picked
+    with a gather. Only slicing, padding, matmul and gather: traceable with a dynamic batch.
+
+    Args:
+        a, b: ``(B, C, H, W)`` feature maps.
+        patch_size: odd number of displacements per axis, ``P``.
+        max_temp_bytes: accepted for signature compatibility, unused (no chunking).
+
+    Returns:
+        ``(B, P * P, H, W)`` correlations in ``a``'s dtype.
+    """
+    del max_temp_bytes
+    height, width = a.shape[-2:]
+    radius = patch_size // 2
+    b_padded = F.pad(b, (0, 0, radius, radius))  # (B, C, H + 2d, W)
+    b_rows = torch.stack(
+        [b_padded[:, :, i : i + height] for i in range(patch_size)], dim=1
+    )  # (B, P, C, H, W)
+    b_rows = b_rows.permute(0, 1, 3, 2, 4)  # (B, P, H, C, W)
+    a_rows = a.permute(0, 2, 3, 1).unsqueeze(1)  # (B, 1, H, W, C)
+    products = torch.matmul(a_rows, b_rows)  # (B, P, H, W, W'): a at x times b at x'
+    products = F.pad(products, (radius, radius))  # (B, P, H, W, W + 2d), x' shifted by d
+    columns = torch.arange(width, device=a.device)[:, None] + torch.arange(
+        patch_size, device=a.device
+    )  # (W, P): padded column x + j for displacement j
+    index = columns.expand(*products.shape[:3], width, patch_size)  # (B, P, H, W, P)
+    band = torch.gather(products, 4, index)  # (B, P_i, H, W, P_j)
+    return band.permute(0, 1, 4, 2, 3).flatten(1, 2)  # (B, P*P, H, W)
+
+
+def banded_mtdm_fields(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    patch_size: int,
+    sigma: float = 5.0,
+    temperature: float = 100.0,
+) -> torch.Tensor:
+    """MTDM's ``[u, v, conf]`` of frame pairs from :func:`banded_correlation`: ``(B, 3, H, W)``."""
+    correlation = banded_correlation(a, b, patch_size).relu()  # (B, P*P, H, W)
+    return kernel_soft_argmax(correlation, patch_size, sigma, temperature)
+
+
+# Names MTDM's module may call the correlation by, and their export-friendly stand-ins.
+_EXPORT_SWAPS = {"mtdm_fields": banded_mtdm_fields, "local_correlation": banded_correlation}
+
+
+@contextlib.contextmanager
+def export_friendly_correlation() -> Iterator[None]:
+    """Within the block, MTDM layers correlate with :func:`banded_correlation` (pure PyTorch).
+
+    Swaps the function :mod:`tcm.layers.mtdm` calls (a module attribute, so every MTDM in the
+    process is affected while the block runs; not for use concurrently with training) and
+    selects the pure-PyTorch ops backend where the ops package offers a choice.
+
+    Example:
+        >>> with export_friendly_correlation():                    # doctest: +SKIP
+        ...     traced = torch.jit.trace(model, torch.randn(1, 8, 3, 224, 224))
+    """
+    originals = {
+        name: getattr(mtdm_module, name) for name in _EXPORT_SWAPS if hasattr(mtdm_module, name)
+    }
+    if not originals:
+        raise RuntimeError(
+            f"tcm.layers.mtdm calls none of {sorted(_EXPORT_SWAPS)}: the export swap needs "
+            "updating to the current MTDM"
+        )
+    use_backend = getattr(tcm.ops, "use_backend", None)
+    backend = use_backend("torch") if use_backend is not None else contextlib.nullcontext()
+    with backend:
+        for name in originals:
+            setattr(mtdm_module, name, _EXPORT_SWAPS[name])
+        try:
+            yield
+        finally:
+            for name, function in originals.items():
+                setattr(mtdm_module, name, function)
+
+
+def export_metadata(checkpoint: dict[str, Any], fmt: str, **extra: Any) -> dict[str, Any]:
+    """What a consumer of the exported model needs to feed it and read its output."""
+    prep = Preprocessing.from_checkpoint(checkpoint)
+    spec = checkpoint["model"]
+    frames = prep.num_segments
+    classes = checkpoint.get("classes")
+    return {
+        "format": fmt,
+        "model": spec["name"],
+        "num_classes": spec["num_classes"],
+        "input": {
+            "name": INPUT_NAME,
+            "shape": ["N", frames, 3, prep.input_size, prep.input_size],
+            "dtype": "float32",
+            "layout": "(N, T, 3, H, W), RGB, (pixel / 255 - mean) / std",
+        },
+        "output": {"name": OUTPUT_NAME, "shape": ["N", spec["num_classes"]], "kind": "logits"},
+        "frames": frames,
+        "input_size": prep.input_size,
+        "resize": prep.resize,
+        "sampling": prep.sampling,
+        "dense_stride": prep.dense_stride,
+        "mean": list(prep.mean),
+        "std": list(prep.std),
+        "classes": list(classes) if classes is not None else None,
+        "tcm_version": tcm.__version__,
+        **extra,
+    }
+
+
+@dataclass
+class ExportResult:
+    """Outcome of :func:`export_checkpoint`.
+
+    Attributes:
+        path: the exported model.
+        metadata_path: its preprocessing and classes (``FILE.json``).
+        max_abs_diff: largest ``|exported - PyTorch|`` over the logits of the check input.
+        max_abs_logit: largest ``|logit|`` of PyTorch on the check input (scale of the above).
+        check_batch: batch size of the check input (differs from the export batch, so the check
+            also covers the dynamic batch).
+        exporter: how the file was made (``"torch.jit.trace"``, ``"torch.onnx (dynamo=False)"``).
+    """
+
+    path: Path
+    metadata_path: Path
+    max_abs_diff: float
+    max_abs_logit: float
+    check_batch: int
+    exporter: str
+
+
+def _example_input(prep: Preprocessing, batch: int, seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    shape = (batch, prep.num_segments, 3, prep.input_size, prep.input_size)
+    return torch.randn(shape, generator=generator)  # (N, T, 3, S, S), like normalised pixels
+
+
+@contextlib.contextmanager
+def _quiet_export() -> Iterator[None]:
+    """Silence warnings of the exporters that say nothing about this model: TorchScript's
+    deprecation notices (torch >= 2.9), trace-time evaluation of the Python shape checks (as
+    intended), and the ONNX constant folder skipping strided slices."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.jit")
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message=r"Constant folding - Only steps=1")
+        yield
+
+
+def load_torchscript(path: str | os.PathLike, extra_files: dict[str, str] | None = None):
+    """``torch.jit.load`` on the CPU; fills ``extra_files`` (e.g. ``{"preprocessing.json": ""}``)."""
+    with _quiet_export():
+        return torch.jit.load(str(path), map_location="cpu", _extra_files=extra_files or {})
+
+
+def export_torchscript(model: torch.nn.Module, example: torch.Tensor, out: Path, meta: dict):
+    """Trace ``model`` on ``example`` (with :func:`banded_correlation`), freeze (BN folded
+    into convs) and save it with ``meta`` as the extra file ``preprocessing.json``."""
+    with export_friendly_correlation(), torch.no_grad(), _quiet_export():
+        traced = torch.jit.trace(model, example, check_trace=False)
+        traced = torch.jit.freeze(traced)
+        extra = {"preprocessing.json": json.dumps(meta)}
+        torch.jit.save(traced, str(out), _extra_files=extra)
+    return "torch.jit.trace"
+
+
+def export_onnx(
+    model: torch.nn.Module,
+    example: torch.Tensor,
+    out: Path,
+    opset: int = DEFAULT_OPSET,
+    exporter: str = "torchscript",
+) -> str:
+    """Export ``model`` to ONNX with a dynamic batch dimension.
+
+    Args:
+        exporter: ``"torchscript"`` (``torch.onnx.export(dynamo=False)``, the default: the
+            closest parity) or ``"dynamo"`` (``torch.export``-based). Both convert this model
+            with a dynamic batch once :func:`banded_correlation` is swapped in.
+    """
+    _require_onnx()
+    if exporter not in ONNX_EXPORTERS:
+        raise ValueError(f"unknown ONNX exporter {exporter!r}; choose among {ONNX_EXPORTERS}")
+    with export_friendly_correlation(), torch.no_grad(), _quiet_export():
+        if exporter == "dynamo":
+            torch.onnx.export(
+                model,
+                (example,),
+                str(out),
+                dynamo=True,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=1024)}},
+                opset_version=max(opset, 18),
+                external_data=False,
+                verbose=False,
+            )
+            return f"torch.onnx (dynamo=True, opset {max(opset, 18)})"
+        torch.onnx.export(
+            model,
+            (example,),
+            str(out),
+            dynamo=False,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            opset_version=opset,
+            do_constant_folding=True,
+        )
+    return f"torch.onnx (dynamo=False, opset {opset})"
+
+
+def _require_onnx():
+    try:
+        import onnx
+        import onnxruntime
+    except ImportError as error:
+        raise ImportError(
+            "ONNX export needs the optional packages onnx and onnxruntime: "
+            "pip install 'tcm[export]'"
+        ) from error
+    return onnx, onnxruntime
+
+
+def onnx_session(path: str | os.PathLike, threads: int | None = None):
+    """An onnxruntime CPU session for ``path`` (``threads``: intra-op threads, default all)."""
+    _, ort = _require_onnx()
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def run_exported(path: Path, fmt: str, clips: torch.Tensor) -> torch.Tensor:
+    """Logits of an exported model on ``clips`` ``(N, T, 3, S, S)`` -> ``(N, K)``."""
+    if fmt == "onnx":
+        session = onnx_session(path)
+        (logits,) = session.run([OUTPUT_NAME], {INPUT_NAME: clips.numpy()})
+        return torch.from_numpy(logits)
+    module = load_torchscript(path)
+    with torch.no_grad():
+        return module(clips)
+
+
+def export_checkpoint(
+    checkpoint: str | os.PathLike | dict,
+    out: str | os.PathLike,
+    fmt: str,
+    *,
+    opset: int = DEFAULT_OPSET,
+    onnx_exporter: str = "torchscript",
+    check_batch: int = 2,
+    seed: int = 0,
+) -> ExportResult:
+    """Export a project checkpoint and check the file against PyTorch.
+
+    The model is exported with batch 1 and checked with ``check_batch`` random clips, so the
+    check covers the dynamic batch too. PyTorch's side of the check runs the model as trained
+    (with :func:`tcm.ops.local_correlation`).
+
+    Args:
+        checkpoint: path of a project checkpoint, or the loaded dict.
+        out: file to write (``.onnx`` / ``.pt``); ``out + ".json"`` gets the preprocessing.
+        fmt: ``"onnx"`` or ``"torchscript"``.
+        opset: ONNX opset.
+        onnx_exporter: ``"torchscript"`` or ``"dynamo"`` (see :func:`export_onnx`).
+        check_batch: clips in the check input.
+        seed: seed of the random inputs.
+
+    Returns:
+        An :class:`ExportResult` with the largest difference found.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}; choose among {FORMATS}")
+    if fmt == "onnx":
+        _require_onnx()
+    if not isinstance(checkpoint, dict):
+        checkpoint = load_checkpoint(checkpoint)
+    model, checkpoint = tcm.model_from_checkpoint(checkpoint)
+    model = model.float().eval()
+    prep = Preprocessing.from_checkpoint(checkpoint)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = export_metadata(checkpoint, fmt, source=str(checkpoint.get("source", "")) or None)
+    example = _example_input(prep, 1, seed)
+    if fmt == "onnx":
+        exporter = export_onnx(model, example, out, opset, onnx_exporter)
+    else:
+        exporter = export_torchscript(model, example, out, meta)
+    meta["exporter"] = exporter
+    metadata_path = out.with_name(out.name + ".json")
+    metadata_path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+    clips = _example_input(prep, check_batch, seed + 1)
+    with torch.no_grad():
+        expected = model(clips)
+    got = run_exported(out, fmt, clips)
+    if got.shape != expected.shape:
+        raise RuntimeError(
+            f"exported model returned {tuple(got.shape)}, PyTorch {tuple(expected.shape)}"
+        )
+    diff = (got - expected).abs().max().item()
+    logger.info("%s: largest |exported - PyTorch| = %.3g over %d clips", out, diff, check_batch)
+    return ExportResult(
+        path=out,
+        metadata_path=metadata_path,
+        max_abs_diff=diff,
+        max_abs_logit=expected.abs().max().item(),
+        check_batch=check_batch,
+        exporter=exporter,
+    )

@@ -1,0 +1,223 @@
+"""Inputs of inference: what a path holds, and how a checkpoint says to preprocess it.
+
+A path given to inference is one of:
+
+- a video file (any container PyAV reads);
+- a frame folder: a folder holding image files (``img_00001.jpg``, ``00001.jpg``, ...), whose
+  name template and first number are found from the files;
+- a folder of videos: every video file and frame folder below it, sorted by path.
+
+Preprocessing is the test-time pipeline of :mod:`tcm.data` (sampling, resize, centre crop,
+normalisation), configured by the checkpoint's ``data`` entry (see :mod:`tcm.checkpoint`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tcm.data.annotations import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, VideoRecord
+from tcm.data.datasets import VideoDataset, build_dataset
+from tcm.data.decoding import MISSING, BadVideoError, open_media
+from tcm.data.transforms import normalize
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Test-time preprocessing of a model, as recorded in its checkpoint.
+
+    Attributes:
+        num_segments: frames per clip ``T``.
+        sampling: ``"segments"`` (TSN, centre frame of each of ``T`` segments) or ``"dense"``.
+        dense_stride: frame stride of dense sampling.
+        resize: ``[H, W]`` for every frame, an int for the short side, or ``None``.
+        input_size: side of the square centre crop the model sees.
+        mean, std: per-channel normalisation of 0..1 RGB pixels.
+        num_clips, num_crops: test views per video (1 and 1: one centre clip, one centre crop;
+            several views are averaged by the model).
+    """
+
+    num_segments: int
+    sampling: str = "segments"
+    dense_stride: int = 8
+    resize: int | list[int] | None = field(default_factory=lambda: [240, 320])
+    input_size: int = 224
+    mean: tuple[float, ...] = (0.485, 0.456, 0.406)
+    std: tuple[float, ...] = (0.229, 0.224, 0.225)
+    num_clips: int = 1
+    num_crops: int = 1
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: Mapping[str, Any]) -> Preprocessing:
+        """Read ``checkpoint["data"]``; missing entries take the reference test recipe."""
+        data = dict(checkpoint.get("data") or {})
+        num_segments = int(data.get("num_segments") or checkpoint["model"]["num_segments"])
+        if not data:
+            logger.warning(
+                "the checkpoint records no preprocessing; using the reference test recipe "
+                "(resize 240x320, centre crop 224, ImageNet mean/std)"
+            )
+        resize = data.get("resize", [240, 320])
+        if isinstance(resize, Sequence) and not isinstance(resize, str):
+            resize = [int(v) for v in resize]
+        elif resize is not None:
+            resize = int(resize)
+        defaults = cls(num_segments=num_segments)
+        return cls(
+            num_segments=num_segments,
+            sampling=str(data.get("sampling", defaults.sampling)),
+            dense_stride=int(data.get("dense_stride", defaults.dense_stride)),
+            resize=resize,
+            input_size=int(data.get("input_size", defaults.input_size)),
+            mean=tuple(float(v) for v in data.get("mean", defaults.mean)),
+            std=tuple(float(v) for v in data.get("std", defaults.std)),
+            num_clips=int(data.get("num_clips", 1) or 1),
+            num_crops=int(data.get("num_crops", 1) or 1),
+        )
+
+    @property
+    def frames_per_input(self) -> int:
+        """Frames the model receives per video: ``num_clips * num_crops * num_segments``."""
+        return self.num_clips * self.num_crops * self.num_segments
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["mean"], out["std"] = list(self.mean), list(self.std)
+        return out
+
+
+def find_frame_template(folder: str | os.PathLike) -> tuple[str, int]:
+    """Name template and first number of the frames in ``folder``.
+
+    The last run of digits in the alphabetically first image name is the frame number:
+    ``img_00001.jpg`` gives ``("img_{:05d}.jpg", 1)``, ``000000.png`` gives ``("{:06d}.png", 0)``.
+
+    Raises:
+        BadVideoError: the folder holds no image, or names without a number.
+    """
+    folder = Path(folder)
+    names = sorted(
+        entry.name
+        for entry in os.scandir(folder)
+        if entry.is_file() and entry.name.lower().endswith(IMAGE_EXTENSIONS)
+    )
+    if not names:
+        raise BadVideoError(folder, "empty", "no image file in the folder")
+    numbers = list(re.finditer(r"\d+", names[0]))
+    if not numbers:
+        raise BadVideoError(folder, "not a video", f"frame name {names[0]!r} has no frame number")
+    match = numbers[-1]  # the frame number is the last run of digits
+    digits = match.group()
+    prefix = names[0][: match.start()].replace("{", "{{").replace("}", "}}")
+    suffix = names[0][match.end() :].replace("{", "{{").replace("}", "}}")
+    width = f"0{len(digits)}" if len(digits) > 1 and digits.startswith("0") else ""
+    return f"{prefix}{{:{width}d}}{suffix}", int(digits)
+
+
+def is_frame_folder(path: Path) -> bool:
+    """A folder holding at least one image file."""
+    if not path.is_dir():
+        return False
+    with os.scandir(path) as entries:
+        return any(e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS) for e in entries)
+
+
+def expand_inputs(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Inputs to classify: video files and frame folders.
+
+    A video file or a frame folder stands for itself; any other folder stands for the video
+    files and frame folders below it (sorted; files with other extensions are ignored). A path
+    that does not exist is kept, so that it is reported as missing.
+
+    Example:
+        >>> expand_inputs(["clip.mp4", "frames/clip_01", "more_videos/"])  # doctest: +SKIP
+        [PosixPath('clip.mp4'), PosixPath('frames/clip_01'), PosixPath('more_videos/a.mp4'), ...]
+    """
+    out: list[Path] = []
+    for path in map(Path, paths):
+        if not path.is_dir() or is_frame_folder(path):
+            out.append(path)
+            continue
+        found = []
+        for root, dirs, files in os.walk(path):
+            dirs.sort()
+            root_path = Path(root)
+            if root_path != path and is_frame_folder(root_path):
+                found.append(root_path)
+                dirs.clear()
+                continue
+            found += [root_path / f for f in files if f.lower().endswith(VIDEO_EXTENSIONS)]
+        if not found:
+            logger.warning("%s: no video file or frame folder found in it", path)
+        out += sorted(found)
+    return out
+
+
+def _dataset(path: Path, prep: Preprocessing) -> VideoDataset:
+    """A one-sample test dataset of :mod:`tcm.data` for ``path`` (uint8 frames)."""
+    options = {}
+    if path.is_dir():
+        template, start = find_frame_template(path)
+        options = {"frame_template": template, "frame_start_index": start}
+    resize = tuple(prep.resize) if isinstance(prep.resize, list) else prep.resize
+    return build_dataset(
+        [VideoRecord(str(path), 0)],
+        ".",
+        train=False,
+        num_segments=prep.num_segments,
+        sampling=prep.sampling,
+        dense_stride=prep.dense_stride,
+        num_clips=prep.num_clips,
+        num_crops=prep.num_crops,
+        input_size=prep.input_size,
+        resize=resize,
+        uint8=True,
+        **options,
+    )
+
+
+def read_clip(path: str | os.PathLike, prep: Preprocessing) -> torch.Tensor:
+    """Decode, sample, resize and crop one input, exactly as the test pipeline does.
+
+    Args:
+        path: a video file or a frame folder.
+        prep: the preprocessing.
+
+    Returns:
+        uint8 ``(V*T, 3, S, S)`` RGB frames: ``V = num_clips * num_crops`` views in blocks of
+        ``T``, ``S = input_size``.
+
+    Raises:
+        BadVideoError: the input cannot be read (``.reason`` says why).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise BadVideoError(path, MISSING, "no such file or folder")
+    clip, _ = _dataset(path, prep)[0]
+    return clip
+
+
+def sampled_frame_indices(path: str | os.PathLike, prep: Preprocessing) -> np.ndarray:
+    """Source frame numbers (0-based) that :func:`read_clip` takes: ``(num_clips, T)``."""
+    dataset = _dataset(Path(path), prep)
+    with open_media(
+        path,
+        frame_template=dataset.frame_template,
+        frame_start_index=dataset.frame_start_index,
+    ) as reader:
+        return dataset.sampler(reader.num_frames, train=False, num_clips=prep.num_clips)
+
+
+def to_model_input(frames: torch.Tensor, prep: Preprocessing) -> torch.Tensor:
+    """uint8 ``(V*T, 3, S, S)`` -> normalised float32 ``(V*T, 3, S, S)``."""
+    return normalize(frames, prep.mean, prep.std)

@@ -1,0 +1,123 @@
+"""Export to ONNX and TorchScript: parity with PyTorch (fp32, 1e-4), dynamic batch, metadata."""
+
+from __future__ import annotations
+
+import builtins
+import json
+
+import pytest
+import torch
+
+import tcm
+from conftest import CLASSES, tiny_checkpoint
+from tcm.cli.main import main
+from tcm.deploy.export import (
+    banded_correlation,
+    export_checkpoint,
+    export_friendly_correlation,
+    load_torchscript,
+    run_exported,
+)
+from tcm.layers import mtdm as mtdm_module
+from tcm.ops import local_correlation_reference
+
+PARITY = 1e-4
+
+
+@pytest.mark.parametrize(("shape", "patch"), [((3, 16, 9, 11), 5), ((2, 8, 6, 6), 15)])
+def test_banded_correlation_matches_reference(shape, patch):
+    a, b = torch.randn(shape), torch.randn(shape)
+    expected = local_correlation_reference(a, b, patch)
+    torch.testing.assert_close(banded_correlation(a, b, patch), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_export_friendly_correlation_swaps_and_restores():
+    names = [name for name in ("mtdm_fields", "local_correlation") if hasattr(mtdm_module, name)]
+    assert names, "MTDM's correlation is called by a name the export swap does not know"
+    before = {name: getattr(mtdm_module, name) for name in names}
+    with export_friendly_correlation():
+        for name in names:
+            assert getattr(mtdm_module, name).__module__ == "tcm.deploy.export"
+    assert {name: getattr(mtdm_module, name) for name in names} == before
+
+
+def test_mtdm_under_the_swap_matches_mtdm(checkpoint):
+    model, _ = tcm.model_from_checkpoint(checkpoint)
+    layer = model.backbone.tcm_layers["layer2"].mtdm
+    x = torch.randn(8, 16, 8, 8)  # (N*T, C, H, W), 2 clips of 4 frames
+    with torch.no_grad():
+        expected = layer(x)
+        with export_friendly_correlation():
+            got = layer(x)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def checkpoint() -> dict:
+    return tiny_checkpoint(fc_std=1.0, seed=3)
+
+
+def _clips(batch: int, seed: int = 7) -> torch.Tensor:
+    return torch.randn(batch, 4, 3, 64, 64, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_export_parity_and_dynamic_batch(fmt, checkpoint, tmp_path):
+    if fmt == "onnx":
+        pytest.importorskip("onnxruntime")
+    out = tmp_path / f"model.{'onnx' if fmt == 'onnx' else 'pt'}"
+    result = export_checkpoint(checkpoint, out, fmt)
+    assert result.max_abs_diff < PARITY
+    assert result.max_abs_logit > 0.5  # logits large enough for the check to mean something
+    model, _ = tcm.model_from_checkpoint(checkpoint)
+    for batch in (1, 3):  # exported with batch 1
+        clips = _clips(batch)
+        with torch.no_grad():
+            expected = model(clips)
+        got = run_exported(out, fmt, clips)
+        assert got.shape == (batch, len(CLASSES))
+        assert (got - expected).abs().max().item() < PARITY
+    meta = json.loads(result.metadata_path.read_text())
+    assert result.metadata_path.name == out.name + ".json"
+    assert meta["frames"] == 4 and meta["input_size"] == 64 and meta["resize"] == [72, 96]
+    assert meta["classes"] == CLASSES and len(meta["mean"]) == len(meta["std"]) == 3
+    assert meta["input"]["shape"] == ["N", 4, 3, 64, 64]
+
+
+def test_torchscript_carries_preprocessing(checkpoint, tmp_path):
+    out = tmp_path / "model.pt"
+    export_checkpoint(checkpoint, out, "torchscript")
+    extra = {"preprocessing.json": ""}
+    load_torchscript(out, extra)
+    assert json.loads(extra["preprocessing.json"])["classes"] == CLASSES
+
+
+def test_onnx_dynamo_exporter(checkpoint, tmp_path):
+    pytest.importorskip("onnxscript")
+    result = export_checkpoint(checkpoint, tmp_path / "d.onnx", "onnx", onnx_exporter="dynamo")
+    assert result.max_abs_diff < PARITY
+    got = run_exported(result.path, "onnx", _clips(2))
+    assert got.shape == (2, len(CLASSES))
+
+
+def test_cli_export_prints_the_difference(checkpoint_path, tmp_path, capsys):
+    out = tmp_path / "tiny.pt"
+    args = ["export", "--checkpoint", str(checkpoint_path), "--format", "torchscript"]
+    status = main([*args, "--out", str(out)])
+    assert status == 0
+    printed = capsys.readouterr().out
+    assert "largest |torchscript - PyTorch|" in printed
+    assert out.is_file() and (tmp_path / "tiny.pt.json").is_file()
+
+
+def test_missing_onnx_packages_give_a_clear_message(checkpoint, tmp_path, monkeypatch):
+    real_import = builtins.__import__
+
+    def no_onnx(name, *args, **kwargs):
+        if name.split(".")[0] in ("onnx", "onnxruntime"):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_onnx)
+    with pytest.raises(ImportError, match=r"tcm\[export\]"):
+        export_checkpoint(checkpoint, tmp_path / "m.onnx", "onnx")
