@@ -467,9 +467,14 @@ def apply_overrides(
 
 
 def list_configs() -> list[str]:
-    """Names of the shipped configs (``src/tcm/configs/*.yaml``)."""
+    """Names of the shipped configs (``src/tcm/configs/*.yaml``; ``_base_*`` files, which
+    hold shared parts, are left out)."""
     folder = resources.files("tcm") / "configs"
-    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+    return sorted(
+        p.name[: -len(".yaml")]
+        for p in folder.iterdir()
+        if p.name.endswith(".yaml") and not p.name.startswith("_")
+    )
 
 
 def find_config(name_or_path: str | os.PathLike) -> Path:

@@ -418,8 +418,8 @@ class Trainer:
         last = self.last_good or "none (no checkpoint was written yet)"
         return NonFiniteLossError(
             f"non-finite {what} ({value}) at step {self.step + 1} (epoch {self.epoch + 1}, "
-            f"learning rate {self.schedule.get_last_lr()[0]:.4g}); the run stopped and no "
-            f"checkpoint was written. Last good checkpoint: {last}. Try a lower optim.lr, "
+            f"learning rate {self.schedule.get_last_lr()[0]:.4g}); the run stopped without writing a "
+            f"checkpoint. Last good checkpoint: {last}. Try a lower optim.lr, "
             "optim.clip_grad_norm, a warm-up (schedule.warmup_epochs) or train.amp=none."
         )
 
