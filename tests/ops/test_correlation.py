@@ -1,8 +1,12 @@
 import pytest
 import torch
 
-from tcm.ops import correlation
-from tcm.ops.correlation import local_correlation, local_correlation_reference
+from tcm.ops import correlation, use_backend
+from tcm.ops.correlation import (
+    local_correlation,
+    local_correlation_reference,
+    local_correlation_torch,
+)
 
 
 def brute_force(a: torch.Tensor, b: torch.Tensor, patch_size: int) -> torch.Tensor:
@@ -27,6 +31,8 @@ def test_both_paths_match_the_definition(shape, patch_size):
     b = torch.randn(shape, dtype=torch.float64)
     expected = brute_force(a, b, patch_size)
     torch.testing.assert_close(local_correlation_reference(a, b, patch_size), expected)
+    torch.testing.assert_close(local_correlation_torch(a, b, patch_size), expected)
+    # The entry point, on whichever path the backend picks here.
     torch.testing.assert_close(local_correlation(a, b, patch_size), expected)
 
 
@@ -36,7 +42,7 @@ def test_gradcheck_odd_sizes_and_borders(patch_size):
     a = torch.randn(2, 3, 5, 4, dtype=torch.float64, requires_grad=True)
     b = torch.randn(2, 3, 5, 4, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(
-        lambda p, q: local_correlation(p, q, patch_size), (a, b), fast_mode=True
+        lambda p, q: local_correlation_torch(p, q, patch_size), (a, b), fast_mode=True
     )
     assert torch.autograd.gradcheck(
         lambda p, q: local_correlation_reference(p, q, patch_size), (a, b), fast_mode=True
@@ -45,9 +51,9 @@ def test_gradcheck_odd_sizes_and_borders(patch_size):
 
 def test_chunking_bounds_temporaries_without_changing_results():
     a, b = torch.randn(6, 8, 12, 12), torch.randn(6, 8, 12, 12)
-    whole = local_correlation(a, b, 7)
+    whole = local_correlation_torch(a, b, 7)
     # One sample per chunk at most.
-    chunked = local_correlation(a, b, 7, max_temp_bytes=1)
+    chunked = local_correlation_torch(a, b, 7, max_temp_bytes=1)
     torch.testing.assert_close(chunked, whole)
 
 
@@ -62,11 +68,18 @@ def test_large_maps_are_split_into_chunks(monkeypatch):
     monkeypatch.setattr(correlation, "_correlate_rows", spy)
     # TCM at stride 4 of a 224 input, one 8-frame clip: 13 pairs of 56x56 maps.
     a, b = torch.randn(13, 64, 56, 56), torch.randn(13, 64, 56, 56)
-    local_correlation(a, b, 15, max_temp_bytes=64 * 2**20)
+    with use_backend("torch"):
+        local_correlation(a, b, 15, max_temp_bytes=64 * 2**20)
     assert len(calls) > 1 and sum(calls) == 13
 
 
-def test_half_precision_and_autocast_accumulate_in_float32():
+@pytest.mark.parametrize("backend", ["torch", "auto"])
+def test_half_precision_and_autocast_accumulate_in_float32(backend):
+    with use_backend(backend):
+        _check_half_precision()
+
+
+def _check_half_precision():
     a, b = torch.randn(2, 16, 9, 9), torch.randn(2, 16, 9, 9)
     expected = local_correlation(a, b, 5)
     out = local_correlation(a.bfloat16(), b.bfloat16(), 5)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tcm.ops import kernel_soft_argmax, local_correlation
+from tcm.ops import mtdm_fields
 
 
 def _normalize_channels(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -72,12 +72,14 @@ class MTDM(nn.Module):
         # (the slow pair for t = 0 is the fast one).
         firsts = torch.cat([clips[:, :-1], clips[:, :1].expand(-1, frames - 2, -1, -1, -1)], 1)
         seconds = torch.cat([clips[:, 1:], clips[:, 2:]], dim=1)  # (N, 2T-3, c, H, W)
-        correlation = local_correlation(
+        # ReLU'd local correlation and kernel soft-argmax, fused on the compiled path.
+        fields = mtdm_fields(
             firsts.reshape(-1, channels, height, width),
             seconds.reshape(-1, channels, height, width),
             self.patch_size,
-        ).relu()
-        fields = kernel_soft_argmax(correlation, self.patch_size, self.sigma, self.temperature)
+            self.sigma,
+            self.temperature,
+        )  # (N * (2T-3), 3, H, W)
         fields = fields.view(-1, 2 * frames - 3, 3, height, width).to(x.dtype)
         fast = fields[:, : frames - 1]  # (N, T-1, 3, H, W)
         slow = torch.cat([fields[:, :1], fields[:, frames - 1 :]], dim=1)

@@ -1,6 +1,27 @@
-"""Low-level operators: the local correlation and MTDM's kernel soft-argmax."""
+"""Low-level operators: the local correlation and MTDM's kernel soft-argmax.
 
-from tcm.ops.correlation import local_correlation, local_correlation_reference
-from tcm.ops.soft_argmax import kernel_soft_argmax
+Each has a compiled CPU path and a pure-PyTorch reference path, chosen by
+:mod:`tcm.ops.backend` (``set_backend("auto" | "torch" | "extension")``).
+"""
 
-__all__ = ["kernel_soft_argmax", "local_correlation", "local_correlation_reference"]
+from tcm.ops.backend import extension_available, get_backend, set_backend, use_backend
+from tcm.ops.correlation import (
+    local_correlation,
+    local_correlation_reference,
+    local_correlation_torch,
+)
+from tcm.ops.mtdm_fields import mtdm_fields
+from tcm.ops.soft_argmax import kernel_soft_argmax, kernel_soft_argmax_torch
+
+__all__ = [
+    "extension_available",
+    "get_backend",
+    "kernel_soft_argmax",
+    "kernel_soft_argmax_torch",
+    "local_correlation",
+    "local_correlation_reference",
+    "local_correlation_torch",
+    "mtdm_fields",
+    "set_backend",
+    "use_backend",
+]

@@ -7,11 +7,16 @@ indices ``i`` (vertical) and ``j`` (horizontal) in ``0 .. P-1``::
 
 with zeros where ``b`` is read out of bounds. Output shape: ``(B, P * P, H, W)``.
 
-Two implementations, both pure PyTorch and differentiable through autograd:
+Three implementations, all differentiable:
 
+- :func:`local_correlation`: the entry point. On CPU tensors it runs the compiled kernels
+  (``csrc/correlation.cpp``, forward and backward, memory bounded by about twice the inputs
+  plus the output) when they build here; otherwise, and wherever graphs are captured (tracing,
+  ONNX export, ``torch.compile``) or on other devices, :func:`local_correlation_torch`. The
+  choice follows :mod:`tcm.ops.backend`.
 - :func:`local_correlation_reference`: one multiply-and-sum per displacement; small
   temporaries, slow. The ground truth for tests.
-- :func:`local_correlation`: for each vertical offset, a batched matrix product of every row of
+- :func:`local_correlation_torch`: for each vertical offset, a batched matrix product of every row of
   ``a`` with the matching row of ``b`` (all horizontal pairs), then a strided view keeps the
   band ``|x' - x| <= d``. This runs on matrix-multiply kernels (BLAS, cuBLAS, MPS). It computes
   ``W / P`` times the needed products (about 2x at 28x28, patch 15) but never builds the
@@ -27,6 +32,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
+
+from tcm.ops import backend
 
 # Upper bound on the temporaries of one chunk of `local_correlation`; the batch is split so
 # that the row-pair products of a chunk fit in it.
@@ -72,13 +80,65 @@ def local_correlation_reference(a: torch.Tensor, b: torch.Tensor, patch_size: in
         return torch.stack(planes, dim=1)
 
 
+class _CompiledCorrelation(torch.autograd.Function):
+    """The compiled kernels' forward and backward as one autograd node."""
+
+    @staticmethod
+    def forward(ctx, a, b, patch_size, kernels):
+        ctx.save_for_backward(a, b)
+        ctx.patch_size, ctx.kernels = patch_size, kernels
+        return kernels.correlation_forward(a, b, patch_size)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        a, b = ctx.saved_tensors
+        need_a, need_b = ctx.needs_input_grad[:2]
+        grad_a, grad_b = ctx.kernels.correlation_backward(
+            grad, a, b, ctx.patch_size, need_a, need_b
+        )
+        return grad_a, grad_b, None, None
+
+
 def local_correlation(
     a: torch.Tensor,
     b: torch.Tensor,
     patch_size: int,
     max_temp_bytes: int = DEFAULT_MAX_TEMP_BYTES,
 ) -> torch.Tensor:
+    """Local correlation on the fastest available path (see the module docstring).
+
+    Args:
+        a, b: ``(B, C, H, W)`` feature maps.
+        patch_size: odd number of displacements per axis, ``P``.
+        max_temp_bytes: bound on the temporaries of one chunk of the pure-PyTorch path (the
+            compiled kernels need no chunking).
+
+    Returns:
+        ``(B, P * P, H, W)`` correlations, float32 (float64 for float64 inputs).
+
+    Example:
+        >>> a, b = torch.randn(2, 64, 28, 28), torch.randn(2, 64, 28, 28)
+        >>> local_correlation(a, b, patch_size=15).shape
+        torch.Size([2, 225, 28, 28])
+    """
+    _check_pair(a, b, patch_size)
+    kernels = backend.kernels_for(a, b)
+    if kernels is None:
+        return local_correlation_torch(a, b, patch_size, max_temp_bytes)
+    dtype = _compute_dtype(a)
+    return _CompiledCorrelation.apply(a.to(dtype), b.to(dtype), patch_size, kernels)
+
+
+def local_correlation_torch(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    patch_size: int,
+    max_temp_bytes: int = DEFAULT_MAX_TEMP_BYTES,
+) -> torch.Tensor:
     """Local correlation through row-by-row matrix products (see the module docstring).
+
+    Pure PyTorch: runs on any device and inside traced, exported or compiled graphs.
 
     Args:
         a, b: ``(B, C, H, W)`` feature maps.
@@ -91,7 +151,7 @@ def local_correlation(
 
     Example:
         >>> a, b = torch.randn(2, 64, 28, 28), torch.randn(2, 64, 28, 28)
-        >>> local_correlation(a, b, patch_size=15).shape
+        >>> local_correlation_torch(a, b, patch_size=15).shape
         torch.Size([2, 225, 28, 28])
     """
     _check_pair(a, b, patch_size)

@@ -1,8 +1,17 @@
-"""MTDM's kernel soft-argmax: displacement and confidence from a local correlation volume."""
+"""MTDM's kernel soft-argmax: displacement and confidence from a local correlation volume.
+
+:func:`kernel_soft_argmax` runs the compiled CPU kernel (forward and backward) when
+:mod:`tcm.ops.backend` selects it, else :func:`kernel_soft_argmax_torch`, the pure-PyTorch
+reference. MTDM itself goes through :func:`tcm.ops.mtdm_fields`, which fuses the correlation,
+the ReLU and this step.
+"""
 
 from __future__ import annotations
 
 import torch
+from torch.autograd.function import once_differentiable
+
+from tcm.ops import backend
 
 
 def _displacement_grid(patch_size: int, device: torch.device, dtype: torch.dtype):
@@ -16,13 +25,64 @@ def _displacement_grid(patch_size: int, device: torch.device, dtype: torch.dtype
     return rows.to(dtype).view(1, -1, 1, 1), cols.to(dtype).view(1, -1, 1, 1)
 
 
+def _check_volume(correlation: torch.Tensor, patch_size: int) -> None:
+    if correlation.dim() != 4 or correlation.shape[1] != patch_size * patch_size:
+        raise ValueError(
+            f"expected a correlation volume (B, {patch_size * patch_size}, H, W), "
+            f"got {tuple(correlation.shape)}"
+        )
+
+
+class _CompiledSoftArgmax(torch.autograd.Function):
+    """The compiled kernel soft-argmax, forward and backward (recomputed from the volume)."""
+
+    @staticmethod
+    def forward(ctx, correlation, patch_size, sigma, temperature, kernels):
+        ctx.save_for_backward(correlation)
+        ctx.args, ctx.kernels = (patch_size, sigma, temperature), kernels
+        return kernels.soft_argmax_forward(correlation, patch_size, sigma, temperature, False)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_fields):
+        (correlation,) = ctx.saved_tensors
+        grad = ctx.kernels.soft_argmax_backward(correlation, grad_fields, *ctx.args, False)
+        return grad, None, None, None, None
+
+
 def kernel_soft_argmax(
     correlation: torch.Tensor,
     patch_size: int,
     sigma: float = 5.0,
     temperature: float = 100.0,
 ) -> torch.Tensor:
-    """Displacement field and confidence from correlations.
+    """Displacement field and confidence from correlations, on the fastest available path.
+
+    Same contract as :func:`kernel_soft_argmax_torch`; the compiled kernel computes in float32
+    (float64 for float64 input) and returns the input's dtype.
+
+    Example:
+        >>> kernel_soft_argmax(torch.rand(2, 225, 28, 28), patch_size=15).shape
+        torch.Size([2, 3, 28, 28])
+    """
+    _check_volume(correlation, patch_size)
+    kernels = backend.kernels_for(correlation)
+    if kernels is None:
+        return kernel_soft_argmax_torch(correlation, patch_size, sigma, temperature)
+    dtype = torch.float64 if correlation.dtype == torch.float64 else torch.float32
+    fields = _CompiledSoftArgmax.apply(
+        correlation.to(dtype), patch_size, float(sigma), float(temperature), kernels
+    )
+    return fields.to(correlation.dtype)
+
+
+def kernel_soft_argmax_torch(
+    correlation: torch.Tensor,
+    patch_size: int,
+    sigma: float = 5.0,
+    temperature: float = 100.0,
+) -> torch.Tensor:
+    """Displacement field and confidence from correlations (pure PyTorch, the reference).
 
     A Gaussian window of width ``sigma`` (in displacement steps) centred on the arg-max
     (no gradient through the index) damps secondary peaks, then a softmax of
@@ -39,11 +99,7 @@ def kernel_soft_argmax(
         ``(B, 3, H, W)``: horizontal displacement ``u`` and vertical displacement ``v``, both in
         ``[-1, 1]`` (units of the radius ``d = P // 2``), and the confidence ``max_k c``.
     """
-    if correlation.dim() != 4 or correlation.shape[1] != patch_size * patch_size:
-        raise ValueError(
-            f"expected a correlation volume (B, {patch_size * patch_size}, H, W), "
-            f"got {tuple(correlation.shape)}"
-        )
+    _check_volume(correlation, patch_size)
     radius = patch_size // 2
     rows, cols = _displacement_grid(patch_size, correlation.device, correlation.dtype)
     confidence, best = correlation.max(dim=1, keepdim=True)  # (B, 1, H, W)

@@ -1,0 +1,103 @@
+"""Choice between the compiled kernels and the pure-PyTorch path of the TCM operators.
+
+Backends:
+
+- ``"auto"`` (default): the compiled CPU kernels for CPU tensors of a floating dtype when they
+  can be built or loaded (see :mod:`tcm.ops._extension`); the pure-PyTorch path otherwise (other
+  devices, tracing, scripting, ONNX export, ``torch.compile``), which is also the reference.
+- ``"torch"``: always the pure-PyTorch path.
+- ``"extension"``: the compiled kernels wherever they apply; raises when they cannot be loaded.
+
+Set it with :func:`set_backend`, temporarily with :func:`use_backend`, or for a whole process
+with the environment variable ``TCM_OPS_BACKEND``. ``TCM_DISABLE_EXTENSIONS=1`` never builds
+the kernels (``"auto"`` then means ``"torch"``).
+
+Example:
+    >>> import tcm.ops
+    >>> with tcm.ops.use_backend("torch"):
+    ...     reference = tcm.ops.local_correlation(a, b, 15)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from types import ModuleType
+
+import torch
+
+from tcm.ops import _extension
+
+BACKENDS = ("auto", "torch", "extension")
+BACKEND_ENV = "TCM_OPS_BACKEND"
+
+
+def _validate(name: str) -> str:
+    if name not in BACKENDS:
+        raise ValueError(f"unknown ops backend {name!r}; expected one of {', '.join(BACKENDS)}")
+    return name
+
+
+_backend = _validate(os.environ.get(BACKEND_ENV, "auto").strip().lower() or "auto")
+
+
+def set_backend(name: str) -> None:
+    """Select ``"auto"``, ``"torch"`` or ``"extension"`` for every later call (see module doc)."""
+    global _backend
+    if _validate(name) == "extension":
+        _require_extension()
+    _backend = name
+
+
+def get_backend() -> str:
+    """The selected backend name."""
+    return _backend
+
+
+@contextlib.contextmanager
+def use_backend(name: str) -> Iterator[None]:
+    """Context manager: ``name`` inside the block, the previous backend after it."""
+    previous = get_backend()
+    set_backend(name)
+    try:
+        yield
+    finally:
+        set_backend(previous)
+
+
+def extension_available() -> bool:
+    """Whether the compiled CPU kernels load here (building them on first call)."""
+    return _extension.load_extension() is not None
+
+
+def _require_extension() -> ModuleType:
+    module = _extension.load_extension()
+    if module is None:
+        reason = (
+            f"{_extension.DISABLE_ENV} is set"
+            if _extension.extensions_disabled()
+            else _extension.extension_error()
+        )
+        raise RuntimeError(f"the tcm ops backend 'extension' is unavailable: {reason}")
+    return module
+
+
+def _is_capturing() -> bool:
+    """Tracing, scripting, exporting or compiling: graphs must see plain PyTorch ops."""
+    if torch.jit.is_tracing() or torch.jit.is_scripting():
+        return True
+    if torch.onnx.is_in_onnx_export():
+        return True
+    return torch.compiler.is_compiling()
+
+
+def kernels_for(*tensors: torch.Tensor) -> ModuleType | None:
+    """The compiled kernels if they should run on ``tensors``, else ``None`` (pure PyTorch)."""
+    if _backend == "torch" or _is_capturing():
+        return None
+    if not all(t.device.type == "cpu" and t.dtype.is_floating_point for t in tensors):
+        return None
+    if _backend == "extension":
+        return _require_extension()
+    return _extension.load_extension()

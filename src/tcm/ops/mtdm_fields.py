@@ -1,0 +1,87 @@
+"""MTDM's displacement fields of frame pairs: ReLU'd local correlation, then kernel soft-argmax.
+
+:func:`mtdm_fields` equals ``kernel_soft_argmax(local_correlation(a, b, P).relu(), P, ...)``.
+On the compiled CPU path the three steps are one kernel: each row's correlations stay in a
+per-thread buffer and only the ``(B, 3, H, W)`` fields are written, so inference never
+materialises the ``(B, P*P, H, W)`` volume. When a gradient is needed the ReLU'd volume is kept
+for the backward (the same memory the unfused path keeps), which recomputes the softmax from
+it and runs the correlation's backward.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from tcm.ops import backend
+from tcm.ops.correlation import _check_pair, _compute_dtype, local_correlation_torch
+from tcm.ops.soft_argmax import kernel_soft_argmax_torch
+
+
+class _CompiledMTDMFields(torch.autograd.Function):
+    """Fused correlation + ReLU + kernel soft-argmax, with its backward."""
+
+    @staticmethod
+    def forward(ctx, a, b, patch_size, sigma, temperature, keep_volume, kernels):
+        fields, volume = kernels.mtdm_fields_forward(
+            a, b, patch_size, sigma, temperature, keep_volume
+        )
+        if keep_volume:
+            ctx.save_for_backward(a, b, volume)
+        ctx.args, ctx.kernels = (patch_size, sigma, temperature), kernels
+        return fields
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_fields):
+        a, b, volume = ctx.saved_tensors
+        patch_size = ctx.args[0]
+        grad_volume = ctx.kernels.soft_argmax_backward(volume, grad_fields, *ctx.args, True)
+        del volume
+        need_a, need_b = ctx.needs_input_grad[:2]
+        grad_a, grad_b = ctx.kernels.correlation_backward(
+            grad_volume, a, b, patch_size, need_a, need_b
+        )
+        return grad_a, grad_b, None, None, None, None, None
+
+
+def mtdm_fields(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    patch_size: int,
+    sigma: float = 5.0,
+    temperature: float = 100.0,
+) -> torch.Tensor:
+    """Displacement and confidence of every pixel of ``a`` towards ``b``.
+
+    Args:
+        a, b: ``(B, C, H, W)`` feature maps of the pairs' first and second frames.
+        patch_size: odd number of displacements per axis, ``P``.
+        sigma: Gaussian window width of the soft-argmax, in displacement steps.
+        temperature: softmax scale of the soft-argmax.
+
+    Returns:
+        ``(B, 3, H, W)`` ``[u, v, conf]``, float32 (float64 for float64 inputs): see
+        :func:`tcm.ops.kernel_soft_argmax`.
+
+    Example:
+        >>> a, b = torch.randn(13, 64, 28, 28), torch.randn(13, 64, 28, 28)
+        >>> mtdm_fields(a, b, patch_size=15).shape
+        torch.Size([13, 3, 28, 28])
+    """
+    _check_pair(a, b, patch_size)
+    kernels = backend.kernels_for(a, b)
+    if kernels is None:
+        correlation = local_correlation_torch(a, b, patch_size).relu()
+        return kernel_soft_argmax_torch(correlation, patch_size, sigma, temperature)
+    dtype = _compute_dtype(a)
+    keep_volume = torch.is_grad_enabled() and (a.requires_grad or b.requires_grad)
+    return _CompiledMTDMFields.apply(
+        a.to(dtype),
+        b.to(dtype),
+        patch_size,
+        float(sigma),
+        float(temperature),
+        keep_volume,
+        kernels,
+    )

@@ -1,0 +1,272 @@
+"""The compiled CPU kernels against the pure-PyTorch reference, and the choice between them."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+import tcm.ops as ops
+from tcm.ops import _extension, backend
+
+
+@pytest.fixture(scope="module")
+def compiled():
+    """Skip where the kernels cannot be built (the fallback tests below still run)."""
+    if not ops.extension_available():
+        pytest.skip(f"compiled kernels unavailable: {_extension.extension_error()}")
+
+
+def _normalized(*shape, dtype=torch.float32):
+    """Non-negative, channel-normalised maps like MTDM's (correlations in [0, 1])."""
+    x = torch.randn(*shape, dtype=dtype).relu()
+    return x * torch.rsqrt(x.pow(2).sum(dim=1, keepdim=True) + 1e-6)
+
+
+def _forward_backward(backend_name, fn, inputs, weights_seed=1):
+    """Output and input gradients of sum(fn(*inputs) * w) on one backend."""
+    leaves = [x.detach().clone().requires_grad_() for x in inputs]
+    with ops.use_backend(backend_name):
+        out = fn(*leaves)
+    w = torch.randn(out.shape, generator=torch.Generator().manual_seed(weights_seed))
+    (out * w.to(out.dtype)).sum().backward()
+    return out.detach(), [x.grad for x in leaves]
+
+
+# Pairs, channels, height, width, patch: every size the model tests use (golden cases
+# t8_h16, t16_h10, t8_n2_h12; 32x32 clips in tests/models, with TCM at layer1/2/3 and
+# patch 5), TCM's shape at 224 (28x28) and at stride 4 (56x56, fewer pairs), and odd sizes.
+MODEL_SIZES = [
+    (13, 64, 16, 16, 15),
+    (29, 64, 10, 10, 15),
+    (26, 64, 12, 12, 15),
+    (10, 64, 4, 4, 15),
+    (10, 64, 8, 8, 5),
+    (10, 64, 2, 2, 5),
+    (4, 64, 28, 28, 15),
+    (2, 64, 56, 56, 15),
+    (3, 17, 9, 21, 7),
+    (2, 5, 1, 33, 3),
+    (1, 3, 23, 5, 17),
+    (2, 20, 7, 7, 1),
+]
+
+
+@pytest.mark.parametrize("pairs, channels, height, width, patch", MODEL_SIZES)
+def test_mtdm_fields_match_the_reference_path(compiled, pairs, channels, height, width, patch):
+    a = _normalized(pairs, channels, height, width)
+    b = _normalized(pairs, channels, height, width)
+
+    def fields(p, q):
+        return ops.mtdm_fields(p, q, patch)
+
+    fast, fast_grads = _forward_backward("extension", fields, (a, b))
+    ref, ref_grads = _forward_backward("torch", fields, (a, b))
+    torch.testing.assert_close(fast, ref, atol=1e-4, rtol=1e-4)
+    for fast_grad, ref_grad in zip(fast_grads, ref_grads):
+        torch.testing.assert_close(fast_grad, ref_grad, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("pairs, channels, height, width, patch", MODEL_SIZES)
+def test_correlation_matches_the_reference_path(compiled, pairs, channels, height, width, patch):
+    a = torch.randn(pairs, channels, height, width)
+    b = torch.randn(pairs, channels, height, width)
+
+    def correlation(p, q):
+        return ops.local_correlation(p, q, patch)
+
+    fast, fast_grads = _forward_backward("extension", correlation, (a, b))
+    ref, ref_grads = _forward_backward("torch", correlation, (a, b))
+    # Sums of 64 products of unit-variance values: compare relative to their scale.
+    scale = channels**0.5
+    torch.testing.assert_close(fast, ref, atol=1e-5 * scale, rtol=1e-4)
+    for fast_grad, ref_grad in zip(fast_grads, ref_grads):
+        torch.testing.assert_close(fast_grad, ref_grad, atol=1e-5 * scale * patch, rtol=1e-4)
+
+
+@pytest.mark.parametrize("shape, patch", [((2, 3, 5, 4), 5), ((1, 2, 3, 7), 15), ((2, 4, 6, 5), 1)])
+def test_compiled_backward_passes_gradcheck_in_float64(compiled, shape, patch):
+    a = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    with ops.use_backend("extension"):
+        assert torch.autograd.gradcheck(
+            lambda p, q: ops.local_correlation(p, q, patch), (a, b), fast_mode=True
+        )
+        # Away from ties of the arg-max and from zeros of the ReLU, the fields are smooth.
+        a_pos = (torch.rand(shape, dtype=torch.float64) * 0.05).requires_grad_()
+        b_pos = (torch.rand(shape, dtype=torch.float64) * 0.05).requires_grad_()
+        assert torch.autograd.gradcheck(
+            lambda p, q: ops.mtdm_fields(p, q, patch), (a_pos, b_pos), fast_mode=True
+        )
+        volume = (torch.rand(1, patch * patch, 3, 2, dtype=torch.float64) * 0.05).requires_grad_()
+        assert torch.autograd.gradcheck(
+            lambda c: ops.kernel_soft_argmax(c, patch), (volume,), fast_mode=True
+        )
+
+
+@pytest.mark.parametrize("op", [ops.mtdm_fields, ops.local_correlation])
+def test_float64_matches_the_reference_closely(compiled, op):
+    a, b = (_normalized(3, 16, 11, 13, dtype=torch.float64) for _ in range(2))
+
+    def fn(p, q):
+        return op(p, q, 9)
+
+    fast, fast_grads = _forward_backward("extension", fn, (a, b))
+    ref, ref_grads = _forward_backward("torch", fn, (a, b))
+    torch.testing.assert_close(fast, ref, atol=1e-10, rtol=1e-10)
+    for fast_grad, ref_grad in zip(fast_grads, ref_grads):
+        torch.testing.assert_close(fast_grad, ref_grad, atol=1e-9, rtol=1e-9)
+
+
+def test_soft_argmax_matches_the_reference_path(compiled):
+    # Signed correlations (no ReLU before this entry point) and a different sigma/temperature.
+    volume = torch.randn(3, 81, 7, 19) * 0.3
+
+    def soft_argmax(c):
+        return ops.kernel_soft_argmax(c, 9, sigma=2.0, temperature=30.0)
+
+    fast, (fast_grad,) = _forward_backward("extension", soft_argmax, (volume,))
+    ref, (ref_grad,) = _forward_backward("torch", soft_argmax, (volume,))
+    _, (true_grad,) = _forward_backward("torch", soft_argmax, (volume.double(),))
+    torch.testing.assert_close(fast, ref, atol=1e-5, rtol=1e-5)
+    # The temperature amplifies float32 rounding: here the float32 reference path is up to
+    # 2e-4 off the float64 result. The compiled path must be within 1e-4 of it, and no
+    # further from it than the reference path.
+    torch.testing.assert_close(fast_grad.double(), true_grad, atol=1e-4, rtol=1e-4)
+    fast_error = (fast_grad.double() - true_grad).abs().max()
+    assert fast_error <= (ref_grad.double() - true_grad).abs().max()
+
+
+def test_gradient_only_where_asked(compiled):
+    a, b = torch.randn(2, 8, 6, 6), torch.randn(2, 8, 6, 6, requires_grad=True)
+    with ops.use_backend("extension"):
+        ops.mtdm_fields(a, b, 5).sum().backward()
+        ops.local_correlation(a, b, 5).sum().backward()
+    assert a.grad is None and b.grad is not None
+    with ops.use_backend("extension"), torch.no_grad():
+        assert ops.mtdm_fields(a, b, 5).grad_fn is None
+
+
+def test_half_inputs_run_in_float32(compiled):
+    a, b = _normalized(2, 16, 9, 9), _normalized(2, 16, 9, 9)
+    with ops.use_backend("extension"):
+        out = ops.mtdm_fields(a.bfloat16(), b.bfloat16(), 5)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            auto = ops.mtdm_fields(a, b, 5)
+    assert out.dtype == auto.dtype == torch.float32
+    with ops.use_backend("torch"):
+        torch.testing.assert_close(auto, ops.mtdm_fields(a, b, 5), atol=1e-5, rtol=1e-5)
+
+
+def test_auto_picks_the_compiled_path_on_cpu_but_not_while_tracing(compiled):
+    a = torch.randn(1, 4, 5, 5)
+    assert backend.get_backend() == "auto"
+    assert backend.kernels_for(a) is not None
+    assert backend.kernels_for(a.int()) is None
+    traced = torch.jit.trace(lambda p, q: ops.mtdm_fields(p, q, 3), (a, a), check_trace=False)
+    assert "PythonOp" not in str(traced.graph)
+    with ops.use_backend("torch"):
+        assert backend.kernels_for(a) is None
+
+
+def test_unknown_backend_is_refused():
+    with pytest.raises(ValueError, match="unknown ops backend"):
+        ops.set_backend("cuda-magic")
+
+
+@pytest.fixture
+def fresh_extension_state(monkeypatch):
+    """A process where the kernels have not been looked for yet."""
+    monkeypatch.setattr(_extension, "_state", {})
+    monkeypatch.delenv(_extension.DISABLE_ENV, raising=False)
+
+
+@pytest.mark.parametrize(
+    "failure, message",
+    [("missing", "no C++ compiler found"), ("build", "error: boom")],
+)
+def test_falls_back_with_one_warning_when_the_build_is_impossible(
+    monkeypatch, caplog, fresh_extension_state, failure, message
+):
+    if failure == "missing":
+        monkeypatch.setattr(
+            _extension, "_missing_tools", lambda: "no C++ compiler found ('c++' is not on PATH)"
+        )
+    else:
+        monkeypatch.setattr(_extension, "_missing_tools", lambda: None)
+
+        def broken_build():
+            raise RuntimeError("compiling correlation.cpp\nerror: boom")
+
+        monkeypatch.setattr(_extension, "_build", broken_build)
+    a, b = _normalized(2, 8, 6, 6), _normalized(2, 8, 6, 6)
+    with caplog.at_level(logging.WARNING, logger=_extension.__name__):
+        first = ops.mtdm_fields(a, b, 5)
+        ops.local_correlation(a, b, 5)
+    warnings = [r for r in caplog.records if "unavailable" in r.getMessage()]
+    assert len(warnings) == 1 and message in warnings[0].getMessage()
+    with ops.use_backend("torch"):
+        torch.testing.assert_close(first, ops.mtdm_fields(a, b, 5), rtol=0, atol=0)
+    with pytest.raises(RuntimeError, match=re.escape(message)):
+        ops.set_backend("extension")
+    assert ops.get_backend() == "auto"
+
+
+def test_disable_variable_never_builds(monkeypatch, fresh_extension_state):
+    monkeypatch.setenv(_extension.DISABLE_ENV, "1")
+
+    def no_build():
+        raise AssertionError("the kernels must not be built")
+
+    monkeypatch.setattr(_extension, "_build", no_build)
+    a = torch.randn(1, 4, 5, 5)
+    assert backend.kernels_for(a) is None
+    assert ops.mtdm_fields(a, a, 3).shape == (1, 3, 5, 5)
+    with pytest.raises(RuntimeError, match="TCM_DISABLE_EXTENSIONS"):
+        ops.set_backend("extension")
+
+
+def _run_python(code: str, **env: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    return result.stdout
+
+
+def test_backend_from_the_environment():
+    out = _run_python("import tcm.ops; print(tcm.ops.get_backend())", TCM_OPS_BACKEND="torch")
+    assert out.strip() == "torch"
+
+
+def test_inference_memory_is_bounded_by_inputs_and_outputs(compiled):
+    # Peak resident memory of a fresh process: the fused inference path must not build the
+    # (B, P*P, H, W) volume (37 MB here); its copies of the inputs are about 2.5x one input.
+    out = _run_python(
+        """
+        import resource, torch, tcm.ops as ops
+        torch.manual_seed(0)
+        a, b = torch.randn(13, 64, 56, 56), torch.randn(13, 64, 56, 56)
+        with torch.no_grad():
+            ops.mtdm_fields(a[:1, :, :8, :8], b[:1, :, :8, :8], 15)  # load, start threads
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            fields = ops.mtdm_fields(a, b, 15)
+            after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print((after - before) * 1024)
+        """,
+        TCM_OPS_BACKEND="extension",
+    )
+    extra = int(out.strip().splitlines()[-1])
+    input_bytes = 13 * 64 * 56 * 56 * 4
+    volume_bytes = 13 * 225 * 56 * 56 * 4
+    assert extra < min(3 * input_bytes, volume_bytes), (extra, input_bytes, volume_bytes)
