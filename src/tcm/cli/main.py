@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "convert",
     "prepare",
     "check_data",
+    "synth",
     "predict",
     "export",
     "visualize",
