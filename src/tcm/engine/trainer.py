@@ -276,6 +276,7 @@ class Trainer:
                 num_crops=cfg.eval.num_crops,
                 num_classes=self.num_classes,
                 decode_threads=d.decode_threads,
+                bad_sample_policy=d.bad_sample_policy,
             )
         self.sampler = EpochSampler(
             len(self.train_set),
