@@ -89,14 +89,26 @@ def _is_capturing() -> bool:
         return True
     if torch.onnx.is_in_onnx_export():
         return True
+    is_exporting = getattr(torch.compiler, "is_exporting", None)
+    if is_exporting is not None and is_exporting():
+        return True
     return torch.compiler.is_compiling()
+
+
+def _is_plain_cpu_float(t: torch.Tensor) -> bool:
+    """A real CPU tensor of a floating dtype (not a fake, meta or functional subclass)."""
+    return (
+        type(t) in (torch.Tensor, torch.nn.Parameter)
+        and t.device.type == "cpu"
+        and t.dtype.is_floating_point
+    )
 
 
 def kernels_for(*tensors: torch.Tensor) -> ModuleType | None:
     """The compiled kernels if they should run on ``tensors``, else ``None`` (pure PyTorch)."""
     if _backend == "torch" or _is_capturing():
         return None
-    if not all(t.device.type == "cpu" and t.dtype.is_floating_point for t in tensors):
+    if not all(_is_plain_cpu_float(t) for t in tensors):
         return None
     if _backend == "extension":
         return _require_extension()
