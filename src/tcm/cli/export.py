@@ -30,8 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--atol",
         type=float,
         default=1e-4,
-        help="largest difference to PyTorch accepted (exit status 1 beyond it)",
+        help="difference to PyTorch accepted: atol + rtol * largest |logit| (exit 1 beyond)",
     )
+    parser.add_argument("--rtol", type=float, default=1e-5, help="see --atol")
     parser.set_defaults(func=run)
 
 
@@ -53,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
         f"largest |{args.format} - PyTorch| on {result.check_batch} random clips: "
         f"{result.max_abs_diff:.3g} (largest |logit| {result.max_abs_logit:.3g})"
     )
-    if result.max_abs_diff > args.atol:
-        print(f"tcm export: difference above --atol {args.atol:g}")
+    tolerance = args.atol + args.rtol * result.max_abs_logit
+    if result.max_abs_diff > tolerance:
+        print(f"tcm export: difference above the tolerance {tolerance:.3g} (--atol, --rtol)")
         return 1
     return 0

@@ -204,6 +204,10 @@ def _quiet_export() -> Iterator[None]:
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.jit")
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message=r"Constant folding - Only steps=1")
+        # The TorchScript-based ONNX exporter is deprecated since torch 2.9; it is still the
+        # default here (closest parity), and --onnx-exporter dynamo selects the new one.
+        warnings.filterwarnings("ignore", message=r"You are using the legacy TorchScript-based")
+        warnings.filterwarnings("ignore", message=r"The feature will be removed")
         yield
 
 
