@@ -39,7 +39,7 @@ def test_url_is_downloaded_and_cached(tmp_path, monkeypatch):
 
 def test_mismatching_weights_name_the_keys(tmp_path):
     path, _ = _imagenet_file(tmp_path, depth=18)
-    with pytest.raises(ValueError, match=r"missing keys \['layer1.0.conv3.weight'"):
+    with pytest.raises(ValueError, match=r"missing keys: \['layer1\.0\.conv3\.weight'"):
         tcm.create_model("tsm_resnet50", num_classes=2, pretrained=str(path))
     with pytest.raises(FileNotFoundError, match="no such weights file"):
         tcm.create_model("tsm_resnet18", num_classes=2, pretrained=str(tmp_path / "nope.pth"))

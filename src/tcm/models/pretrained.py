@@ -10,6 +10,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from tcm.models.convert import check_state_dict
+
 logger = logging.getLogger(__name__)
 
 # Wrappers used by common training scripts around the state dict.
@@ -50,24 +52,10 @@ def load_imagenet_backbone(backbone: nn.Module, source: str | os.PathLike) -> No
     Any other missing or unexpected key, or a shape mismatch, is an error naming the keys.
     """
     state = {k: v for k, v in read_state_dict(source).items() if not k.startswith("fc.")}
-    own = backbone.state_dict()
-    missing = [k for k in own if k not in state and not k.startswith("tcm_layers.")]
-    unexpected = [k for k in state if k not in own]
-    mismatched = [
-        f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in state
-        if k in own and state[k].shape != own[k].shape
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing keys {missing[:10]}{' ...' if len(missing) > 10 else ''}")
-    if unexpected:
-        problems.append(
-            f"unexpected keys {unexpected[:10]}{' ...' if len(unexpected) > 10 else ''}"
-        )
-    if mismatched:
-        problems.append(f"shape mismatches {mismatched[:10]}")
-    if problems:
-        raise ValueError(f"{source}: does not fit the backbone: " + "; ".join(problems))
+    expected = {k: v for k, v in backbone.state_dict().items() if not k.startswith("tcm_layers.")}
+    try:
+        check_state_dict(state, expected)
+    except ValueError as error:
+        raise ValueError(f"{source}: does not fit the backbone: {error}") from error
     backbone.load_state_dict(state, strict=False)
     logger.info("loaded ImageNet weights from %s (%d tensors)", source, len(state))
