@@ -55,6 +55,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import av
@@ -102,11 +103,13 @@ class ClassSpec:
         name: class name as written to ``classes.txt``.
         group: which property of the motion tells the class apart (one of :data:`GROUPS`).
         description: what the actor does.
+        track: ``track(rng, frames, size) -> ObjectTrack``, the actor's path.
     """
 
     name: str
     group: str
     description: str
+    track: Callable[[np.random.Generator, int, int], ObjectTrack] = field(repr=False)
 
 
 @dataclass
@@ -231,78 +234,62 @@ def _order_track(rng: np.random.Generator, frames: int, size: int, change: str, 
     return ObjectTrack(centre, radius.copy(), alpha.copy())
 
 
-def _spec_and_track(name, group, description, track):
-    return ClassSpec(name, group, description), track
+def _spec(name: str, group: str, description: str, track: Callable, **options) -> ClassSpec:
+    return ClassSpec(name, group, description, partial(track, **options))
 
 
-_CLASSES: dict[str, tuple[ClassSpec, Callable]] = {
-    spec.name: (spec, track)
-    for spec, track in (
-        _spec_and_track(
-            "moving left",
-            "direction",
-            "straight path to the left",
-            lambda rng, f, s: _direction_track(rng, f, s, "left"),
+#: Every class the generator knows, by name, in the default order.
+CLASS_SPECS: dict[str, ClassSpec] = {
+    spec.name: spec
+    for spec in (
+        _spec(
+            "moving left", "direction", "straight path leftwards", _direction_track, heading="left"
         ),
-        _spec_and_track(
+        _spec(
             "moving right",
             "direction",
-            "straight path to the right",
-            lambda rng, f, s: _direction_track(rng, f, s, "right"),
+            "straight path rightwards",
+            _direction_track,
+            heading="right",
         ),
-        _spec_and_track(
-            "moving up",
-            "direction",
-            "straight path upwards",
-            lambda rng, f, s: _direction_track(rng, f, s, "up"),
+        _spec("moving up", "direction", "straight path upwards", _direction_track, heading="up"),
+        _spec(
+            "moving down", "direction", "straight path downwards", _direction_track, heading="down"
         ),
-        _spec_and_track(
-            "moving down",
-            "direction",
-            "straight path downwards",
-            lambda rng, f, s: _direction_track(rng, f, s, "down"),
-        ),
-        _spec_and_track(
+        _spec(
             "moving slowly",
             "tempo",
-            "bouncing along a random direction, 1x speed",
-            lambda rng, f, s: _tempo_track(rng, f, s, 1.0),
+            "bouncing, random direction, 1x speed",
+            _tempo_track,
+            speed=1.0,
         ),
-        _spec_and_track(
+        _spec(
             "moving quickly",
             "tempo",
-            f"bouncing along a random direction, {TEMPO_RATIO:g}x speed",
-            lambda rng, f, s: _tempo_track(rng, f, s, TEMPO_RATIO),
+            f"bouncing, random direction, {TEMPO_RATIO:g}x speed",
+            _tempo_track,
+            speed=TEMPO_RATIO,
         ),
-        _spec_and_track(
+        _spec(
             "approaching",
             "order",
             "growing from small to large",
-            lambda rng, f, s: _order_track(rng, f, s, "radius", reverse=False),
+            _order_track,
+            change="radius",
+            reverse=False,
         ),
-        _spec_and_track(
+        _spec(
             "receding",
             "order",
             "shrinking from large to small",
-            lambda rng, f, s: _order_track(rng, f, s, "radius", reverse=True),
+            _order_track,
+            change="radius",
+            reverse=True,
         ),
-        _spec_and_track(
-            "appearing",
-            "order",
-            "fading in",
-            lambda rng, f, s: _order_track(rng, f, s, "alpha", reverse=False),
-        ),
-        _spec_and_track(
-            "disappearing",
-            "order",
-            "fading out",
-            lambda rng, f, s: _order_track(rng, f, s, "alpha", reverse=True),
-        ),
+        _spec("appearing", "order", "fading in", _order_track, change="alpha", reverse=False),
+        _spec("disappearing", "order", "fading out", _order_track, change="alpha", reverse=True),
     )
 }
-
-#: Every class the generator knows, by name, in the default order.
-CLASS_SPECS: dict[str, ClassSpec] = {name: spec for name, (spec, _) in _CLASSES.items()}
 #: The default class list (all of them: 4 direction, 2 tempo, 4 order).
 DEFAULT_CLASSES: tuple[str, ...] = tuple(CLASS_SPECS)
 
@@ -465,12 +452,11 @@ def render_clip(
         >>> clip.shape, clip.dtype
         ((16, 64, 64, 3), dtype('uint8'))
     """
-    if class_name not in _CLASSES:
-        raise ValueError(f"unknown synthetic class {class_name!r}; known: {', '.join(_CLASSES)}")
+    if class_name not in CLASS_SPECS:
+        raise ValueError(f"unknown synthetic class {class_name!r}; known: {', '.join(CLASS_SPECS)}")
     if frames < 2 or size < 16:
         raise ValueError(f"need at least 2 frames of 16 x 16 pixels, got {frames} of {size}")
-    _, make_track = _CLASSES[class_name]
-    actor = (make_track(rng, frames, size), random_look(rng))
+    actor = (CLASS_SPECS[class_name].track(rng, frames, size), random_look(rng))
     count = int(rng.integers(1, max_distractors + 1)) if max_distractors > 0 else 0
     distractors = []
     for _ in range(count):
@@ -525,15 +511,19 @@ def write_video(
 ) -> None:
     """Encode ``frames`` ``(F, H, W, 3)`` uint8 RGB to H.264 (yuv420p) in MP4 with PyAV.
 
-    One encoder thread and fixed options: the same frames give a byte-identical file.
-    ``H`` and ``W`` must be even (yuv420p).
+    One encoder thread and fixed options: the same frames give a byte-identical file. x264's
+    macroblock-tree rate control is off: with it, the first clip a process encodes sometimes
+    differs from later encodes of the same frames (observed with the libx264 of PyAV 18), and
+    it brings nothing to clips of a few dozen frames. ``H`` and ``W`` must be even (yuv420p).
     """
     count, height, width, channels = frames.shape
     if channels != 3 or height % 2 or width % 2:
         raise ValueError(f"need (F, H, W, 3) frames with even H and W, got {frames.shape}")
     with av.open(str(path), "w") as container:
         stream = container.add_stream(
-            "libx264", rate=fps, options={"crf": str(crf), "preset": preset}
+            "libx264",
+            rate=fps,
+            options={"crf": str(crf), "preset": preset, "x264-params": "mbtree=0"},
         )
         stream.width, stream.height = width, height
         stream.pix_fmt = "yuv420p"
