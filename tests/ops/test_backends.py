@@ -20,7 +20,8 @@ from tcm.ops import _extension, backend
 def compiled():
     """Skip where the kernels cannot be built (the fallback tests below still run)."""
     if not ops.extension_available():
-        pytest.skip(f"compiled kernels unavailable: {_extension.extension_error()}")
+        reason = _extension.extension_error() or f"{_extension.DISABLE_ENV} is set"
+        pytest.skip(f"compiled kernels unavailable: {reason}")
 
 
 def _normalized(*shape, dtype=torch.float32):
