@@ -17,14 +17,35 @@ from __future__ import annotations
 import bisect
 import logging
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 from PIL import Image
 
 logger = logging.getLogger(__name__)
+
+# One colour converter per thread and process, reused across frames and videos: a frame's
+# own `to_ndarray(format=...)` sets up a new swscale context on every call, which costs more
+# than decoding a small frame. A forked worker gets its own converter and must never free its
+# parent's (freeing waits for threads that did not survive the fork), so they are kept by
+# process id.
+_converters = threading.local()
+
+
+def _to_rgb(frame: av.VideoFrame) -> np.ndarray:
+    """A decoded frame as an ``(H, W, 3)`` uint8 RGB array."""
+    by_process = getattr(_converters, "by_process", None)
+    if by_process is None:
+        by_process = _converters.by_process = {}
+    converter = by_process.get(os.getpid())
+    if converter is None:
+        converter = by_process[os.getpid()] = VideoReformatter()
+    return converter.reformat(frame, format="rgb24").to_ndarray()
+
 
 # Reasons carried by BadVideoError, as reported by ``tcm check-data``.
 MISSING = "missing"
@@ -275,7 +296,7 @@ class VideoReader:
                 for index, frame in iterator:
                     position = index
                     if index in wanted_set and index not in got:
-                        got[index] = frame.to_ndarray(format="rgb24")
+                        got[index] = _to_rgb(frame)
                     if index >= target:
                         break
                 if target not in got:
