@@ -14,14 +14,15 @@ import sys
 
 # Modules of this package that provide sub-commands, in the order ``tcm --help`` lists them.
 COMMAND_MODULES = (
+    "demo",
     "info",
     "convert",
     "prepare",
     "check_data",
+    "synth",
     "train",
     "evaluate",
     "ensemble",
-    "synth",
     "predict",
     "export",
     "visualize",
