@@ -65,12 +65,12 @@ class TempoSettings:
     """
 
     seed: int = 0
-    clips_per_class: int = 60
+    clips_per_class: int = 80
     size: int = 64
     frames: int = 16
     num_segments: int = 8
     widths: tuple[int, int, int, int] = (16, 32, 64, 128)
-    epochs: int = 12
+    epochs: int = 15
     batch_size: int = 16
     lr: float = 0.05
     tcm_stages: tuple[str, ...] = ("layer2",)
