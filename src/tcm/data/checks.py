@@ -11,13 +11,13 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 
 from tcm.data.annotations import VideoRecord
 from tcm.data.decoding import BAD_LABEL, TOO_FEW_FRAMES, BadVideoError, VideoReader, open_media
+from tcm.utils.parallel import map_in_processes
 
 logger = logging.getLogger(__name__)
 
@@ -90,25 +90,6 @@ def check_records(
         frame_template=frame_template,
         frame_start_index=frame_start_index,
     )
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(records), unit="video", desc="checking")
-    results = []
-    try:
-        if workers <= 1:
-            for record in records:
-                results.append(check(record))
-                if bar is not None:
-                    bar.update()
-        else:
-            with ProcessPoolExecutor(workers) as pool:
-                for result in pool.map(check, records, chunksize=4):
-                    results.append(result)
-                    if bar is not None:
-                        bar.update()
-    finally:
-        if bar is not None:
-            bar.close()
-    return results
+    return map_in_processes(
+        check, records, workers=workers, progress=progress, desc="checking", unit="video"
+    )

@@ -11,13 +11,13 @@ import logging
 import os
 import shutil
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 from tcm.data.decoding import NOT_A_VIDEO, BadVideoError, VideoReader, format_frame_name
 from tcm.data.transforms import short_side_size
+from tcm.utils.parallel import map_in_processes
 
 logger = logging.getLogger(__name__)
 
@@ -115,27 +115,15 @@ def extract_all(
         short_side=short_side,
         quality=quality,
     )
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(videos), unit="video", desc="extracting frames")
-    results = []
-    try:
-        if workers <= 1:
-            for video in videos:
-                results.append(job(video))
-                if bar is not None:
-                    bar.update()
-        else:
-            with ProcessPoolExecutor(workers) as pool:
-                for result in pool.map(job, videos, chunksize=2):
-                    results.append(result)
-                    if bar is not None:
-                        bar.update()
-    finally:
-        if bar is not None:
-            bar.close()
+    results = map_in_processes(
+        job,
+        videos,
+        workers=workers,
+        progress=progress,
+        desc="extracting frames",
+        unit="video",
+        chunksize=2,
+    )
     failed = [r for r in results if r.error]
     if failed:
         logger.warning(

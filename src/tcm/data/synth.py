@@ -53,13 +53,14 @@ import os
 import time
 import zlib
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 
 import av
 import numpy as np
+
+from tcm.utils.parallel import map_in_processes
 
 logger = logging.getLogger(__name__)
 
@@ -692,25 +693,14 @@ def write_synth_dataset(
             jobs.append((config, class_name, index, str(root / relative)))
 
     workers = workers or os.cpu_count() or 1
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(jobs), unit="clip", desc="synthesising clips")
-    try:
-        if workers <= 1:
-            for job in jobs:
-                _write_clip(job)
-                if bar is not None:
-                    bar.update()
-        else:
-            with ProcessPoolExecutor(min(workers, len(jobs))) as pool:
-                for _ in pool.map(_write_clip, jobs, chunksize=4):
-                    if bar is not None:
-                        bar.update()
-    finally:
-        if bar is not None:
-            bar.close()
+    map_in_processes(
+        _write_clip,
+        jobs,
+        workers=workers,
+        progress=progress,
+        desc="synthesising clips",
+        unit="clip",
+    )
 
     summary = SynthSummary(root, root / "classes.txt", root / "groups.json")
     summary.classes.write_text("".join(f"{name}\n" for name in config.classes), encoding="utf-8")
