@@ -30,32 +30,20 @@ import statistics
 import subprocess
 import sys
 import textwrap
-import time
 
 import torch
 
 import tcm.ops as ops
+from side_by_side import medians, time_side_by_side
 
 PAIRS, CHANNELS, SIZE, PATCH = 56, 64, 28, 15
 FORWARD_FLOP = 2 * PAIRS * PATCH * PATCH * SIZE * SIZE * CHANNELS
 MATMUL_SIZE = 2048
 
 
-def timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
 def side_by_side(contenders: dict, repeats: int) -> dict[str, float]:
     """Median seconds per contender, alternating runs after one warm-up each."""
-    for fn in contenders.values():
-        fn()
-    samples = {name: [] for name in contenders}
-    for _ in range(repeats):
-        for name, fn in contenders.items():
-            samples[name].append(timed(fn))
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return medians(time_side_by_side(contenders, repeats))
 
 
 def on_backend(name: str, fn):
@@ -85,19 +73,11 @@ def matmul_call():
 
 MEMORY_SCRIPT = """
 import sys, torch, tcm.ops as ops
+from tcm.utils.memory import reset_peak_resident, resident_bytes
 backend, op_name, mode = sys.argv[1:4]
 pairs, channels, size, patch = {pairs}, {channels}, {size}, {patch}
 op = {{"correlation": ops.local_correlation, "fields": ops.mtdm_fields,
        "brute force": ops.local_correlation_reference}}[op_name]
-
-def resident_kib(reset_peak=False, peak=False):
-    # Linux: writing 5 to clear_refs resets the peak resident set (VmHWM) to the current one.
-    if reset_peak:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    key = "VmHWM:" if peak else "VmRSS:"
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith(key))
 
 ops.set_backend(backend)
 torch.manual_seed(0)
@@ -111,10 +91,11 @@ def call(p, q):
 
 with torch.set_grad_enabled(mode == "forward+backward"):
     call(a[:1, :, :6, :6], b[:1, :, :6, :6])
-    before = resident_kib(reset_peak=True)
+    reset_peak_resident()
+    before = resident_bytes()
     call(a, b)
-    after = resident_kib(peak=True)
-print((after - before) * 1024)
+    after = resident_bytes(peak=True)
+print(after - before)
 """
 
 

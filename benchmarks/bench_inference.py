@@ -23,25 +23,8 @@ import torch
 
 import tcm
 import tcm.ops
+from side_by_side import time_side_by_side
 from tcm.deploy.export import export_onnx, export_torchscript, load_torchscript, onnx_session
-
-
-def timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def side_by_side(contenders: dict, repeats: int, warmup: int) -> dict[str, list[float]]:
-    """Seconds per run of each contender, alternating runs after ``warmup`` runs each."""
-    for fn in contenders.values():
-        for _ in range(warmup):
-            fn()
-    samples = {name: [] for name in contenders}
-    for _ in range(repeats):
-        for name, fn in contenders.items():
-            samples[name].append(timed(fn))
-    return samples
 
 
 def main() -> None:
@@ -94,7 +77,7 @@ def main() -> None:
         differences = {
             name: (fn() - reference).abs().max().item() for name, fn in contenders.items()
         }
-        samples = side_by_side(contenders, args.repeats, args.warmup)
+        samples = time_side_by_side(contenders, args.repeats, args.warmup)
 
     medians = {name: statistics.median(values) for name, values in samples.items()}
     base = medians["PyTorch eager"]

@@ -12,30 +12,17 @@ affects both alike. Usage: ``python benchmarks/bench_model.py [--repeats 7] [--t
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 
 import tcm
+from side_by_side import medians, time_side_by_side
 from tcm.ops import local_correlation, local_correlation_reference
-
-
-def timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def side_by_side(contenders: dict, repeats: int) -> dict[str, float]:
     """Median seconds per contender, alternating runs after one warm-up each."""
-    for fn in contenders.values():
-        fn()
-    samples = {name: [] for name in contenders}
-    for _ in range(repeats):
-        for name, fn in contenders.items():
-            samples[name].append(timed(fn))
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return medians(time_side_by_side(contenders, repeats))
 
 
 def correlation_figures(repeats: int) -> None:

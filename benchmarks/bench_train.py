@@ -14,13 +14,12 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 import torch.nn.functional as F
 
 import tcm
+from side_by_side import medians, time_side_by_side
 from tcm.engine.config import OptimConfig
 from tcm.engine.evaluation import autocast_context
 from tcm.engine.optim import build_optimizer
@@ -65,20 +64,14 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     steps = {name: make_step(name, args) for name in MODELS}
-    for step in steps.values():  # warm-up (allocations, kernel selection, extension loading)
-        step()
-    samples: dict[str, list[float]] = {name: [] for name in MODELS}
-    for _ in range(args.repeats):
-        for name, step in steps.items():
-            start = time.perf_counter()
-            step()
-            samples[name].append(time.perf_counter() - start)
+    # One warm-up each: allocations, kernel selection, extension loading.
+    samples = time_side_by_side(steps, args.repeats)
     print(
         f"training step, batch {args.batch} x {args.frames} frames x {args.size}x{args.size}, "
         f"amp {args.amp}, channels_last {args.channels_last}, {torch.get_num_threads()} threads, "
         f"median of {args.repeats}"
     )
-    median = {name: statistics.median(values) for name, values in samples.items()}
+    median = medians(samples)
     for name in MODELS:
         print(
             f"  {name:18s} {median[name]:7.3f} s/step  {args.batch / median[name]:6.3f} clips/s  "

@@ -256,26 +256,19 @@ def test_inference_memory_is_bounded_by_inputs_and_outputs(compiled):
     out = _run_python(
         """
         import torch, tcm.ops as ops
-        def resident_kib(reset_peak=False, peak=False):
-            # Linux: writing 5 to clear_refs resets the peak resident set (VmHWM) to the current one.
-            if reset_peak:
-                with open("/proc/self/clear_refs", "w") as f:
-                    f.write("5")
-            key = "VmHWM:" if peak else "VmRSS:"
-            with open("/proc/self/status") as f:
-                return next(int(line.split()[1]) for line in f if line.startswith(key))
-
+        from tcm.utils.memory import reset_peak_resident, resident_bytes
         torch.manual_seed(0)
         a, b = torch.randn(13, 64, 56, 56), torch.randn(13, 64, 56, 56)
         for backend in ("extension", "torch"):
             ops.set_backend(backend)
             with torch.no_grad():
                 ops.mtdm_fields(a[:1, :, :8, :8], b[:1, :, :8, :8], 15)  # load, start threads
-                before = resident_kib(reset_peak=True)
+                reset_peak_resident()
+                before = resident_bytes()
                 fields = ops.mtdm_fields(a, b, 15)
-                after = resident_kib(peak=True)
+                after = resident_bytes(peak=True)
             del fields
-            print((after - before) * 1024)
+            print(after - before)
         """
     )
     compiled_extra, torch_extra = (int(line) for line in out.split())

@@ -1,0 +1,30 @@
+"""Timing shared by the benchmark scripts: contenders run alternately, so load on the machine
+affects them alike. Imported by the scripts of this folder (``python benchmarks/bench_*.py``
+puts it on the path)."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+
+def time_side_by_side(
+    contenders: dict[str, Callable[[], object]], repeats: int, warmup: int = 1
+) -> dict[str, list[float]]:
+    """Seconds of each run of each contender, alternating, after ``warmup`` runs each."""
+    for fn in contenders.values():
+        for _ in range(warmup):
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(repeats):
+        for name, fn in contenders.items():
+            start = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - start)
+    return samples
+
+
+def medians(samples: dict[str, list[float]]) -> dict[str, float]:
+    """Median seconds per contender."""
+    return {name: statistics.median(values) for name, values in samples.items()}
