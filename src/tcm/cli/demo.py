@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -31,6 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from tcm.cli.main import main as tcm_main
+    from tcm.data.annotations import read_classes
+    from tcm.data.synth import read_groups
     from tcm.recipes.tempo import TempoSettings, chance_levels, format_table, run_tempo_comparison
 
     started = time.perf_counter()
@@ -46,8 +47,8 @@ def run(args: argparse.Namespace) -> int:
     results = run_tempo_comparison(out, settings)
 
     data = out / "data"
-    classes = [name for name in (data / "classes.txt").read_text().splitlines() if name]
-    groups = json.loads((data / "groups.json").read_text())
+    classes = read_classes(data / "classes.txt")
+    groups = read_groups(data / "groups.json")
     print("\nTop-1 (%) on the validation split, argmax over all classes:\n")
     print(format_table(results, chance_levels(classes, groups)))
     print(f"\nlearning curves: {out / 'curves.png'}")
@@ -79,12 +80,12 @@ def run(args: argparse.Namespace) -> int:
 
 def held_out_examples(data: Path, classes: list[str], groups: dict[str, str]) -> list[Path]:
     """One clip of the first class of each group from the test split (val if none)."""
+    from tcm.data.annotations import read_list
+
     listing = data / "test.txt" if (data / "test.txt").is_file() else data / "val.txt"
     first_of_class: dict[int, Path] = {}
-    for line in listing.read_text().splitlines():
-        if line.strip():
-            path, label = line.rsplit(maxsplit=1)
-            first_of_class.setdefault(int(label), data / path)
+    for record in read_list(listing):
+        first_of_class.setdefault(record.label, data / record.path)
     picked = {}
     for label, path in sorted(first_of_class.items()):
         picked.setdefault(groups[classes[label]], path)

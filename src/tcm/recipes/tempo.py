@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from tcm.data.synth import SynthConfig, write_synth_dataset
+from tcm.data.annotations import read_classes
+from tcm.data.synth import SynthConfig, read_groups, write_synth_dataset
 from tcm.engine import (
     DataConfig,
     EvalConfig,
@@ -161,9 +162,8 @@ def run_tempo_comparison(
     settings = settings or TempoSettings()
     out = Path(out)
     data_root = generate_data(out / "data", settings, progress)
-    classes = (data_root / "classes.txt").read_text().split("\n")
-    classes = [name for name in classes if name]
-    groups = json.loads((data_root / "groups.json").read_text())
+    classes = read_classes(data_root / "classes.txt")
+    groups = read_groups(data_root / "groups.json")
     results = []
     for variant in settings.variants:
         work_dir = out / "runs" / variant
