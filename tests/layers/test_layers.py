@@ -69,3 +69,28 @@ def test_tcm_rejects_wrong_input():
         layer(torch.randn(8, 15, 5, 5))
     with pytest.raises(ValueError, match="at least 2 frames"):
         MTDM(16, num_segments=1)
+
+
+@pytest.mark.parametrize("tempos", [("fast",), ("slow",), ("slow", "fast")])
+def test_mtdm_keeps_the_chosen_tempos(tempos):
+    torch.manual_seed(0)
+    both = MTDM(32, num_segments=4, reduced_channels=16, patch_size=5).eval()
+    some = MTDM(32, num_segments=4, reduced_channels=16, patch_size=5, tempos=tempos).eval()
+    some.load_state_dict(both.state_dict())
+    x = torch.randn(8, 32, 6, 6)
+    channels = {"fast": [0, 1, 2], "slow": [3, 4, 5]}
+    expected = both(x)[:, [c for tempo in tempos for c in channels[tempo]]]
+    assert some.out_channels == 3 * len(tempos)
+    torch.testing.assert_close(some(x), expected)
+
+
+def test_tcm_ablation_options():
+    x = torch.randn(8, 16, 6, 6)
+    fast_only = TCM(16, num_segments=4, patch_size=5, tempos=("fast",))
+    assert fast_only(x).shape == x.shape
+    assert fast_only.tam.conv1[0].in_channels == 3
+    plain = TCM(16, num_segments=4, patch_size=5, temporal_attention=False)
+    assert isinstance(plain.tam.ETA, torch.nn.Identity)
+    assert plain(x).shape == x.shape
+    with pytest.raises(ValueError, match="tempos"):
+        MTDM(16, num_segments=4, tempos=("fast", "medium"))

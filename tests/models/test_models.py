@@ -84,5 +84,16 @@ def test_invalid_options_are_refused():
         tcm.create_model("tcm_resnet9000", num_classes=3)
     with pytest.raises(ValueError, match="does not take"):
         tcm.create_model("tsm_resnet18", num_classes=3, patch_size=5)
+    with pytest.raises(ValueError, match="does not take"):
+        tcm.create_model("tsn_resnet10", num_classes=3, tempos=("fast",))
     with pytest.raises(ValueError, match="unknown TCM stage"):
         tcm.create_model("tcm_tsm_resnet18", num_classes=3, tcm_stages=("layer5",))
+
+
+def test_tcm_ablations_build_and_run():
+    clip = torch.randn(1, 4, 3, 32, 32)
+    for options in ({"tempos": ("slow",)}, {"temporal_attention": False}):
+        model = tcm.create_model(
+            "tcm_tsn_resnet10", num_classes=3, num_segments=4, widths=(8, 8, 16, 16), **options
+        )
+        assert model(clip).shape == (1, 3)

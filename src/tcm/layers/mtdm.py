@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
 from tcm.ops import mtdm_fields
+
+#: The two tempos of the reference, in the order of MTDM's output channels.
+TEMPOS = ("fast", "slow")
 
 
 def _normalize_channels(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -21,6 +26,9 @@ class MTDM(nn.Module):
     correlation of channel-reduced, L2-normalised features and a kernel soft-argmax; the last
     pair's maps are repeated so there are T per clip.
 
+    ``tempos`` keeps only some of the two (for ablations): the output then has 3 channels
+    per tempo kept, in the order given.
+
     Args:
         in_channels: channels ``C`` of the input.
         num_segments: frames per clip ``T`` (at least 2).
@@ -28,13 +36,13 @@ class MTDM(nn.Module):
         patch_size: displacements per axis (odd), radius ``patch_size // 2``.
         sigma: Gaussian window width of the soft-argmax, in displacement steps.
         temperature: softmax scale of the soft-argmax.
+        tempos: which tempos to compute, ``("fast", "slow")`` in the reference.
 
     Shapes:
         input ``(N*T, C, H, W)`` -> output ``(N*T, 6, H, W)`` with channels
-        ``[u_fast, v_fast, conf_fast, u_slow, v_slow, conf_slow]``.
+        ``[u_fast, v_fast, conf_fast, u_slow, v_slow, conf_slow]`` (``3 * len(tempos)``
+        channels in general).
     """
-
-    out_channels = 6
 
     def __init__(
         self,
@@ -44,8 +52,12 @@ class MTDM(nn.Module):
         patch_size: int = 15,
         sigma: float = 5.0,
         temperature: float = 100.0,
+        tempos: Sequence[str] = TEMPOS,
     ) -> None:
         super().__init__()
+        tempos = tuple(tempos)
+        if not tempos or len(set(tempos)) != len(tempos) or set(tempos) - set(TEMPOS):
+            raise ValueError(f"tempos must be distinct names among {TEMPOS}, got {tempos}")
         if num_segments < 2:
             raise ValueError(
                 f"MTDM needs at least 2 frames per clip, got num_segments={num_segments}"
@@ -56,6 +68,8 @@ class MTDM(nn.Module):
         self.patch_size = patch_size
         self.sigma = sigma
         self.temperature = temperature
+        self.tempos = tempos
+        self.out_channels = 3 * len(tempos)
         # Name kept from the reference release so its checkpoints map one-to-one.
         self.chnl_reduction = nn.Sequential(
             nn.Conv2d(in_channels, reduced_channels, kernel_size=1, bias=False),
@@ -68,10 +82,19 @@ class MTDM(nn.Module):
         channels, height, width = reduced.shape[1:]
         clips = reduced.view(-1, self.num_segments, channels, height, width)  # (N, T, c, H, W)
         frames = self.num_segments
-        # Fast pairs (t, t+1) for t = 0..T-2, then the slow pairs (0, t+1) for t = 1..T-2
-        # (the slow pair for t = 0 is the fast one).
-        firsts = torch.cat([clips[:, :-1], clips[:, :1].expand(-1, frames - 2, -1, -1, -1)], 1)
-        seconds = torch.cat([clips[:, 1:], clips[:, 2:]], dim=1)  # (N, 2T-3, c, H, W)
+        keep_fast = "fast" in self.tempos
+        # Fast pairs (t, t+1), t = 0..T-2. Slow pairs (0, t+1): the first of them is the fast
+        # pair (0, 1), computed once when the fast tempo is kept too.
+        shared = 1 if keep_fast else 0
+        firsts, seconds = [], []
+        if keep_fast:
+            firsts.append(clips[:, :-1])
+            seconds.append(clips[:, 1:])
+        if "slow" in self.tempos:
+            firsts.append(clips[:, :1].expand(-1, frames - 1 - shared, -1, -1, -1))
+            seconds.append(clips[:, 1 + shared :])
+        firsts, seconds = torch.cat(firsts, 1), torch.cat(seconds, 1)  # (N, pairs, c, H, W)
+        pairs = firsts.shape[1]
         # ReLU'd local correlation and kernel soft-argmax, fused on the compiled path.
         fields = mtdm_fields(
             firsts.reshape(-1, channels, height, width),
@@ -79,16 +102,21 @@ class MTDM(nn.Module):
             self.patch_size,
             self.sigma,
             self.temperature,
-        )  # (N * (2T-3), 3, H, W)
-        fields = fields.view(-1, 2 * frames - 3, 3, height, width).to(x.dtype)
-        fast = fields[:, : frames - 1]  # (N, T-1, 3, H, W)
-        slow = torch.cat([fields[:, :1], fields[:, frames - 1 :]], dim=1)
-        fast = torch.cat([fast, fast[:, -1:]], dim=1)  # (N, T, 3, H, W)
-        slow = torch.cat([slow, slow[:, -1:]], dim=1)
-        return torch.cat([fast, slow], dim=2).view(-1, 6, height, width)
+        )  # (N * pairs, 3, H, W)
+        fields = fields.view(-1, pairs, 3, height, width).to(x.dtype)
+        per_tempo = {}  # tempo -> (N, T-1, 3, H, W)
+        if keep_fast:
+            per_tempo["fast"] = fields[:, : frames - 1]
+        if "slow" in self.tempos:
+            slow = fields[:, pairs - (frames - 1 - shared) :]
+            per_tempo["slow"] = torch.cat([fields[:, :1], slow], dim=1) if shared else slow
+        # The last pair's maps repeated: T per clip, (N, T, 3, H, W) each.
+        outputs = [torch.cat([f, f[:, -1:]], dim=1) for f in map(per_tempo.get, self.tempos)]
+        return torch.cat(outputs, dim=2).view(-1, self.out_channels, height, width)
 
     def extra_repr(self) -> str:
+        tempos = "" if self.tempos == TEMPOS else f", tempos={self.tempos}"
         return (
             f"num_segments={self.num_segments}, patch_size={self.patch_size}, "
-            f"sigma={self.sigma}, temperature={self.temperature}"
+            f"sigma={self.sigma}, temperature={self.temperature}{tempos}"
         )

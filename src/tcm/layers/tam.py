@@ -58,13 +58,23 @@ class TAM(nn.Module):
     Args:
         out_channels: channels of the output (those of the backbone where TCM sits).
         num_segments: frames per clip ``T``.
-        in_channels: channels of MTDM's output (6).
+        in_channels: channels of MTDM's output (6; a multiple of 3).
+        temporal_attention: re-weight the output over time (the reference does); without it
+            TAM ends at its last conv (an ablation).
 
     Shapes: ``(N*T, 6, H, W)`` -> ``(N*T, out_channels, H, W)``.
     """
 
-    def __init__(self, out_channels: int, num_segments: int, in_channels: int = 6) -> None:
+    def __init__(
+        self,
+        out_channels: int,
+        num_segments: int,
+        in_channels: int = 6,
+        temporal_attention: bool = True,
+    ) -> None:
         super().__init__()
+        if in_channels % 3:
+            raise ValueError(f"TAM's convs work in 3 groups; got in_channels={in_channels}")
         # Groups of 3 over the 6 field channels: (u_f, v_f), (conf_f, u_s), (v_s, conf_s),
         # as in the reference release, whose checkpoints expect it.
         self.conv1 = nn.Sequential(
@@ -79,7 +89,7 @@ class TAM(nn.Module):
             *_conv_bn_relu(64, 64, 3, groups=64), *_conv_bn_relu(64, out_channels, 1)
         )
         # Name kept from the reference release ("ETA") for checkpoint compatibility.
-        self.ETA = TemporalAttention(num_segments)
+        self.ETA = TemporalAttention(num_segments) if temporal_attention else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.ETA(self.conv4(self.conv3(self.conv2(self.conv1(x)))))

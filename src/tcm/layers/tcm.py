@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
-from tcm.layers.mtdm import MTDM
+from tcm.layers.mtdm import MTDM, TEMPOS
 from tcm.layers.tam import TAM
 
 
@@ -19,6 +21,8 @@ class TCM(nn.Module):
         reduced_channels: channels the correlation works on; 64 in the reference.
         sigma: Gaussian window width of the soft-argmax.
         temperature: softmax scale of the soft-argmax.
+        tempos: which of MTDM's tempos to compute, ``("fast", "slow")`` in the reference.
+        temporal_attention: end TAM with its temporal attention, as the reference does.
 
     Shapes: input ``(N*T, C, H, W)`` with the T frames of a clip contiguous, output the same.
 
@@ -36,14 +40,21 @@ class TCM(nn.Module):
         reduced_channels: int = 64,
         sigma: float = 5.0,
         temperature: float = 100.0,
+        tempos: Sequence[str] = TEMPOS,
+        temporal_attention: bool = True,
     ) -> None:
         super().__init__()
         self.in_channels = in_channels
         self.num_segments = num_segments
         self.mtdm = MTDM(
-            in_channels, num_segments, reduced_channels, patch_size, sigma, temperature
+            in_channels, num_segments, reduced_channels, patch_size, sigma, temperature, tempos
         )
-        self.tam = TAM(in_channels, num_segments, in_channels=MTDM.out_channels)
+        self.tam = TAM(
+            in_channels,
+            num_segments,
+            in_channels=self.mtdm.out_channels,
+            temporal_attention=temporal_attention,
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.in_channels or x.shape[0] % self.num_segments:

@@ -98,6 +98,8 @@ class TCMOptions:
         reduced_channels: channels the correlation works on.
         sigma: Gaussian window width of the soft-argmax.
         temperature: softmax scale of the soft-argmax.
+        tempos: MTDM's tempos, ``("fast", "slow")`` in the reference.
+        temporal_attention: TAM ends with its temporal attention (as in the reference).
     """
 
     stages: Sequence[str] = ("layer2",)
@@ -105,6 +107,8 @@ class TCMOptions:
     reduced_channels: int = 64
     sigma: float = 5.0
     temperature: float = 100.0
+    tempos: Sequence[str] = ("fast", "slow")
+    temporal_attention: bool = True
 
 
 class ResNet(nn.Module):
@@ -176,6 +180,8 @@ class ResNet(nn.Module):
                     reduced_channels=tcm.reduced_channels,
                     sigma=tcm.sigma,
                     temperature=tcm.temperature,
+                    tempos=tuple(tcm.tempos),
+                    temporal_attention=tcm.temporal_attention,
                 )
                 for stage in tcm_stages
             }

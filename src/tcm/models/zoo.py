@@ -24,6 +24,8 @@ def _create_recognizer(
     reduced_channels: int = 64,
     sigma: float = 5.0,
     temperature: float = 100.0,
+    tempos: Sequence[str] = ("fast", "slow"),
+    temporal_attention: bool = True,
     shift_fold_div: int = 8,
     widths: Sequence[int] = (64, 128, 256, 512),
     stem_width: int = 64,
@@ -37,6 +39,8 @@ def _create_recognizer(
             reduced_channels=reduced_channels,
             sigma=sigma,
             temperature=temperature,
+            tempos=tuple(tempos),
+            temporal_attention=temporal_attention,
         )
     backbone = ResNet(
         block,
@@ -53,7 +57,17 @@ def _create_recognizer(
     return VideoRecognizer(backbone, num_classes, dropout=dropout)
 
 
-_TCM_OPTIONS = frozenset({"tcm_stages", "patch_size", "reduced_channels", "sigma", "temperature"})
+_TCM_OPTIONS = frozenset(
+    {
+        "tcm_stages",
+        "patch_size",
+        "reduced_channels",
+        "sigma",
+        "temperature",
+        "tempos",
+        "temporal_attention",
+    }
+)
 _SHIFT_OPTIONS = frozenset({"shift_fold_div"})
 
 
