@@ -186,7 +186,7 @@ def test_bad_settings_raise():
 
 # Frames of the control classifier: CONTROL_FRAMES frames CONTROL_GAP apart.
 CONTROL_FRAMES = 5
-CONTROL_GAP = 3
+CONTROL_GAP = 2
 EPOCHS = 8
 
 

@@ -6,8 +6,11 @@ sensor noise and a small camera shake. The class is carried by the actor's motio
 
 - ``direction``: ``moving left`` / ``right`` / ``up`` / ``down``: a straight path at constant
   speed. Which way it goes is visible only across frames.
-- ``tempo``: ``moving slowly`` / ``moving quickly``: the same bouncing motion along a random
-  direction, three times faster in the fast class.
+- ``tempo``: ``moving slowly`` / ``moving at medium speed`` / ``moving quickly``: the same
+  bouncing motion at 1.6, 2.56 and 4.1 times the direction classes' speed. Headings lie near a
+  diagonal and every speed band is apart from the others and from the direction classes', so
+  a tempo clip never looks like a direction clip, and telling the tempo classes apart takes
+  measuring the speed.
 - ``order``: ``approaching`` / ``receding`` (the actor grows / shrinks) and ``appearing`` /
   ``disappearing`` (it fades in / out): the same values traversed in opposite temporal order.
 
@@ -76,9 +79,12 @@ ACTOR_RADIUS = (0.09, 0.14)
 #: Path length over the whole clip of the direction classes: about 1/8 of it between the frames
 #: a TSN sampler with 8 segments picks (3-4 px per sampled frame at S = 64, 5-7 px at S = 96).
 DIRECTION_TRAVEL = (0.38, 0.55)
-#: Path length over the clip of the slow tempo class; the fast class moves TEMPO_RATIO as far.
-TEMPO_TRAVEL = (0.35, 0.5)
-TEMPO_RATIO = 3.0
+#: Speeds of the tempo classes: TEMPO_STEP, its square and its cube times the direction
+#: classes' speed. 1.6 keeps the speed bands of neighbouring classes, and of the direction
+#: classes, apart (0.55 / 0.38 < 1.6).
+TEMPO_STEP = 1.6
+#: Tempo classes head within this angle (radians) of a diagonal, never along an axis.
+TEMPO_HEADING_SPREAD = np.pi / 8
 #: Actor radius at the small and at the large end of the approaching / receding classes.
 ORDER_RADIUS_SMALL = (0.07, 0.10)
 ORDER_RADIUS_LARGE = (0.22, 0.28)
@@ -168,16 +174,22 @@ def _ramp(rng: np.random.Generator, frames: int, low: float, high: float, travel
 
 
 def _bounce(
-    rng: np.random.Generator, frames: int, low: float, high: float, travel: float
+    rng: np.random.Generator,
+    frames: int,
+    low: float,
+    high: float,
+    travel: float,
+    heading: float | None = None,
 ) -> np.ndarray:
     """Positions ``(F, 2)`` bouncing between the walls of ``[low, high]^2`` at constant speed.
 
-    The direction is uniform and the path covers ``travel`` pixels over the clip. The start is
-    uniform on the unfolded period ``[0, 2 B)`` of each axis (``B = high - low``), which makes
-    the position uniform in the box at every frame, whatever the speed.
+    The path covers ``travel`` pixels over the clip along ``heading`` (radians; uniform when
+    not given). The start is uniform on the unfolded period ``[0, 2 B)`` of each axis
+    (``B = high - low``), which makes the position uniform in the box at every frame, whatever
+    the speed.
     """
     width = high - low
-    angle = rng.uniform(0.0, 2.0 * np.pi)
+    angle = rng.uniform(0.0, 2.0 * np.pi) if heading is None else heading
     velocity = travel / max(frames - 1, 1) * np.array([np.cos(angle), np.sin(angle)])
     start = rng.uniform(0.0, 2.0 * width, size=2)
     unfolded = np.mod(start + velocity * np.arange(frames)[:, None], 2.0 * width)  # (F, 2)
@@ -205,11 +217,13 @@ def _direction_track(rng: np.random.Generator, frames: int, size: int, heading: 
 
 
 def _tempo_track(rng: np.random.Generator, frames: int, size: int, speed: float):
-    """Bouncing path along a random direction, ``speed`` times the slow class's speed."""
+    """Bouncing path heading near a diagonal, ``speed`` times the direction classes' speed."""
     radius = _uniform(rng, ACTOR_RADIUS, size)
     margin = ACTOR_RADIUS[1] * size
-    travel = _uniform(rng, TEMPO_TRAVEL, size) * speed
-    centre = _bounce(rng, frames, margin, size - 1 - margin, travel)
+    travel = _uniform(rng, DIRECTION_TRAVEL, size) * speed
+    diagonal = np.pi / 4 + np.pi / 2 * int(rng.integers(4))
+    heading = diagonal + rng.uniform(-TEMPO_HEADING_SPREAD, TEMPO_HEADING_SPREAD)
+    centre = _bounce(rng, frames, margin, size - 1 - margin, travel, heading)
     return ObjectTrack(centre, np.full(frames, radius), np.ones(frames))
 
 
@@ -260,16 +274,23 @@ CLASS_SPECS: dict[str, ClassSpec] = {
         _spec(
             "moving slowly",
             "tempo",
-            "bouncing, random direction, 1x speed",
+            f"bouncing near a diagonal, {TEMPO_STEP:g}x the direction classes' speed",
             _tempo_track,
-            speed=1.0,
+            speed=TEMPO_STEP,
+        ),
+        _spec(
+            "moving at medium speed",
+            "tempo",
+            f"bouncing near a diagonal, {TEMPO_STEP**2:g}x the direction classes' speed",
+            _tempo_track,
+            speed=TEMPO_STEP**2,
         ),
         _spec(
             "moving quickly",
             "tempo",
-            f"bouncing, random direction, {TEMPO_RATIO:g}x speed",
+            f"bouncing near a diagonal, {TEMPO_STEP**3:g}x the direction classes' speed",
             _tempo_track,
-            speed=TEMPO_RATIO,
+            speed=TEMPO_STEP**3,
         ),
         _spec(
             "approaching",
@@ -291,7 +312,7 @@ CLASS_SPECS: dict[str, ClassSpec] = {
         _spec("disappearing", "order", "fading out", _order_track, change="alpha", reverse=True),
     )
 }
-#: The default class list (all of them: 4 direction, 2 tempo, 4 order).
+#: The default class list (all of them: 4 direction, 3 tempo, 4 order).
 DEFAULT_CLASSES: tuple[str, ...] = tuple(CLASS_SPECS)
 
 
