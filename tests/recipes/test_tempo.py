@@ -3,9 +3,19 @@
 import json
 
 import numpy as np
+import torch
 
 from tcm.cli.main import main
-from tcm.recipes.tempo import TempoSettings, chance_levels, group_accuracy, run_tempo_comparison
+from tcm.data.synth import SHAPES
+from tcm.models import create_model
+from tcm.recipes.stills import StillsConfig, pretrain_trunk, render_stills
+from tcm.recipes.tempo import (
+    TempoSettings,
+    chance_levels,
+    group_accuracy,
+    run_tempo_comparison,
+    variant_config,
+)
 
 
 def test_group_accuracy_and_chance_levels():
@@ -29,7 +39,13 @@ def test_comparison_writes_table_curves_and_runs(tmp_path):
         num_workers=0,
     )
     results = run_tempo_comparison(tmp_path, settings, progress=False)
-    assert [r.variant for r in results] == ["tsn", "tsm", "tcm"]
+    assert [r.variant for r in results] == ["tsn", "tcm_tsn", "tsm", "tcm"]
+    assert [r.model for r in results] == [
+        "tsn_resnet10",
+        "tcm_tsn_resnet10",
+        "tsm_resnet10",
+        "tcm_tsm_resnet10",
+    ]
     for result in results:
         assert 0 <= result.top1 <= 100
         assert set(result.groups) == {"direction", "tempo", "order"}
@@ -56,3 +72,29 @@ def test_comparison_writes_table_curves_and_runs(tmp_path):
     )
     assert status == 0
     assert list((tmp_path / "visualize").glob("*.png"))
+
+
+def test_still_image_trunk_initialises_every_variant_alike(tmp_path):
+    config = StillsConfig(widths=(8, 8, 16, 16), stem_width=8, size=32, images=64, epochs=1)
+    images, labels = render_stills(config, workers=1)
+    assert images.shape == (64, 3, 32, 32) and images.dtype == torch.uint8
+    assert set(labels.tolist()) <= set(range(len(SHAPES)))
+    path = pretrain_trunk(tmp_path / "stills", config)
+    written = path.stat().st_mtime_ns
+    assert pretrain_trunk(tmp_path / "stills", config) == path  # cached: not trained again
+    assert path.stat().st_mtime_ns == written
+    trunk = torch.load(path, weights_only=True)
+    for variant in ("tsn", "tcm"):
+        settings = TempoSettings(
+            size=32, widths=(8, 8, 16, 16), num_segments=4, pretrain=True, variants=(variant,)
+        )
+        config = variant_config(variant, tmp_path, settings, trunk=path)
+        model = create_model(
+            config.model.name,
+            num_classes=10,
+            num_segments=4,
+            pretrained=config.model.pretrained,
+            **config.model.kwargs,
+        )
+        for key, value in trunk.items():
+            torch.testing.assert_close(model.backbone.state_dict()[key], value)

@@ -58,4 +58,4 @@ def load_imagenet_backbone(backbone: nn.Module, source: str | os.PathLike) -> No
     except ValueError as error:
         raise ValueError(f"{source}: does not fit the backbone: {error}") from error
     backbone.load_state_dict(state, strict=False)
-    logger.info("loaded ImageNet weights from %s (%d tensors)", source, len(state))
+    logger.info("loaded backbone weights from %s (%d tensors)", source, len(state))

@@ -39,11 +39,18 @@ from tcm.engine import (
     evaluate,
     train,
 )
+from tcm.recipes.stills import StillsConfig, pretrain_trunk
 
 logger = logging.getLogger(__name__)
 
 # Variant -> registered model.
-VARIANTS = {"tsn": "tsn_resnet10", "tsm": "tsm_resnet10", "tcm": "tcm_tsm_resnet10"}
+VARIANTS = {
+    "tsn": "tsn_resnet10",
+    "tcm_tsn": "tcm_tsn_resnet10",
+    "tsm": "tsm_resnet10",
+    "tcm": "tcm_tsm_resnet10",
+}
+TCM_VARIANTS = frozenset({"tcm_tsn", "tcm"})
 
 
 @dataclass
@@ -52,30 +59,45 @@ class TempoSettings:
 
     Attributes:
         seed: seed of the data set and of every training run.
-        clips_per_class: generated clips per class (train/val/test split 70/20/10).
+        clips_per_class: generated clips per class, split into train, val and test.
+        val_fraction: share of each class's clips in the validation split (the one reported).
+        test_fraction: share in the test split (the demo's held-out examples).
         size: side of the generated frames and of the network input, in pixels.
         frames: frames per generated video.
         num_segments: frames sampled per clip (``T``).
         widths: stage widths of the small ResNet-10 shared by all variants.
         epochs: training epochs per variant.
+        eval_interval: validate every this many epochs (and after the last).
         batch_size: clips per step.
         lr: learning rate (SGD, cosine schedule with one warm-up epoch).
-        tcm_stages: where TCM goes in the ``tcm`` variant.
+        tcm_stages: where TCM goes in the TCM variants.
+        tcm_options: further TCM options (``patch_size``, ``reduced_channels``, ...) of the
+            TCM variants, the same for both.
+        pretrain: initialise every variant's trunk with still-image pretraining
+            (:mod:`tcm.recipes.stills`), as the paper starts from ImageNet.
+        stills: options of that pretraining (:class:`tcm.recipes.stills.StillsConfig`).
         variants: which variants to train, in order.
         num_workers: data loader processes.
+        extra_model_kwargs: options passed to every variant's model.
     """
 
     seed: int = 0
     clips_per_class: int = 80
+    val_fraction: float = 0.2
+    test_fraction: float = 0.1
     size: int = 64
     frames: int = 16
     num_segments: int = 8
     widths: tuple[int, int, int, int] = (16, 32, 64, 128)
     epochs: int = 15
+    eval_interval: int = 1
     batch_size: int = 16
     lr: float = 0.05
     tcm_stages: tuple[str, ...] = ("layer2",)
-    variants: tuple[str, ...] = ("tsn", "tsm", "tcm")
+    tcm_options: dict[str, Any] = field(default_factory=dict)
+    pretrain: bool = False
+    stills: dict[str, Any] = field(default_factory=dict)
+    variants: tuple[str, ...] = ("tsn", "tcm_tsn", "tsm", "tcm")
     num_workers: int = 2
     extra_model_kwargs: dict[str, Any] = field(default_factory=dict)
 
@@ -97,6 +119,8 @@ def generate_data(root: Path, settings: TempoSettings, progress: bool = True) ->
     """Write the data set under ``root`` unless the same settings already produced it."""
     config = SynthConfig(
         clips_per_class=settings.clips_per_class,
+        val_fraction=settings.val_fraction,
+        test_fraction=settings.test_fraction,
         size=settings.size,
         frames=settings.frames,
         seed=settings.seed,
@@ -112,16 +136,41 @@ def generate_data(root: Path, settings: TempoSettings, progress: bool = True) ->
     return root
 
 
-def variant_config(variant: str, data_root: Path, settings: TempoSettings) -> TrainConfig:
-    """The training config of one variant: same data, schedule and trunk for all three."""
+def stills_config(settings: TempoSettings) -> StillsConfig:
+    """The still-image pretraining of the comparison's trunk."""
+    return StillsConfig(
+        widths=tuple(settings.widths),
+        stem_width=settings.widths[0],
+        size=settings.size,
+        seed=settings.seed,
+        **settings.stills,
+    )
+
+
+def pretrain(out: Path, settings: TempoSettings, progress: bool = True) -> Path | None:
+    """The trunk weights every variant starts from (cached under ``out``), or None."""
+    if not settings.pretrain:
+        return None
+    return pretrain_trunk(out, stills_config(settings), progress=progress)
+
+
+def variant_config(
+    variant: str, data_root: Path, settings: TempoSettings, trunk: Path | None = None
+) -> TrainConfig:
+    """The training config of one variant: same data, schedule, trunk and init for all."""
     kwargs: dict[str, Any] = {"widths": list(settings.widths), "stem_width": settings.widths[0]}
-    if variant == "tcm":
+    if variant in TCM_VARIANTS:
         kwargs["tcm_stages"] = list(settings.tcm_stages)
+        kwargs.update(settings.tcm_options)
     kwargs.update(settings.extra_model_kwargs)
     return TrainConfig(
         name=f"tempo_{variant}",
         model=ModelConfig(
-            name=VARIANTS[variant], num_segments=settings.num_segments, dropout=0.2, kwargs=kwargs
+            name=VARIANTS[variant],
+            num_segments=settings.num_segments,
+            dropout=0.2,
+            pretrained=None if trunk is None else str(trunk),
+            kwargs=kwargs,
         ),
         data=DataConfig(
             root=str(data_root),
@@ -138,7 +187,12 @@ def variant_config(variant: str, data_root: Path, settings: TempoSettings) -> Tr
         ),
         optim=OptimConfig(lr=settings.lr, base_batch_size=None, weight_decay=1e-4),
         schedule=ScheduleConfig(epochs=settings.epochs, type="cosine", warmup_epochs=1),
-        train=TrainLoopConfig(seed=settings.seed, device="cpu", tensorboard=False),
+        train=TrainLoopConfig(
+            seed=settings.seed,
+            device="cpu",
+            tensorboard=False,
+            eval_interval=settings.eval_interval,
+        ),
         eval=EvalConfig(batch_size=settings.batch_size),
     )
 
@@ -155,6 +209,38 @@ def group_accuracy(scores: np.ndarray, labels: np.ndarray, classes, groups) -> d
     }
 
 
+def train_variant(
+    variant: str,
+    data_root: Path,
+    work_dir: Path,
+    settings: TempoSettings,
+    trunk: Path | None = None,
+    progress: bool = True,
+) -> VariantResult:
+    """Train one variant in ``work_dir`` and score its final weights on val.
+
+    ``trunk``: weights the trunk starts from (see :func:`pretrain`); None: from scratch.
+    """
+    if work_dir.exists():
+        shutil.rmtree(work_dir)  # a fresh run each time: the table compares equal budgets
+    started = time.perf_counter()
+    config = variant_config(variant, data_root, settings, trunk)
+    run = train(config, work_dir, progress=progress)
+    seconds = time.perf_counter() - started
+    scores = evaluate(run.checkpoint, data_root / "val.txt", data_root, batch_size=16)
+    classes = read_classes(data_root / "classes.txt")
+    groups = read_groups(data_root / "groups.json")
+    return VariantResult(
+        variant=variant,
+        model=VARIANTS[variant],
+        top1=float(scores.top1),
+        groups=group_accuracy(scores.scores, scores.labels, classes, groups),
+        train_seconds=seconds,
+        checkpoint=str(run.checkpoint),
+        history=[row for row in run.history if row.get("kind", "epoch") == "epoch"],
+    )
+
+
 def run_tempo_comparison(
     out: str | os.PathLike, settings: TempoSettings | None = None, progress: bool = True
 ) -> list[VariantResult]:
@@ -162,29 +248,18 @@ def run_tempo_comparison(
     settings = settings or TempoSettings()
     out = Path(out)
     data_root = generate_data(out / "data", settings, progress)
-    classes = read_classes(data_root / "classes.txt")
-    groups = read_groups(data_root / "groups.json")
-    results = []
-    for variant in settings.variants:
-        work_dir = out / "runs" / variant
-        if work_dir.exists():
-            shutil.rmtree(work_dir)  # a fresh run each time: the table compares equal budgets
-        started = time.perf_counter()
-        run = train(variant_config(variant, data_root, settings), work_dir, progress=progress)
-        seconds = time.perf_counter() - started
-        scores = evaluate(run.checkpoint, data_root / "val.txt", data_root, batch_size=16)
-        results.append(
-            VariantResult(
-                variant=variant,
-                model=VARIANTS[variant],
-                top1=float(scores.top1),
-                groups=group_accuracy(scores.scores, scores.labels, classes, groups),
-                train_seconds=seconds,
-                checkpoint=str(run.checkpoint),
-                history=[row for row in run.history if row.get("kind", "epoch") == "epoch"],
-            )
-        )
-    write_report(out, results, classes, groups, settings)
+    trunk = pretrain(out / "stills", settings, progress)
+    results = [
+        train_variant(variant, data_root, out / "runs" / variant, settings, trunk, progress)
+        for variant in settings.variants
+    ]
+    write_report(
+        out,
+        results,
+        read_classes(data_root / "classes.txt"),
+        read_groups(data_root / "groups.json"),
+        settings,
+    )
     return results
 
 
