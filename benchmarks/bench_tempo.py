@@ -7,9 +7,8 @@ temporal attention, and TCM after each other stage. It prints validation top-1 o
 per group for every run, mean +- std over the seeds, and the paired differences per seed
 (TSM + TCM - TSM, TSN + TCM - TSN, each ablation - TSM), and writes ``summary.json``.
 
-Runs go to ``--jobs`` processes of one thread each (one per core by default), data loading in
-process: the numbers are the demo's recipe, but a run's last digits can differ from
-``tcm demo``'s, which trains one model at a time on every core (float sums in another order).
+Runs go to ``--jobs`` processes of one thread each (one per core by default), as ``tcm demo``
+does with its four variants: the seeds' first four rows are what ``tcm demo --seed S`` prints.
 
 Usage::
 
@@ -29,17 +28,14 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from tcm.models.resnet import STAGE_NAMES
 from tcm.recipes.tempo import (
     VARIANTS,
     TempoSettings,
     generate_data,
     pretrain,
-    train_variant,
+    train_variants,
 )
-from tcm.utils.parallel import map_in_processes
 
 PAIRS = (("tcm", "tsm"), ("tcm_tsn", "tsn"))
 
@@ -59,25 +55,6 @@ def ablations(settings: TempoSettings) -> dict[str, tuple[str, dict[str, Any]]]:
         if (stage,) != tuple(settings.tcm_stages):
             table[f"tcm {stage}"] = (f"TCM after {stage}", {"tcm_stages": (stage,)})
     return table
-
-
-def run_job(job: tuple[str, str, dict[str, Any], str, str | None, str]) -> dict[str, Any]:
-    """Train one run in this process, on one thread; returns its result without history."""
-    name, variant, settings, data_root, trunk, work_dir = job
-    torch.set_num_threads(1)
-    logging.getLogger("tcm").setLevel(logging.WARNING)
-    result = train_variant(
-        variant,
-        Path(data_root),
-        Path(work_dir),
-        TempoSettings(**settings),
-        trunk=None if trunk is None else Path(trunk),
-        progress=False,
-    )
-    row = asdict(result)
-    row.pop("history")
-    row["name"] = name
-    return row
 
 
 def mean_std(values: list[float]) -> str:
@@ -118,12 +95,12 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    base = TempoSettings(num_workers=0)
+    base = TempoSettings(jobs=args.jobs)
     if args.epochs is not None:
         base.epochs = args.epochs
     extra = {} if args.no_ablations else ablations(base)
     started = time.perf_counter()
-    jobs = []
+    names, jobs = [], []
     for seed in args.seeds:
         settings = replace(base, seed=seed)
         data_root = generate_data(args.out / f"seed{seed}" / "data", settings, progress=False)
@@ -132,33 +109,26 @@ def main() -> None:
         runs.update({name: ("tcm", change) for name, (_, change) in extra.items()})
         for name, (variant, change) in runs.items():
             work_dir = args.out / f"seed{seed}" / "runs" / name.replace(" ", "_")
-            job_settings = asdict(replace(settings, **change))
-            trunk_path = None if trunk is None else str(trunk)
-            jobs.append((name, variant, job_settings, str(data_root), trunk_path, str(work_dir)))
-    # TCM runs take longest: start them first so the pool ends together.
-    order = sorted(range(len(jobs)), key=lambda i: "tcm" not in jobs[i][1])
-    print(f"{len(jobs)} runs over {args.jobs} processes -> {args.out}", flush=True)
-    done = map_in_processes(
-        run_job, [jobs[i] for i in order], workers=args.jobs, progress=True, chunksize=1
-    )
-    rows = [None] * len(jobs)
-    for index, row in zip(order, done):
-        rows[index] = row
+            names.append((seed, name))
+            jobs.append((variant, data_root, work_dir, replace(settings, **change), trunk))
+    print(f"{len(jobs)} runs, {args.jobs} at a time -> {args.out}", flush=True)
+    results = train_variants(jobs, args.jobs)
 
     per_seed: dict[int, dict[str, dict[str, Any]]] = {seed: {} for seed in args.seeds}
-    for (name, _, job_settings, *_), row in zip(jobs, rows):
-        per_seed[job_settings["seed"]][name] = row
-    groups = list(rows[0]["groups"])
-    names = list(VARIANTS) + list(extra)
+    for (seed, name), result in zip(names, results):
+        row = asdict(result)
+        row.pop("history")
+        per_seed[seed][name] = row
+    groups = list(results[0].groups)
     print(f"\nvalidation top-1 (%), seeds {args.seeds}, {base.epochs} epochs")
-    print_table(names, per_seed, args.seeds, groups)
+    print_table(list(VARIANTS) + list(extra), per_seed, args.seeds, groups)
     print("\npaired differences (points of top-1; same seed, data and recipe)")
     print_differences(PAIRS + tuple((name, "tsm") for name in extra), per_seed, args.seeds, groups)
     ratio = [
         per_seed[s]["tcm"]["train_seconds"] / per_seed[s]["tsm"]["train_seconds"]
         for s in args.seeds
     ]
-    print(f"\ntraining time TSM + TCM / TSM (runs in parallel): {mean_std(ratio)}")
+    print(f"\ntraining time TSM + TCM / TSM (each beside another run): {mean_std(ratio)}")
     print(f"{len(jobs)} runs in {(time.perf_counter() - started) / 60:.1f} min")
     summary = {
         "seeds": args.seeds,
