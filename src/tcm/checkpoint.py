@@ -22,7 +22,7 @@ comes from the checkpoint alone.
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -33,25 +33,70 @@ FORMAT_NAME = "tcm-checkpoint"
 FORMAT_VERSION = 1
 
 
+def _create_temporary(path: Path) -> tuple[int, Path]:
+    """A new file beside ``path`` (``.NAME.RANDOM.tmp``), created with the mode of any file
+    the process writes (0666 less the umask): ``(descriptor, path)``."""
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
+
+
+def _os_error(error: BaseException) -> OSError | None:
+    """The ``OSError`` behind ``error`` (torch reports a failed write as a ``RuntimeError``
+    raised while handling it), or ``None``."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, OSError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``.
 
-    A reader never sees a half-written file, even if the process is killed mid-write.
+    A reader never sees a half-written file, even if the process is killed mid-write. The file
+    gets the same permissions as any other file the process writes (the umask applies).
+
+    Raises:
+        OSError: the file could not be written (disk full, permission denied), with ``path``
+            as its file name; the previous file at ``path`` is left as it was.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _create_temporary(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             torch.save(obj, handle)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
+        os.replace(tmp, path)
+    except BaseException as error:
+        tmp.unlink(missing_ok=True)
+        cause = _os_error(error) if isinstance(error, Exception) else None
+        if cause is not None and cause.errno is not None:
+            raise OSError(cause.errno, cause.strerror, str(path)) from error
         raise
+    _sync_folder(path.parent)
     return path
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (best effort: not every file system allows it)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def make_checkpoint(

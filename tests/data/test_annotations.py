@@ -57,6 +57,21 @@ def test_list_rejects_lines_without_label(tmp_path):
         read_list(tmp_path / "bad.txt")
 
 
+def test_byte_order_marks_duplicates_and_undecodable_files(tmp_path):
+    (tmp_path / "list.txt").write_bytes(b"\xef\xbb\xbfa.mp4 0\nb.mp4 1\n")
+    assert [r.path for r in read_list(tmp_path / "list.txt")] == ["a.mp4", "b.mp4"]
+    (tmp_path / "classes.txt").write_bytes(b"\xef\xbb\xbfpush\npull\n")
+    assert read_classes(tmp_path / "classes.txt") == ["push", "pull"]
+    (tmp_path / "classes.txt").write_text("push\npull\n\npush\n")
+    with pytest.raises(ValueError, match=r"classes.txt:4: class 'push' is listed twice"):
+        read_classes(tmp_path / "classes.txt")
+    (tmp_path / "list.txt").write_bytes(b"a.mp4 0\n\xff.mp4 1\n")
+    with pytest.raises(ValueError, match=r"list.txt: not a UTF-8 list file \(line 2"):
+        read_list(tmp_path / "list.txt")
+    with pytest.raises(ValueError, match="is a folder"):
+        read_list(tmp_path)
+
+
 def test_sthv1_unsorted_labels_give_alphabetical_classes(tmp_path):
     _sthv1_files(tmp_path)
     parsed = parse_sthv1(tmp_path)
@@ -121,6 +136,13 @@ def test_kinetics_csv(tmp_path):
     assert "arm wrestling/bbb_000000_000010.mp4" in entry.candidates
     assert "arm_wrestling/bbb_000000_000010.mp4" in entry.candidates
     assert parsed.splits["val"][0].key == "ddd_000030_000040"
+    # split folders of the downloaders first, then the root; class folders, then flat
+    val = parsed.splits["val"][0].candidates
+    assert val.index("val/arm wrestling/ddd_000030_000040.mp4") < val.index(
+        "validate/arm_wrestling/ddd_000030_000040.mp4"
+    )
+    assert "videos_val/ddd_000030_000040.mp4" in val and "ddd_000030_000040.mp4" in val
+    assert not any(c.startswith(("train/", "videos_train/")) for c in val)
 
 
 def test_ucf101_one_based_index(tmp_path):

@@ -73,6 +73,27 @@ def test_base_inheritance_and_typed_overrides(tmp_path):
 
 
 @pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("1e-4", 1e-4),
+        ("5E-4", 5e-4),
+        (".5", 0.5),
+        ("1.", 1.0),
+        ("1_000", 1000.0),
+        ("-2.5e+1", -25.0),
+    ],
+)
+def test_every_float_spelling_is_a_number(tmp_path, text, value):
+    (tmp_path / "run.yaml").write_text(f"_base_: sthv1_tcm_tsm_r50_8f\noptim:\n  lr: {text}\n")
+    assert load_config(tmp_path / "run.yaml").optim.lr == value
+    assert (
+        load_config("sthv1_tcm_tsm_r50_8f", [f"optim.weight_decay={text}"]).optim.weight_decay
+        == value
+    )
+    assert TrainConfig.from_dict({"optim": {"lr": text}}).optim.lr == value
+
+
+@pytest.mark.parametrize(
     ("override", "message"),
     [
         ("optim.lrr=1", "unknown key 'optim.lrr' (did you mean 'optim.lr'?)"),

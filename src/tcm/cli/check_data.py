@@ -52,6 +52,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tcm.data.decoding import check_frame_template
+
+    check_frame_template(args.frame_template, "--frame-template")
+    if args.workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {args.workers}")
     records = read_list(args.list)
     classes_file = args.classes or (args.list.parent / "classes.txt")
     num_classes = None

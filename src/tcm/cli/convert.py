@@ -32,12 +32,17 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from tcm.checkpoint import atomic_save, load_labels, make_checkpoint
+    from tcm.errors import OutputError
     from tcm.models import create_model
     from tcm.models.convert import convert_official_checkpoint
     from tcm.models.recognizer import IMAGENET_MEAN, IMAGENET_STD
 
     if not args.src.is_file():
         raise FileNotFoundError(f"{args.src}: no such checkpoint file")
+    if args.dst.is_dir():
+        raise OutputError(f"{args.dst}: is a folder; give the file to write")
+    if args.dst.exists() and args.dst.samefile(args.src):
+        raise OutputError(f"{args.dst}: is the checkpoint being converted; choose another file")
     try:
         raw = torch.load(args.src, map_location="cpu", weights_only=True)
     except Exception as error:

@@ -27,7 +27,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from tcm.engine.evaluation import ensemble, load_scores
+    from tcm.utils.files import check_output_dir
 
+    if args.out is not None:
+        check_output_dir(args.out, "--out folder")
     parts = [load_scores(path) for path in args.scores]
     result = ensemble(parts, args.weights)
     if args.out:

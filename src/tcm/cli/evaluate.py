@@ -71,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from tcm.engine.evaluation import evaluate
     from tcm.engine.trainer import data_section
     from tcm.models import model_from_checkpoint
+    from tcm.utils.files import check_output_dir
 
     checkpoint = load_checkpoint(args.checkpoint)
     if classes is not None and len(classes) != checkpoint["model"]["num_classes"]:
@@ -87,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
             data["num_segments"],
         )
     out = args.out or args.checkpoint.parent / f"test_{args.checkpoint.stem}_{clips}x{crops}"
+    check_output_dir(out, "--out folder")
     ctx = init_distributed(cfg.train.device, cfg.dist.backend, cfg.dist.timeout_min)
     try:
         result = evaluate(
@@ -105,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
             out_dir=out,
             progress=not args.no_progress and not args.json,
             ctx=ctx,
+            bad_sample_policy=cfg.data.bad_sample_policy,
         )
     finally:
         cleanup(ctx)
@@ -118,5 +121,11 @@ def run(args: argparse.Namespace) -> int:
             f"{result.num_videos} videos, {clips}x{crops} views: top-1 {result.top1:.2f}%  "
             f"top-5 {result.top5:.2f}%  mean class {result.mean_class_acc:.2f}%"
         )
+        if result.skipped:
+            print(
+                f"{len(result.skipped)} videos could not be read and are left out "
+                f"(data.bad_sample_policy=skip), e.g. {result.skipped[0].message}; "
+                f"all in {out / 'metrics.json'}"
+            )
         print(f"scores, per-class accuracy and confusion matrix in {out}")
     return 0

@@ -85,10 +85,17 @@ def _extract(
 
 
 def run(args: argparse.Namespace) -> int:
+    from tcm.data.decoding import check_frame_template
+    from tcm.utils.files import check_output_dir, output_dir
+
     if not args.root.is_dir():
         raise FileNotFoundError(f"data root {args.root} is not a folder")
+    check_output_dir(args.out, "--out folder")
+    if args.extract_frames is not None:
+        check_output_dir(args.extract_frames, "--extract-frames folder")
+        check_frame_template(args.frame_template, "--frame-template")
     annotations = parse_annotations(args.dataset, args.annotations, split=args.split)
-    args.out.mkdir(parents=True, exist_ok=True)
+    output_dir(args.out, "--out folder")
     write_classes(args.out / "classes.txt", annotations.classes)
     print(f"{args.out / 'classes.txt'}: {len(annotations.classes)} classes")
     for split, entries in annotations.splits.items():

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from tcm.data.synth import CLASS_SPECS, DEFAULT_CLASSES, SynthConfig, write_synth_dataset
+from tcm.utils.files import check_output_dir
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.out is None:
         raise ValueError("--out is required")
+    check_output_dir(args.out, "--out folder")
     config = SynthConfig(
         classes=tuple(args.classes),
         clips_per_class=args.clips_per_class,

@@ -80,6 +80,7 @@ from tcm.data.datasets import (
     VideoDataset,
     build_dataset,
     collate_clips,
+    loader_errors,
 )
 from tcm.data.decoding import BadVideoError, FrameFolderReader, VideoReader, open_media
 from tcm.data.sampling import ClipSampler, DenseSampler, SegmentSampler, build_sampler
@@ -127,6 +128,7 @@ __all__ = [
     "build_test_transform",
     "build_train_transform",
     "collate_clips",
+    "loader_errors",
     "mirror_classes",
     "multi_scale_crop_params",
     "open_media",

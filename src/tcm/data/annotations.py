@@ -19,6 +19,7 @@ relative to the data root). :func:`resolve_media` then looks the samples up on d
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import os
@@ -26,6 +27,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tcm.utils.files import read_text
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +80,9 @@ def parse_list_line(text: str, line: int = 0, source: str = "<list>") -> VideoRe
 def read_list(path: str | os.PathLike) -> list[VideoRecord]:
     """Read a list file; blank lines and lines starting with ``#`` are ignored.
 
+    A UTF-8 byte-order mark is dropped; a file that is not UTF-8 text is a ``ValueError``
+    naming it.
+
     Example:
         >>> records = read_list("lists/sthv1/val.txt")  # doctest: +SKIP
         >>> records[0]                                    # doctest: +SKIP
@@ -84,11 +90,10 @@ def read_list(path: str | os.PathLike) -> list[VideoRecord]:
     """
     path = Path(path)
     records = []
-    with open(path, encoding="utf-8") as handle:
-        for number, text in enumerate(handle, start=1):
-            if not text.strip() or text.lstrip().startswith("#"):
-                continue
-            records.append(parse_list_line(text.rstrip("\n"), number, str(path)))
+    for number, text in enumerate(read_text(path, "list file").splitlines(), start=1):
+        if not text.strip() or text.lstrip().startswith("#"):
+            continue
+        records.append(parse_list_line(text, number, str(path)))
     return records
 
 
@@ -102,10 +107,30 @@ def write_list(path: str | os.PathLike, records: Iterable[VideoRecord]) -> int:
     return count
 
 
+def _names(text: str) -> list[str]:
+    """Non-blank lines, stripped."""
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
 def read_classes(path: str | os.PathLike) -> list[str]:
-    """Read ``classes.txt``: one name per line, index = line number - 1."""
-    with open(path, encoding="utf-8") as handle:
-        return [line.rstrip("\n").strip() for line in handle if line.strip()]
+    """Read ``classes.txt``: one name per line, index = line number - 1.
+
+    Blank lines are ignored. A name listed twice is a ``ValueError`` (two indices for one
+    class), naming the file and both lines.
+    """
+    seen: dict[str, int] = {}
+    names = []
+    for number, line in enumerate(read_text(path, "class list").splitlines(), start=1):
+        name = line.strip()
+        if not name:
+            continue
+        if name in seen:
+            raise ValueError(
+                f"{path}:{number}: class {name!r} is listed twice (first on line {seen[name]})"
+            )
+        seen[name] = number
+        names.append(name)
+    return names
 
 
 def write_classes(path: str | os.PathLike, names: Sequence[str]) -> None:
@@ -167,7 +192,7 @@ def parse_sthv1(annotations: str | os.PathLike) -> DatasetAnnotations:
     """
     directory = Path(annotations)
     labels_file = _find(directory, ["*v1-labels.csv", "*labels.csv"], "V1 labels file")
-    names = read_classes(labels_file)
+    names = _names(read_text(labels_file, "labels file"))
     classes = sorted(set(names))
     if len(classes) != len(names):
         logger.warning("%s lists %d duplicate class names", labels_file, len(names) - len(classes))
@@ -176,15 +201,14 @@ def parse_sthv1(annotations: str | os.PathLike) -> DatasetAnnotations:
     for split, patterns in (("train", ["*v1-train.csv"]), ("val", ["*v1-validation.csv"])):
         path = _find(directory, patterns, f"V1 {split} file")
         entries = []
-        with open(path, encoding="utf-8") as handle:
-            for number, text in enumerate(handle, start=1):
-                if not text.strip():
-                    continue
-                clip_id, sep, name = text.rstrip("\n").partition(";")
-                if not sep or name.strip() not in index:
-                    raise ValueError(f"{path}:{number}: unknown class or bad line {text!r}")
-                key = clip_id.strip()
-                entries.append(Annotation(key, index[name.strip()], _video_or_folder(key, [])))
+        for number, text in enumerate(read_text(path, "annotation file").splitlines(), start=1):
+            if not text.strip():
+                continue
+            clip_id, sep, name = text.partition(";")
+            if not sep or name.strip() not in index:
+                raise ValueError(f"{path}:{number}: unknown class or bad line {text!r}")
+            key = clip_id.strip()
+            entries.append(Annotation(key, index[name.strip()], _video_or_folder(key, [])))
         splits[split] = entries
     return DatasetAnnotations(classes, splits)
 
@@ -199,8 +223,9 @@ def parse_sthv2(annotations: str | os.PathLike) -> DatasetAnnotations:
     """
     directory = Path(annotations)
     labels_file = _find(directory, ["labels.json", "*labels*.json"], "V2 labels.json")
-    with open(labels_file, encoding="utf-8") as handle:
-        label_map = json.load(handle)
+    label_map = _read_json(labels_file)
+    if not isinstance(label_map, dict) or not all(isinstance(k, str) for k in label_map):
+        raise ValueError(f"{labels_file}: expected an object of class name -> index")
     classes = sorted(_strip_brackets(name) for name in label_map)
     index = {name: i for i, name in enumerate(classes)}
     splits = {}
@@ -209,10 +234,20 @@ def parse_sthv2(annotations: str | os.PathLike) -> DatasetAnnotations:
         ("val", ["validation.json", "*validation*.json"]),
     ):
         path = _find(directory, patterns, f"V2 {split} file")
-        with open(path, encoding="utf-8") as handle:
-            items = json.load(handle)
+        items = _read_json(path)
+        if not isinstance(items, list):
+            raise ValueError(f'{path}: expected a list of {{"id", "template", ...}} objects')
         entries = []
         for position, item in enumerate(items):
+            if not (
+                isinstance(item, dict)
+                and isinstance(item.get("template"), str)
+                and isinstance(item.get("id"), str | int)
+            ):
+                raise ValueError(
+                    f"{path}: entry {position} is {_short(item)}, expected an object with "
+                    '"id" and "template"'
+                )
             name = _strip_brackets(item["template"]).strip()
             if name not in index:
                 raise ValueError(
@@ -224,9 +259,41 @@ def parse_sthv2(annotations: str | os.PathLike) -> DatasetAnnotations:
     return DatasetAnnotations(classes, splits)
 
 
+def _read_json(path: Path):
+    try:
+        return json.loads(read_text(path, "JSON file"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON ({error})") from None
+
+
+def _short(value, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def kinetics_clip_name(youtube_id: str, time_start: str, time_end: str) -> str:
     """``{youtube_id}_{time_start:06d}_{time_end:06d}``, the usual file stem of a clip."""
     return f"{youtube_id}_{int(float(time_start)):06d}_{int(float(time_end)):06d}"
+
+
+# Folders of one split that Kinetics downloaders write under the data root (tried in this
+# order, then the root itself).
+KINETICS_SPLIT_FOLDERS = {
+    "train": ("train", "videos_train"),
+    "val": ("val", "validate", "videos_val"),
+}
+
+
+def kinetics_candidates(split: str, class_name: str, stem: str) -> tuple[str, ...]:
+    """Where a Kinetics clip may be, relative to the data root: in a split folder
+    (:data:`KINETICS_SPLIT_FOLDERS`) or not, in a class folder (its name with spaces or with
+    underscores) or flat; a video file of any known extension, or a frame folder."""
+    candidates = []
+    for top in (*KINETICS_SPLIT_FOLDERS.get(split, ()), ""):
+        for folder in dict.fromkeys((class_name, class_name.replace(" ", "_"), "")):
+            base = "/".join(part for part in (top, folder, stem) if part)
+            candidates.extend(_video_or_folder(base, VIDEO_EXTENSIONS))
+    return tuple(candidates)
 
 
 def parse_kinetics400(annotations: str | os.PathLike) -> DatasetAnnotations:
@@ -234,7 +301,8 @@ def parse_kinetics400(annotations: str | os.PathLike) -> DatasetAnnotations:
 
     Classes are the sorted labels of the training file. Media: ``{youtube_id}_{start:06d}_
     {end:06d}.mp4`` (or another video extension, or a frame folder of that name), in a folder
-    per class (with spaces or underscores) or flat.
+    per class (with spaces or underscores) or flat, inside a split folder (``train``,
+    ``videos_train``; ``val``, ``validate``, ``videos_val``) or directly under the data root.
     """
     directory = Path(annotations)
     files = {
@@ -243,31 +311,30 @@ def parse_kinetics400(annotations: str | os.PathLike) -> DatasetAnnotations:
     }
     rows_per_split = {}
     for split, path in files.items():
-        with open(path, encoding="utf-8", newline="") as handle:
-            reader = csv.DictReader(handle)
-            missing = {"label", "youtube_id", "time_start", "time_end"} - set(
-                reader.fieldnames or []
-            )
-            if missing:
-                raise ValueError(f"{path}: missing columns {sorted(missing)}")
-            rows_per_split[split] = list(reader)
-    classes = sorted({row["label"].strip() for row in rows_per_split["train"]})
+        reader = csv.DictReader(io.StringIO(read_text(path, "CSV file"), newline=""))
+        missing = {"label", "youtube_id", "time_start", "time_end"} - set(reader.fieldnames or [])
+        if missing:
+            raise ValueError(f"{path}: missing columns {sorted(missing)}")
+        rows_per_split[split] = list(reader)
+    classes = sorted({(row["label"] or "").strip() for row in rows_per_split["train"]} - {""})
     index = {name: i for i, name in enumerate(classes)}
     splits = {}
     for split, rows in rows_per_split.items():
         entries = []
         for number, row in enumerate(rows, start=2):
-            name = row["label"].strip()
+            name = (row["label"] or "").strip()
             if name not in index:
                 raise ValueError(
                     f"{files[split]}:{number}: class {name!r} not in the training file"
                 )
-            stem = kinetics_clip_name(row["youtube_id"], row["time_start"], row["time_end"])
-            candidates = []
-            for folder in dict.fromkeys((name, name.replace(" ", "_"), "")):
-                base = f"{folder}/{stem}" if folder else stem
-                candidates.extend(_video_or_folder(base, VIDEO_EXTENSIONS))
-            entries.append(Annotation(stem, index[name], tuple(candidates)))
+            try:
+                stem = kinetics_clip_name(row["youtube_id"], row["time_start"], row["time_end"])
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"{files[split]}:{number}: time_start and time_end must be numbers, got "
+                    f"{row['time_start']!r} and {row['time_end']!r}"
+                ) from None
+            entries.append(Annotation(stem, index[name], kinetics_candidates(split, name, stem)))
         splits[split] = entries
     return DatasetAnnotations(classes, splits)
 
@@ -279,11 +346,12 @@ def parse_ucf101(annotations: str | os.PathLike, split: int = 1) -> DatasetAnnot
     directory = Path(annotations)
     class_file = _find(directory, ["classInd.txt", "**/classInd.txt"], "UCF-101 classInd.txt")
     numbered = {}
-    with open(class_file, encoding="utf-8") as handle:
-        for text in handle:
-            if text.strip():
-                number, name = text.split(maxsplit=1)
-                numbered[int(number)] = name.strip()
+    for line, text in enumerate(read_text(class_file, "class file").splitlines(), start=1):
+        if text.strip():
+            parts = text.split(maxsplit=1)
+            if len(parts) != 2 or not _is_int(parts[0]):
+                raise ValueError(f"{class_file}:{line}: expected 'number name', got {text!r}")
+            numbered[int(parts[0])] = parts[1].strip()
     if sorted(numbered) != list(range(1, len(numbered) + 1)):
         raise ValueError(f"{class_file}: class numbers are not 1..{len(numbered)}")
     classes = [numbered[i] for i in range(1, len(numbered) + 1)]
@@ -295,22 +363,21 @@ def parse_ucf101(annotations: str | os.PathLike, split: int = 1) -> DatasetAnnot
     ):
         path = _find(directory, [pattern, f"**/{pattern}"], f"UCF-101 {pattern}")
         entries = []
-        with open(path, encoding="utf-8") as handle:
-            for number, text in enumerate(handle, start=1):
-                fields = text.split()
-                if not fields:
-                    continue
-                video = fields[0]
-                class_name = video.split("/")[0]
-                if class_name not in index:
-                    raise ValueError(f"{path}:{number}: unknown class folder {class_name!r}")
-                label = index[class_name]
-                if len(fields) > 1 and int(fields[1]) - 1 != label:
-                    raise ValueError(
-                        f"{path}:{number}: class index {fields[1]} does not match folder {class_name!r}"
-                    )
-                stem = os.path.splitext(video)[0]
-                entries.append(Annotation(video, label, (video, stem)))
+        for number, text in enumerate(read_text(path, "split file").splitlines(), start=1):
+            fields = text.split()
+            if not fields:
+                continue
+            video = fields[0]
+            class_name = video.split("/")[0]
+            if class_name not in index:
+                raise ValueError(f"{path}:{number}: unknown class folder {class_name!r}")
+            label = index[class_name]
+            if len(fields) > 1 and (not _is_int(fields[1]) or int(fields[1]) - 1 != label):
+                raise ValueError(
+                    f"{path}:{number}: class index {fields[1]} does not match folder {class_name!r}"
+                )
+            stem = os.path.splitext(video)[0]
+            entries.append(Annotation(video, label, (video, stem)))
         splits[name] = entries
     return DatasetAnnotations(classes, splits)
 
@@ -329,19 +396,18 @@ def parse_hmdb51(annotations: str | os.PathLike, split: int = 1) -> DatasetAnnot
     splits: dict[str, list[Annotation]] = {"train": [], "val": []}
     for label, name in enumerate(classes):
         path = per_class[name]
-        with open(path, encoding="utf-8") as handle:
-            for number, text in enumerate(handle, start=1):
-                fields = text.split()
-                if not fields:
-                    continue
-                if len(fields) != 2 or fields[1] not in ("0", "1", "2"):
-                    raise ValueError(f"{path}:{number}: expected '<video> <0|1|2>', got {text!r}")
-                if fields[1] == "0":
-                    continue
-                video = f"{name}/{fields[0]}"
-                stem = os.path.splitext(video)[0]
-                target = "train" if fields[1] == "1" else "val"
-                splits[target].append(Annotation(video, label, (video, stem)))
+        for number, text in enumerate(read_text(path, "split file").splitlines(), start=1):
+            fields = text.split()
+            if not fields:
+                continue
+            if len(fields) != 2 or fields[1] not in ("0", "1", "2"):
+                raise ValueError(f"{path}:{number}: expected '<video> <0|1|2>', got {text!r}")
+            if fields[1] == "0":
+                continue
+            video = f"{name}/{fields[0]}"
+            stem = os.path.splitext(video)[0]
+            target = "train" if fields[1] == "1" else "val"
+            splits[target].append(Annotation(video, label, (video, stem)))
     return DatasetAnnotations(classes, splits)
 
 
@@ -384,6 +450,32 @@ class ResolvedSplit:
     missing: list[str]
 
 
+class _Listings:
+    """What each folder under a root holds (``name -> "dir" | "file"``), read once per folder,
+    so that trying many candidate paths per sample costs no file-system call each."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._folders: dict[str, dict[str, str]] = {}
+
+    def kind(self, relative: str) -> str | None:
+        parent, _, name = relative.rpartition("/")
+        listing = self._folders.get(parent)
+        if listing is None:
+            listing = {}
+            try:
+                with os.scandir(self.root / parent if parent else self.root) as entries:
+                    for entry in entries:
+                        if entry.is_dir():
+                            listing[entry.name] = "dir"
+                        elif entry.is_file():
+                            listing[entry.name] = "file"
+            except (FileNotFoundError, NotADirectoryError):
+                pass
+            self._folders[parent] = listing
+        return listing.get(name)
+
+
 def resolve_media(root: str | os.PathLike, entries: Sequence[Annotation]) -> ResolvedSplit:
     """Find each annotation's media under ``root``.
 
@@ -392,17 +484,18 @@ def resolve_media(root: str | os.PathLike, entries: Sequence[Annotation]) -> Res
     frame folder) are returned in ``missing``.
     """
     root = Path(root)
+    listings = _Listings(root)
     records, missing = [], []
     for entry in entries:
         for candidate in entry.candidates:
-            full = root / candidate
-            if full.is_dir():
-                frames = count_frames(full)
+            kind = listings.kind(candidate)
+            if kind == "dir":
+                frames = count_frames(root / candidate)
                 if frames == 0:
                     continue
                 records.append(VideoRecord(candidate, entry.label, frames))
                 break
-            if full.is_file():
+            if kind == "file":
                 records.append(VideoRecord(candidate, entry.label))
                 break
         else:

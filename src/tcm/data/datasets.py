@@ -12,18 +12,22 @@ in shared memory, so persistent workers see it too).
 
 Bad samples (:class:`~tcm.data.decoding.BadVideoError`: missing, truncated, not a video, ...)
 follow ``bad_sample_policy``: ``"raise"`` propagates the error (it names the file and the
-reason); ``"skip"`` logs a warning and loads a replacement sample drawn deterministically from
-``(seed, epoch, i)``. Skips travel with the data, so they are seen with any number of workers:
-each item is a :class:`ClipSample` (a ``(clip, label)`` tuple with a ``skipped`` attribute),
+reason); ``"skip"`` logs a warning and, in training, loads a replacement sample drawn
+deterministically from ``(seed, epoch, i)``. A test dataset (``train=False``) never replaces a
+sample, which would score another video in its place: the item's clip is ``None`` and
+:func:`collate_clips` leaves it out of the batch (its position in ``ClipBatch.excluded``).
+Skips travel with the data, so they are seen with any number of workers: each item is a
+:class:`ClipSample` (a ``(clip, label)`` tuple with a ``skipped`` attribute),
 :func:`collate_clips` makes a :class:`ClipBatch` (``(clips, labels)`` with ``skipped``), and
 a :class:`SkipReport` sums them over an epoch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +45,7 @@ from tcm.data.transforms import (
     mirror_classes,
     normalize,
 )
+from tcm.errors import DataError
 
 logger = logging.getLogger(__name__)
 
@@ -58,11 +63,14 @@ class SkippedSample:
 
 
 class ClipSample(tuple):
-    """``(clip, label)``, with ``skipped``: the samples replaced to produce it (usually none)."""
+    """``(clip, label)``, with ``skipped``: the samples replaced to produce it (usually none).
+
+    In a test dataset a bad sample gives ``clip=None`` (left out, never replaced) and itself
+    in ``skipped``."""
 
     skipped: tuple[SkippedSample, ...]
 
-    def __new__(cls, clip: torch.Tensor, label: int, skipped: Sequence[SkippedSample] = ()):
+    def __new__(cls, clip: torch.Tensor | None, label: int, skipped: Sequence[SkippedSample] = ()):
         self = super().__new__(cls, (clip, label))
         self.skipped = tuple(skipped)
         return self
@@ -73,32 +81,65 @@ class ClipSample(tuple):
 
 class ClipBatch(tuple):
     """``(clips, labels)``: float32 ``(N, V * T, 3, H, W)`` and int64 ``(N,)``, with
-    ``skipped``, the :class:`SkippedSample` of every item of the batch."""
+    ``skipped``, the :class:`SkippedSample` of every item of the batch, and ``excluded``, the
+    positions in the loader's batch of the items left out (bad samples of a test dataset;
+    ``N`` counts the others; all left out: ``clips`` is empty)."""
 
     skipped: tuple[SkippedSample, ...]
+    excluded: tuple[int, ...]
 
     def __new__(
-        cls, clips: torch.Tensor, labels: torch.Tensor, skipped: Sequence[SkippedSample] = ()
+        cls,
+        clips: torch.Tensor,
+        labels: torch.Tensor,
+        skipped: Sequence[SkippedSample] = (),
+        excluded: Sequence[int] = (),
     ):
         self = super().__new__(cls, (clips, labels))
         self.skipped = tuple(skipped)
+        self.excluded = tuple(excluded)
         return self
 
     def __reduce__(self):
-        return (ClipBatch, (self[0], self[1], self.skipped))
+        return (ClipBatch, (self[0], self[1], self.skipped, self.excluded))
 
     def pin_memory(self) -> ClipBatch:
-        """Called by ``DataLoader(pin_memory=True)``; keeps ``skipped``."""
-        return ClipBatch(self[0].pin_memory(), self[1].pin_memory(), self.skipped)
+        """Called by ``DataLoader(pin_memory=True)``; keeps ``skipped`` and ``excluded``."""
+        return ClipBatch(self[0].pin_memory(), self[1].pin_memory(), self.skipped, self.excluded)
 
 
-def collate_clips(batch: Sequence[tuple[torch.Tensor, int]]) -> ClipBatch:
+def collate_clips(batch: Sequence[tuple[torch.Tensor | None, int]]) -> ClipBatch:
     """DataLoader ``collate_fn``: stack clips ``(N, V*T, 3, H, W)``, labels ``(N,)`` int64,
-    and gather the skipped samples of the items."""
-    clips = torch.stack([item[0] for item in batch])
-    labels = torch.tensor([int(item[1]) for item in batch], dtype=torch.int64)
+    and gather the skipped samples of the items. Items without a clip (bad samples of a test
+    dataset) are left out; their positions go to ``ClipBatch.excluded``."""
+    excluded = [position for position, item in enumerate(batch) if item[0] is None]
+    kept = [item for item in batch if item[0] is not None]
+    clips = torch.stack([item[0] for item in kept]) if kept else torch.empty(0)
+    labels = torch.tensor([int(item[1]) for item in kept], dtype=torch.int64)
     skipped = [entry for item in batch for entry in getattr(item, "skipped", ())]
-    return ClipBatch(clips, labels, skipped)
+    return ClipBatch(clips, labels, skipped, excluded)
+
+
+@contextlib.contextmanager
+def loader_errors(what: str = "data") -> Iterator[None]:
+    """Within the block, a DataLoader worker killed by the system (out of memory, ``kill``)
+    becomes a :class:`~tcm.errors.DataError` that says so in one line; other errors pass.
+
+    Example:
+        >>> with loader_errors("training data"):     # doctest: +SKIP
+        ...     for clips, labels in loader:
+        ...         ...
+    """
+    try:
+        yield
+    except RuntimeError as error:
+        text = str(error)
+        if not text.startswith("DataLoader worker"):
+            raise
+        raise DataError(
+            f"{what}: {text.splitlines()[0].rstrip('. ')}; the system may have run out of "
+            "memory: lower data.num_workers or data.batch_size"
+        ) from error
 
 
 class SkipReport:
@@ -281,8 +322,10 @@ class VideoDataset(Dataset):
         return normalize(clip, self.mean, self.std), int(label)
 
     def __getitem__(self, index: int) -> ClipSample:
+        if not self.train:
+            return self._test_item(index)
         epoch = self.epoch
-        rng = np.random.default_rng([self.seed, epoch, index, 0]) if self.train else None
+        rng = np.random.default_rng([self.seed, epoch, index, 0])
         current, skipped = index, []
         for _ in range(self.max_retries + 1):
             record = self.records[current]
@@ -296,13 +339,27 @@ class VideoDataset(Dataset):
                 skipped.append(SkippedSample(current, record.path, error.reason, str(error)))
                 replace = np.random.default_rng([self.seed, epoch, index, 1 + len(skipped)])
                 current = int(replace.integers(len(self.records)))
-                if self.train:
-                    rng = np.random.default_rng([self.seed, epoch, index, 0, len(skipped)])
+                rng = np.random.default_rng([self.seed, epoch, index, 0, len(skipped)])
         raise BadVideoError(
             self.root / self.records[index].path,
             skipped[0].reason,
             f"{len(skipped)} bad samples in a row while replacing it; last: {skipped[-1].message}",
         )
+
+    def _test_item(self, index: int) -> ClipSample:
+        """A test item: a bad sample is never replaced (another video would be scored in its
+        place); under ``"skip"`` its clip is ``None`` and it is reported in ``skipped``."""
+        record = self.records[index]
+        try:
+            clip, label = self.load(record, None)
+        except BadVideoError as error:
+            if self.bad_sample_policy == "raise":
+                raise
+            logger.warning("leaving out sample %d: %s", index, error)
+            return ClipSample(
+                None, record.label, [SkippedSample(index, record.path, error.reason, str(error))]
+            )
+        return ClipSample(clip, label)
 
     def __repr__(self) -> str:
         return (

@@ -81,16 +81,45 @@ class BadVideoError(ValueError):
     def __init__(
         self, path: str | os.PathLike, reason: str | None = None, detail: str = ""
     ) -> None:
-        self.path = str(path)
-        self.reason = reason or ""
-        self.detail = detail
         if reason is None:  # re-raised from a DataLoader worker with the full message only
+            path, reason, detail = _split_worker_message(str(path))
+        self.path = str(path)
+        self.reason = reason
+        self.detail = detail
+        if not reason:
             super().__init__(self.path)
         else:
             super().__init__(f"{self.path}: {reason}" + (f" ({detail})" if detail else ""))
 
     def __reduce__(self):
         return (type(self), (self.path, self.reason, self.detail))
+
+
+REASONS = (
+    MISSING,
+    EMPTY,
+    TRUNCATED,
+    NOT_A_VIDEO,
+    NO_VIDEO_STREAM,
+    TOO_FEW_FRAMES,
+    MISSING_FRAME,
+    BAD_FRAME,
+    BAD_LABEL,
+)
+
+
+def _split_worker_message(text: str) -> tuple[str, str, str]:
+    """``(path, reason, detail)`` of the message a DataLoader worker re-raises: the worker's
+    traceback, whose last line is ``...BadVideoError: PATH: REASON (DETAIL)``."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    last = lines[-1] if lines else text
+    _, marker, message = last.partition("BadVideoError: ")
+    message = message if marker else last
+    for reason in REASONS:
+        head, sep, tail = message.partition(f": {reason}")
+        if sep and (not tail or (tail.startswith(" (") and tail.endswith(")"))):
+            return head, reason, tail[2:-1]
+    return message, "", ""
 
 
 def _looks_like_container(path: Path) -> bool:
@@ -348,6 +377,35 @@ def format_frame_name(template: str, index: int) -> str:
     return template % index
 
 
+def check_frame_template(template: str, what: str = "frame template") -> str:
+    """``template`` if it names each frame by its number (``img_{:05d}.jpg``, ``%05d.jpg``);
+    otherwise a ``ValueError`` that says what is wrong.
+
+    Example:
+        >>> check_frame_template("img_{:05d}.jpg")
+        'img_{:05d}.jpg'
+        >>> check_frame_template("img.jpg")
+        Traceback (most recent call last):
+        ...
+        ValueError: frame template 'img.jpg' has no place for the frame number; write it as img_{:05d}.jpg or img_%05d.jpg
+    """
+    hint = "write it as img_{:05d}.jpg or img_%05d.jpg"
+    if "{" not in template and "%" not in template:
+        raise ValueError(f"{what} {template!r} has no place for the frame number; {hint}")
+    try:
+        names = {format_frame_name(template, index) for index in (1, 2, 10)}
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as error:
+        raise ValueError(
+            f"{what} {template!r} is not a valid name template ({type(error).__name__}: "
+            f"{error}); {hint}"
+        ) from None
+    if len(names) < 3:
+        raise ValueError(f"{what} {template!r} has no place for the frame number; {hint}")
+    if any("/" in name or "\\" in name for name in names):
+        raise ValueError(f"{what} {template!r} must be a file name, not a path")
+    return template
+
+
 class FrameFolderReader:
     """Frames stored as image files in a folder, named by a template.
 
@@ -371,7 +429,7 @@ class FrameFolderReader:
             if self.path.exists():
                 raise BadVideoError(self.path, NOT_A_VIDEO, "expected a folder of frames")
             raise BadVideoError(self.path, MISSING, "no such folder")
-        self.template = template
+        self.template = check_frame_template(template)
         self.start_index = start_index
         if num_frames is None:
             from tcm.data.annotations import count_frames

@@ -63,6 +63,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from tcm.errors import OutputError
 from tcm.utils.parallel import map_in_processes
 
 logger = logging.getLogger(__name__)
@@ -679,7 +680,8 @@ def write_synth_dataset(
     """Render and encode the data set of ``config`` under ``out``; see the module docstring.
 
     Args:
-        out: output folder (created; files of the same names are overwritten).
+        out: output folder (created; files of the same names written by an earlier run are
+            overwritten; list or class files of anything else are not: an error).
         config: what to generate (defaults: :class:`SynthConfig`).
         workers: parallel processes (default: all CPUs); the files do not depend on it.
         progress: show a progress bar (tqdm) on stderr.
@@ -695,6 +697,7 @@ def write_synth_dataset(
     config = config or SynthConfig()
     started = time.perf_counter()
     root = Path(out)
+    _check_not_foreign(root)
     root.mkdir(parents=True, exist_ok=True)
     sizes = config.split_sizes()
     records: dict[str, list[str]] = {split: [] for split in SPLITS if sizes[split] > 0}
@@ -724,11 +727,12 @@ def write_synth_dataset(
     )
 
     summary = SynthSummary(root, root / "classes.txt", root / "groups.json")
-    summary.classes.write_text("".join(f"{name}\n" for name in config.classes), encoding="utf-8")
-    summary.groups.write_text(json.dumps(config.groups(), indent=2) + "\n", encoding="utf-8")
     settings = asdict(config)
     settings["classes"] = list(config.classes)
+    # synth.json first: it marks the folder's other files as this module's.
     (root / "synth.json").write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+    summary.classes.write_text("".join(f"{name}\n" for name in config.classes), encoding="utf-8")
+    summary.groups.write_text(json.dumps(config.groups(), indent=2) + "\n", encoding="utf-8")
     for split in SPLITS:
         path = root / f"{split}.txt"
         if split in records:
@@ -747,6 +751,23 @@ def write_synth_dataset(
         ", ".join(f"{split} {count}" for split, count in summary.counts.items()),
     )
     return summary
+
+
+# Files of a data set this module writes; synth.json marks a folder as its own.
+_OWN_FILES = ("classes.txt", "groups.json", *(f"{split}.txt" for split in SPLITS))
+
+
+def _check_not_foreign(root: Path) -> None:
+    """An :class:`~tcm.errors.OutputError` when ``root`` holds list or class files that an
+    earlier ``write_synth_dataset`` did not write (no ``synth.json`` beside them)."""
+    if not root.is_dir() or (root / "synth.json").is_file():
+        return
+    foreign = [name for name in _OWN_FILES if (root / name).exists()]
+    if foreign:
+        raise OutputError(
+            f"{root}: holds {', '.join(foreign)} of another data set (no synth.json); "
+            "writing there would replace them; choose another --out"
+        )
 
 
 def read_groups(path: str | os.PathLike) -> dict[str, str]:

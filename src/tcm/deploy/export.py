@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import warnings
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,7 @@ import tcm
 import tcm.ops
 from tcm.checkpoint import load_checkpoint
 from tcm.deploy.inputs import Preprocessing
+from tcm.errors import OutputError
 from tcm.layers import mtdm as mtdm_module
 from tcm.ops import kernel_soft_argmax
 
@@ -51,6 +53,8 @@ INPUT_NAME = "clip"
 OUTPUT_NAME = "logits"
 DEFAULT_OPSET = 17
 ONNX_EXPORTERS = ("torchscript", "dynamo")
+# Opsets torch.onnx's TorchScript-based exporter writes (the dynamo exporter writes 18 and up).
+MIN_OPSET, MAX_OPSET = 7, 20
 
 
 def banded_correlation(
@@ -260,18 +264,62 @@ def export_onnx(
                 verbose=False,
             )
             return f"torch.onnx (dynamo=True, opset {max(opset, 18)})"
-        torch.onnx.export(
-            model,
-            (example,),
-            str(out),
-            dynamo=False,
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-            opset_version=opset,
-            do_constant_folding=True,
-        )
+        try:
+            torch.onnx.export(
+                model,
+                (example,),
+                str(out),
+                dynamo=False,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                opset_version=opset,
+                do_constant_folding=True,
+            )
+        except torch.onnx.errors.UnsupportedOperatorError as error:
+            first = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise ValueError(
+                f"ONNX opset {opset} cannot express this model ({first}); the default is "
+                f"{DEFAULT_OPSET}"
+            ) from None
     return f"torch.onnx (dynamo=False, opset {opset})"
+
+
+def _is_tcm_checkpoint(path: Path) -> bool:
+    """Whether ``path`` is a readable checkpoint in the project's format."""
+    if not zipfile.is_zipfile(path):
+        return False
+    try:
+        load_checkpoint(path)
+    except (ValueError, OSError):
+        return False
+    return True
+
+
+def check_export_target(out: str | os.PathLike, source: str | os.PathLike | None = None) -> Path:
+    """``out`` if an export may be written there (and its ``.json`` beside it).
+
+    Raises:
+        OutputError: ``out`` is a folder, is the checkpoint ``source``, or either file is
+            an existing tcm checkpoint (which the export would replace).
+    """
+    out = Path(out)
+    if out.is_dir():
+        raise OutputError(f"{out}: is a folder; --out names the file to write")
+    for target in (out, out.with_name(out.name + ".json")):
+        if not target.is_file():
+            continue
+        if source is not None and os.path.samefile(target, source):
+            raise OutputError(
+                f"{target}: is the checkpoint being exported; writing there would destroy it; "
+                "choose another --out"
+            )
+        if _is_tcm_checkpoint(target):
+            raise OutputError(
+                f"{target}: is a tcm checkpoint; writing there would destroy it; choose "
+                "another --out"
+            )
+    return out
 
 
 def _require_onnx():
@@ -333,17 +381,26 @@ def export_checkpoint(
 
     Returns:
         An :class:`ExportResult` with the largest difference found.
+
+    Raises:
+        OutputError: ``out`` is a folder, the checkpoint itself, or another tcm checkpoint.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; choose among {FORMATS}")
     if fmt == "onnx":
         _require_onnx()
+        if not MIN_OPSET <= opset <= MAX_OPSET:
+            raise ValueError(
+                f"ONNX opset {opset} is not one torch.onnx writes ({MIN_OPSET} to {MAX_OPSET}); "
+                f"the default is {DEFAULT_OPSET}"
+            )
+    source = None if isinstance(checkpoint, dict) else checkpoint
+    out = check_export_target(out, source)
     if not isinstance(checkpoint, dict):
         checkpoint = load_checkpoint(checkpoint)
     model, checkpoint = tcm.model_from_checkpoint(checkpoint)
     model = model.float().eval()
     prep = Preprocessing.from_checkpoint(checkpoint)
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = export_metadata(checkpoint, fmt, source=str(checkpoint.get("source", "")) or None)
     example = _example_input(prep, 1, seed)

@@ -74,7 +74,10 @@ class Prediction:
 
 def resolve_device(device: str | torch.device) -> torch.device:
     """``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...; a ``ValueError`` if it is not available."""
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except RuntimeError:  # torch's message lists every device type it knows
+        raise ValueError(f"--device {device!r} is not a device; use cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda asked, but CUDA is not available to this torch build")
     return device

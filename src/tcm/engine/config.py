@@ -14,7 +14,9 @@ YAML files may start with ``_base_: other.yaml`` (a path relative to the file, o
 shipped config; a list merges several, later ones winning): the file's keys are merged over
 its base, section by section. Any key may then be overridden with ``key.path=value`` strings
 (the ``--set`` option of ``tcm train``), values parsed as YAML (``0.1``, ``[8, 16]``, ``null``,
-``true``). Every value is checked against the field's type, and an unknown key is an error
+``true``). Numbers are read as people write them, in files and overrides alike: ``1e-4``,
+``5E-4``, ``.5``, ``1.``, ``1_000`` are numbers (plain YAML 1.1 would read the first two as
+strings). Every value is checked against the field's type, and an unknown key is an error
 that names the nearest valid one::
 
     >>> cfg = load_config("sthv1_tcm_tsm_r50_8f", overrides=["optim.lr=0.02"])
@@ -36,6 +38,7 @@ import copy
 import dataclasses
 import difflib
 import os
+import re
 import types
 from dataclasses import dataclass, field
 from importlib import resources
@@ -49,6 +52,41 @@ BASE_KEY = "_base_"
 
 class ConfigError(ValueError):
     """An invalid configuration: unknown key, wrong type, missing or inconsistent value."""
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader that also reads ``1e-4``, ``5E-4`` and ``1.5e3`` as numbers.
+
+    YAML 1.1, which PyYAML implements, wants a dot and a signed exponent (``1.0e-4``);
+    YAML 1.2 and every other reader of numbers accept the forms people write.
+    """
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$""",
+    ),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str) -> Any:
+    """``yaml.safe_load`` with the number forms of :class:`_Loader`.
+
+    Example:
+        >>> parse_yaml("lr: 1e-4")
+        {'lr': 0.0001}
+    """
+    return yaml.load(text, Loader=_Loader)
+
+
+def _number(text: str) -> float | None:
+    """A float spelled as people write it (``1e-4``, ``.5``, ``1.``, ``1_000``), else None."""
+    text = text.strip()
+    if not re.fullmatch(r"[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)(?:[eE][-+]?[0-9]+)?", text):
+        return None
+    return float(text.replace("_", ""))
 
 
 # --------------------------------------------------------------------------------------------
@@ -374,6 +412,8 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
             raise ConfigError(f"{path} must be an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str) and _number(value) is not None:
+            return _number(value)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{path} must be a number, got {value!r}")
         return float(value)
@@ -420,7 +460,7 @@ def _field_type(cls: type, path: list[str]) -> Any:
 
 def _parse_value(text: str, tp: Any) -> Any:
     try:
-        value = yaml.safe_load(text) if text.strip() else ""
+        value = parse_yaml(text) if text.strip() else ""
     except yaml.YAMLError:
         return text
     accepts_str = tp is str or (get_origin(tp) in (Union, types.UnionType) and str in get_args(tp))
@@ -509,11 +549,13 @@ def _deep_merge(base: dict, top: dict) -> dict:
 
 def read_config_dict(path: str | os.PathLike, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """A YAML config file as a dict, its ``_base_`` files merged in."""
+    from tcm.utils.files import read_text
+
     path = find_config(path).resolve()
     if path in _seen:
         raise ConfigError(f"{path}: circular _base_ chain")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = parse_yaml(read_text(path, "config file")) or {}
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML ({error})") from error
     if not isinstance(data, dict):
@@ -573,7 +615,10 @@ def resolve_classes(cfg: TrainConfig) -> tuple[int, list[str] | None]:
     names = None
     if cfg.data.classes:
         path = _need_file(cfg.data.classes, "data.classes", "classes.txt file")
-        names = read_classes(path)
+        try:
+            names = read_classes(path)
+        except ValueError as error:
+            raise ConfigError(f"data.classes: {error}") from None
         if not names:
             raise ConfigError(f"data.classes: {path} lists no class name")
         if cfg.model.num_classes is not None and cfg.model.num_classes != len(names):
@@ -602,6 +647,7 @@ def check_config(cfg: TrainConfig, *, training: bool = True) -> tuple[int, list[
     Raises:
         ConfigError: with the key at fault and what to do.
     """
+    from tcm.data.decoding import check_frame_template
     from tcm.models import list_models
 
     if cfg.model.name not in list_models():
@@ -625,10 +671,24 @@ def check_config(cfg: TrainConfig, *, training: bool = True) -> tuple[int, list[
         raise ConfigError(f"eval.num_crops must be 1 or 3, got {cfg.eval.num_crops}")
     if cfg.optim.lr <= 0:
         raise ConfigError(f"optim.lr must be positive, got {cfg.optim.lr}")
-    if isinstance(cfg.data.resize, list) and len(cfg.data.resize) != 2:
-        raise ConfigError(f"data.resize must be an int or [H, W], got {cfg.data.resize}")
-    if cfg.data.short_side_range is not None and len(cfg.data.short_side_range) != 2:
-        raise ConfigError("data.short_side_range must be [low, high]")
+    resize = cfg.data.resize
+    if isinstance(resize, list) and (len(resize) != 2 or min(resize) < 1):
+        raise ConfigError(f"data.resize must be a positive int or [H, W], got {resize}")
+    if isinstance(resize, int) and resize < 1:
+        raise ConfigError(f"data.resize must be positive (the short side) or null, got {resize}")
+    side_range = cfg.data.short_side_range
+    if side_range is not None and (len(side_range) != 2 or not 0 < side_range[0] <= side_range[1]):
+        raise ConfigError(
+            f"data.short_side_range must be [low, high], 0 < low <= high, got {side_range}"
+        )
+    if cfg.data.dense_stride < 1:
+        raise ConfigError(f"data.dense_stride must be at least 1, got {cfg.data.dense_stride}")
+    if not cfg.data.scales or not all(0 < scale <= 1 for scale in cfg.data.scales):
+        raise ConfigError(f"data.scales must be in (0, 1], got {cfg.data.scales}")
+    try:
+        check_frame_template(cfg.data.frame_template, "data.frame_template")
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
     milestones = cfg.schedule.milestones
     if cfg.schedule.type == "step" and list(milestones) != sorted(milestones):
         raise ConfigError(f"schedule.milestones must be increasing, got {milestones}")
@@ -649,11 +709,49 @@ def check_config(cfg: TrainConfig, *, training: bool = True) -> tuple[int, list[
         )
     if not Path(root).expanduser().is_dir():
         raise ConfigError(f"data.root: {root} is not a folder")
+    lists = {}
     if training:
-        _need_file(cfg.data.train_list, "data.train_list", "training list file")
+        lists["data.train_list"] = _need_file(
+            cfg.data.train_list, "data.train_list", "training list file"
+        )
         if cfg.data.val_list:
-            _need_file(cfg.data.val_list, "data.val_list", "validation list file")
+            lists["data.val_list"] = _need_file(
+                cfg.data.val_list, "data.val_list", "validation list file"
+            )
     else:
         key = "data.test_list" if cfg.data.test_list else "data.val_list"
-        _need_file(cfg.data.test_list or cfg.data.val_list, key, "list file to test on")
-    return resolve_classes(cfg)
+        lists[key] = _need_file(
+            cfg.data.test_list or cfg.data.val_list, key, "list file to test on"
+        )
+    num_classes, names = resolve_classes(cfg)
+    counted_by = f"data.classes: {cfg.data.classes}" if names is not None else "model.num_classes"
+    for key, path in lists.items():
+        check_list_labels(path, key, num_classes, counted_by)
+    return num_classes, names
+
+
+def check_list_labels(
+    path: str | os.PathLike, key: str, num_classes: int, counted_by: str = ""
+) -> None:
+    """Every label of the list file ``path`` must lie in ``[0, num_classes)``.
+
+    Raises:
+        ConfigError: naming the key, the file, the first bad line and label, and the class
+            count (``counted_by`` names where it comes from, e.g. ``"data.classes"``).
+    """
+    from tcm.data import read_list
+
+    try:
+        records = read_list(path)
+    except ValueError as error:
+        raise ConfigError(f"{key}: {error}") from None
+    bad = [record for record in records if not 0 <= record.label < num_classes]
+    if bad:
+        first = bad[0]
+        more = f" ({len(bad) - 1} more lines like it)" if len(bad) > 1 else ""
+        classes = f"{num_classes} class" + ("es" if num_classes != 1 else "")
+        source = f" ({counted_by})" if counted_by else ""
+        raise ConfigError(
+            f"{key}: {path}:{first.line}: label {first.label} is not in [0, {num_classes}), "
+            f"the config has {classes}{source}{more}"
+        )

@@ -9,6 +9,11 @@ over the classes present of each class's recall), per-class accuracy and the con
 Score files (``scores.npz``: ``scores`` float32 ``(N, K)``, ``labels`` int64 ``(N,)``,
 ``paths`` ``(N,)`` str, ``classes`` ``(K,)`` str when known) combine with :func:`ensemble`,
 e.g. the 8- and 16-frame models of the paper.
+
+A video that cannot be read is never replaced by another: under ``bad_sample_policy="skip"``
+it is left out of the scores and metrics, counted and named (:attr:`EvalResult.skipped`,
+``skipped`` and ``skipped_videos`` in ``metrics.json``); under ``"raise"`` evaluation stops
+with its path and reason.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from tcm.engine.distributed import DistContext, ShardSampler, all_gather_objects, resolve_device
+from tcm.errors import DataError
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +108,9 @@ class EvalResult:
     classes: list[str] | None = None
     views: tuple[int, int] = (1, 1)
     """``(clips, crops)`` per video."""
+    skipped: list = field(default_factory=list)
+    """The videos left out because they could not be read
+    (:class:`~tcm.data.datasets.SkippedSample`: ``index``, ``path``, ``reason``, ``message``)."""
     top1: float = field(init=False)
     top5: float = field(init=False)
     mean_class_acc: float = field(init=False)
@@ -125,8 +134,9 @@ class EvalResult:
         return len(self.labels)
 
     def summary(self) -> dict[str, Any]:
-        """The headline numbers, JSON-ready."""
-        return {
+        """The headline numbers, JSON-ready; ``videos`` counts the videos scored, ``skipped``
+        those left out (named in ``skipped_videos`` when there are any)."""
+        summary = {
             "videos": self.num_videos,
             "classes": int(self.scores.shape[1]),
             "views": f"{self.views[0]}x{self.views[1]}",
@@ -134,12 +144,19 @@ class EvalResult:
             "top5": self.top5,
             "mean_class_acc": self.mean_class_acc,
             "loss": self.loss,
+            "skipped": len(self.skipped),
         }
+        if self.skipped:
+            summary["skipped_videos"] = [
+                {"path": s.path, "reason": s.reason, "message": s.message} for s in self.skipped
+            ]
+        return summary
 
     def save(self, out_dir: str | os.PathLike, *, confusion_png: bool = True) -> dict[str, Path]:
         """Write ``scores.npz``, ``per_class.csv``, ``metrics.json`` and ``confusion.png``."""
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
+        from tcm.utils.files import output_dir
+
+        out = output_dir(out_dir)
         written = {"scores": save_scores(self, out / SCORES_FILE)}
         written["per_class"] = write_per_class_csv(self, out / PER_CLASS_FILE)
         metrics_path = out / METRICS_FILE
@@ -241,6 +258,10 @@ def ensemble(
         weights = [1.0] * len(results)
     if len(weights) != len(results):
         raise ValueError(f"{len(weights)} weights for {len(results)} score files")
+    if any(not np.isfinite(w) or w < 0 for w in weights) or not sum(weights) > 0:
+        raise ValueError(
+            f"weights must be non-negative numbers with a positive sum, got {list(weights)}"
+        )
     first = results[0]
     for index, other in enumerate(results[1:], start=2):
         if other.scores.shape != first.scores.shape:
@@ -284,6 +305,20 @@ def view_probabilities(
     return logits.softmax(dim=1).view(n, views, -1).mean(dim=1)
 
 
+@dataclass
+class Predictions:
+    """What :func:`predict` returns: the videos scored, in dataset order, and those left out."""
+
+    scores: np.ndarray
+    """``(N, K)`` float32 probabilities averaged over the views."""
+    labels: np.ndarray
+    """``(N,)`` int64."""
+    indices: np.ndarray
+    """``(N,)`` int64 dataset indices of the rows."""
+    skipped: list
+    """:class:`~tcm.data.datasets.SkippedSample` of the items left out, by index."""
+
+
 @torch.no_grad()
 def predict(
     model: nn.Module,
@@ -296,14 +331,16 @@ def predict(
     channels_last: bool = False,
     progress: bool = False,
     desc: str = "eval",
-) -> tuple[np.ndarray, np.ndarray]:
-    """Scores ``(N, K)`` and labels ``(N,)`` of every item of ``dataset``, in its order.
+) -> Predictions:
+    """Scores ``(N, K)`` and labels ``(N,)`` of the items of ``dataset``, in its order.
 
-    With several processes each scores a shard and every process receives the whole result.
+    Items that cannot be read (a test dataset under ``bad_sample_policy="skip"``) are left out
+    and listed in ``skipped``. With several processes each scores a shard and every process
+    receives the whole result.
     """
     from tqdm.auto import tqdm
 
-    from tcm.data import collate_clips
+    from tcm.data import collate_clips, loader_errors
 
     ctx = ctx or DistContext(device=next(model.parameters()).device)
     sampler = ShardSampler(len(dataset), ctx.rank, ctx.world_size)
@@ -318,32 +355,57 @@ def predict(
     was_training = model.training
     model.eval()
     num_segments = getattr(model, "num_segments", None) or dataset.num_frames_per_clip
-    scores, labels = [], []
+    scores, labels, kept, skipped = [], [], [], []
     bar = tqdm(
         loader, desc=desc, leave=False, disable=not (progress and ctx.is_main), dynamic_ncols=True
     )
-    for clips, batch_labels in bar:
-        clips = clips.to(ctx.device, non_blocking=True)
-        with autocast_context(ctx.device, amp):
-            probs = view_probabilities(model, clips, num_segments, channels_last=channels_last)
-        scores.append(probs.cpu().numpy())
-        labels.append(batch_labels.numpy())
+    position = 0  # in sampler.indices: the loader reads them in order, batch after batch
+    with loader_errors(f"{desc} data"):
+        for batch in bar:
+            clips, batch_labels = batch
+            excluded = set(getattr(batch, "excluded", ()))
+            count = len(batch_labels) + len(excluded)
+            batch_indices = sampler.indices[position : position + count]
+            position += count
+            kept.extend(i for j, i in enumerate(batch_indices) if j not in excluded)
+            skipped.extend(getattr(batch, "skipped", ()))
+            if not len(batch_labels):
+                continue
+            clips = clips.to(ctx.device, non_blocking=True)
+            with autocast_context(ctx.device, amp):
+                probs = view_probabilities(model, clips, num_segments, channels_last=channels_last)
+            scores.append(probs.cpu().numpy())
+            labels.append(batch_labels.numpy())
     model.train(was_training)
     k = None if not scores else scores[0].shape[1]
     local = (
-        sampler.indices,
+        np.asarray(kept, dtype=np.int64),
         np.concatenate(scores) if scores else np.zeros((0, k or 0), np.float32),
         np.concatenate(labels) if labels else np.zeros(0, np.int64),
+        skipped,
     )
     parts = all_gather_objects(local, ctx)
     num_classes = max(p[1].shape[1] for p in parts)
-    all_scores = np.zeros((len(dataset), num_classes), dtype=np.float32)
-    all_labels = np.zeros(len(dataset), dtype=np.int64)
-    for indices, part_scores, part_labels in parts:
-        if len(indices):
-            all_scores[indices] = part_scores
-            all_labels[indices] = part_labels
-    return all_scores, all_labels
+    indices = np.concatenate([p[0] for p in parts])
+    order = np.argsort(indices, kind="stable")
+    all_scores = np.concatenate(
+        [p[1] if len(p[1]) else np.zeros((0, num_classes), np.float32) for p in parts]
+    )
+    all_labels = np.concatenate([p[2] for p in parts])
+    all_skipped = sorted((s for p in parts for s in p[3]), key=lambda s: s.index)
+    return Predictions(
+        all_scores[order].astype(np.float32, copy=False),
+        all_labels[order].astype(np.int64, copy=False),
+        indices[order],
+        all_skipped,
+    )
+
+
+def check_scored(predictions: Predictions, list_file, total: int) -> None:
+    """A :class:`DataError` when no video of the list could be scored."""
+    if total and not len(predictions.indices):
+        first = predictions.skipped[0].message if predictions.skipped else "no video"
+        raise DataError(f"{list_file}: none of its {total} videos could be read; first: {first}")
 
 
 def data_defaults(model: nn.Module) -> dict[str, Any]:
@@ -418,6 +480,7 @@ def evaluate(
     out_dir: str | os.PathLike | None = None,
     progress: bool = False,
     ctx: DistContext | None = None,
+    bad_sample_policy: str = "raise",
 ) -> EvalResult:
     """Evaluate a model on a labelled list: ``num_clips x num_crops`` views per video.
 
@@ -428,6 +491,8 @@ def evaluate(
         data: preprocessing overrides (``num_segments``, ``resize``, ``input_size``, ...).
         classes: class names (default: the checkpoint's).
         out_dir: when given, :meth:`EvalResult.save` writes scores, per-class CSV, confusion.
+        bad_sample_policy: ``"raise"`` (stop at a video that cannot be read) or ``"skip"``
+            (leave it out, listed in :attr:`EvalResult.skipped`).
 
     Returns:
         :class:`EvalResult` (``top1``, ``top5``, ``mean_class_acc``, ``per_class_acc``,
@@ -454,9 +519,15 @@ def evaluate(
     model = model.to(ctx.device)
     num_classes = int(getattr(model, "num_classes", 0)) or None
     dataset = build_test_dataset(
-        list_file, root, params, num_clips=num_clips, num_crops=num_crops, num_classes=num_classes
+        list_file,
+        root,
+        params,
+        num_clips=num_clips,
+        num_crops=num_crops,
+        num_classes=num_classes,
+        bad_sample_policy=bad_sample_policy,
     )
-    scores, labels = predict(
+    predictions = predict(
         model,
         dataset,
         batch_size=batch_size,
@@ -465,13 +536,23 @@ def evaluate(
         amp=amp,
         progress=progress,
     )
+    check_scored(predictions, list_file, len(dataset))
     result = EvalResult(
-        scores,
-        labels,
-        [r.path for r in dataset.records],
+        predictions.scores,
+        predictions.labels,
+        [dataset.records[i].path for i in predictions.indices],
         list(classes) if classes is not None else None,
         (num_clips, num_crops),
+        skipped=predictions.skipped,
     )
+    if result.skipped and ctx.is_main:
+        logger.warning(
+            "%d of %d videos could not be read and are left out of the metrics: %s",
+            len(result.skipped),
+            len(dataset),
+            ", ".join(s.path for s in result.skipped[:5])
+            + (" ..." if len(result.skipped) > 5 else ""),
+        )
     if out_dir is not None and ctx.is_main:
         result.save(out_dir)
     return result

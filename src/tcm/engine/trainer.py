@@ -1,6 +1,7 @@
 """The training loop: :func:`train` turns a :class:`~tcm.engine.config.TrainConfig` into a run.
 
-A run lives in a work dir::
+A run lives in a work dir, locked for the life of the run (:mod:`tcm.engine.workdir`: a
+second run there is refused, as is a new run into a folder that holds one)::
 
     config.yaml      the resolved config
     train.log        the log of the main process
@@ -10,6 +11,16 @@ A run lives in a work dir::
     best.pt          the weights of the best validation top-1 (inference only)
     curves.png       loss, accuracy and learning rate, written at the end
     tensorboard/     when TensorBoard is installed
+
+Nothing is written into the work dir before every check has passed (config, folder, resume
+checkpoint, datasets, model).
+
+Bad samples: a training sample that cannot be read is replaced (``data.bad_sample_policy:
+skip``; the epoch row counts them in ``train_skipped``, names the first in
+``train_skipped_paths``, and the log says so at the end of the epoch) or stops the run
+(``raise``). A validation video is never replaced: it is left out of the metrics and counted in
+``val_skipped`` (``val_skipped_paths``), or, with ``raise``, stops the run after ``last.pt``
+holds the epoch's training (a resumed run validates it again).
 
 Exact resumption: shuffling is a function of ``(seed, epoch)``, augmentation of ``(seed,
 epoch, index)``, dropout draws come from the saved RNG states, and a run resumed mid-epoch
@@ -49,17 +60,28 @@ from tcm.engine.distributed import (
     all_gather_objects,
     all_reduce_sum,
     barrier,
+    broadcast_object,
     cleanup,
     init_distributed,
 )
-from tcm.engine.evaluation import EvalResult, autocast_context, build_test_dataset, predict
+from tcm.engine.evaluation import (
+    EvalResult,
+    autocast_context,
+    build_test_dataset,
+    check_scored,
+    predict,
+)
 from tcm.engine.metrics import CURVES_FILE, MetricsWriter, plot_curves, read_metrics
 from tcm.engine.optim import LRSchedule, build_optimizer, scaled_lr
+from tcm.engine.workdir import WorkDirLock, resume_checkpoint
+from tcm.errors import WorkDirError
 
 logger = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.yaml"
 LOG_FILE = "train.log"
+SHOWN_SKIPPED = 5
+"""Paths of skipped samples named in an epoch row and in the log."""
 
 
 class NonFiniteLossError(RuntimeError):
@@ -319,16 +341,27 @@ class Trainer:
         self.best_top1 = -math.inf
         self.best_row: dict[str, Any] = {}
         self.epoch_sums = torch.zeros(4, dtype=torch.float64)  # loss sum, correct, clips, seconds
+        # The step rows' window since the last one: loss sum, correct, clips, seconds.
+        self.window = torch.zeros(4, dtype=torch.float64)
+        self.skipped_count = 0  # training samples replaced this epoch, over every process
+        self.skipped_paths: list[str] = []  # the first of them (this process's)
         self.last_good: Path | None = None
 
     # -- checkpoints -----------------------------------------------------------------------
 
+    def _gather_skipped(self) -> list[str]:
+        """The first skipped paths of every process (every process takes part)."""
+        parts = all_gather_objects(self.skipped_paths, self.ctx)
+        return list(dict.fromkeys(p for part in parts for p in part))[:SHOWN_SKIPPED]
+
     def _checkpoint(self, *, full: bool, metrics: dict | None = None) -> dict[str, Any]:
-        rngs = all_gather_objects(ckpt.capture_rng(), self.ctx) if full else None
         rng = None
+        skipped_paths: list[str] = []
         if full:
+            rngs = all_gather_objects(ckpt.capture_rng(), self.ctx)
             rng = dict(rngs[0])
             rng["torch_ranks"] = torch.stack([r["torch"] for r in rngs])
+            skipped_paths = self._gather_skipped()
         return ckpt.build_training_checkpoint(
             model=self.model,
             model_name=self.cfg.model.name,
@@ -349,6 +382,8 @@ class Trainer:
                 "best_top1": self.best_top1,
                 "best_row": dict(self.best_row),
                 "epoch_sums": self.epoch_sums.clone(),
+                "window": self.window.clone(),
+                "skipped": {"count": self.skipped_count, "paths": skipped_paths},
                 "global_batch": self.global_batch,
             },
             world_size=self.ctx.world_size,
@@ -366,14 +401,25 @@ class Trainer:
         if self.ctx.is_main:
             ckpt.save(self._checkpoint(full=False, metrics=row), self.work_dir / ckpt.BEST)
 
-    def resume(self, path: Path) -> None:
-        checkpoint = ckpt.load_training_checkpoint(path)
+    def check_resumable(self, checkpoint: dict[str, Any], path: Path) -> None:
+        """A ``ValueError`` when ``checkpoint`` holds another model than the config's."""
         saved = checkpoint["model"]
         if (saved["name"], saved["num_classes"]) != (self.cfg.model.name, self.num_classes):
             raise ValueError(
                 f"{path} holds a {saved['name']} with {saved['num_classes']} classes; the config "
                 f"builds a {self.cfg.model.name} with {self.num_classes}"
             )
+
+    def resume(self, checkpoint: dict[str, Any], path: Path) -> None:
+        """Take the model, optimizer, schedule, position and random states of ``checkpoint``
+        (read from ``path``); nothing is written."""
+        from tcm.models import check_state_dict
+
+        self.check_resumable(checkpoint, path)
+        try:
+            check_state_dict(checkpoint["state_dict"], self.model.state_dict())
+        except ValueError as error:
+            raise ValueError(f"{path} does not fit the config's model: {error}") from None
         self.model.load_state_dict(checkpoint["state_dict"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.schedule.load_state_dict(checkpoint["scheduler"])
@@ -386,6 +432,10 @@ class Trainer:
         self.best_top1 = float(state.get("best_top1", -math.inf))
         self.best_row = dict(state.get("best_row", {}))
         self.epoch_sums = state.get("epoch_sums", torch.zeros(4, dtype=torch.float64)).clone()
+        self.window = state.get("window", torch.zeros(4, dtype=torch.float64)).clone()
+        skipped = state.get("skipped", {})
+        self.skipped_count = int(skipped.get("count", 0))
+        self.skipped_paths = list(skipped.get("paths", [])) if self.ctx.is_main else []
         if state.get("global_batch", self.global_batch) != self.global_batch:
             logger.warning(
                 "resuming with a global batch of %d clips; the checkpoint was trained with %d",
@@ -404,14 +454,6 @@ class Trainer:
             )
             _seed_everything(self.cfg.train.seed + self.ctx.rank + 1000 * self.step)
         self.last_good = Path(path)
-        if self.ctx.is_main:
-            logger.info(
-                "resumed from %s: epoch %d, step %d (%d batches into the epoch)",
-                path,
-                self.epoch,
-                self.step,
-                self.batch_in_epoch,
-            )
 
     # -- one epoch ---------------------------------------------------------------------------
 
@@ -424,7 +466,9 @@ class Trainer:
             "optim.clip_grad_norm, a warm-up (schedule.warmup_epochs) or train.amp=none."
         )
 
-    def train_epoch(self) -> dict[str, float]:
+    def train_epoch(self) -> dict[str, Any]:
+        from tcm.data import loader_errors
+
         cfg, ctx = self.cfg, self.ctx
         accumulate = cfg.optim.accumulate_steps
         model = self.ddp or self.model
@@ -434,6 +478,9 @@ class Trainer:
         self.sampler.set_start(self.batch_in_epoch * cfg.data.batch_size)
         if self.batch_in_epoch == 0:
             self.epoch_sums.zero_()
+            self.window.zero_()
+            self.skipped_count = 0
+            self.skipped_paths = []
         total = self.steps_per_epoch * accumulate
         from tqdm.auto import tqdm
 
@@ -445,15 +492,24 @@ class Trainer:
             dynamic_ncols=True,
             leave=False,
         )
-        window = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, clips since last log
+        window = self.window  # loss sum, correct, clips, seconds since the last step row
         window_start = time.perf_counter()
         epoch_start = time.perf_counter()
         seconds_before = float(self.epoch_sums[3])
-        iterator = iter(self.loader)
         grad_norm = float("nan")
+        with loader_errors("training data"):
+            iterator = iter(self.loader)
         try:
             for micro in range(self.batch_in_epoch, total):
-                clips, labels = next(iterator)
+                with loader_errors("training data"):
+                    batch = next(iterator)
+                clips, labels = batch
+                for entry in batch.skipped:
+                    if (
+                        len(self.skipped_paths) < SHOWN_SKIPPED
+                        and entry.path not in self.skipped_paths
+                    ):
+                        self.skipped_paths.append(entry.path)
                 clips = clips.to(ctx.device, non_blocking=True)
                 labels = labels.to(ctx.device, non_blocking=True)
                 n = clips.shape[0]
@@ -477,6 +533,7 @@ class Trainer:
                             (logits.argmax(1) == labels).sum().item(),
                             n,
                             0.0 if finite else 1.0,
+                            len(batch.skipped),
                         ],
                         dtype=torch.float64,
                         device=ctx.device if ctx.device.type == "cuda" else "cpu",
@@ -486,7 +543,8 @@ class Trainer:
                         raise self._non_finite("loss", loss.item())
                     self.scaler.scale(loss / accumulate).backward()
                 self.epoch_sums[:3] += stats[:3]
-                window += stats[:3]
+                window[:3] += stats[:3]
+                self.skipped_count += int(stats[4])
                 self.batch_in_epoch = micro + 1
                 if not last_micro:
                     continue
@@ -505,7 +563,7 @@ class Trainer:
                 self.schedule.set_step(self.step)
                 bar.update(1)
                 if self.step % cfg.train.log_interval == 0 or micro + 1 == total:
-                    elapsed = max(time.perf_counter() - window_start, 1e-9)
+                    elapsed = max(float(window[3]) + time.perf_counter() - window_start, 1e-9)
                     row = {
                         "kind": "step",
                         "epoch": self.epoch + (micro + 1) / total,
@@ -529,24 +587,41 @@ class Trainer:
                     and self.step % cfg.train.checkpoint_interval == 0
                     and micro + 1 < total
                 ):
-                    self.epoch_sums[3] = seconds_before + time.perf_counter() - epoch_start
+                    now = time.perf_counter()
+                    self.epoch_sums[3] = seconds_before + now - epoch_start
+                    window[3] += now - window_start
+                    window_start = now
                     self.save_last()
         finally:
             bar.close()
             del iterator
         self.epoch_sums[3] = seconds_before + time.perf_counter() - epoch_start
         sums = self.epoch_sums
-        return {
+        row = {
             "train_loss": float(sums[0] / sums[2]),
             "train_top1": float(100 * sums[1] / sums[2]),
             # the learning rate of the epoch's last step
             "lr": self.optimizer.param_groups[0]["base_lr"] * self.schedule.factor(self.step - 1),
             "train_time": float(sums[3]),
             "clips_per_s": float(sums[2] / max(float(sums[3]), 1e-9)),
+            "train_skipped": self.skipped_count,
         }
+        paths = self._gather_skipped()
+        if self.skipped_count:
+            row["train_skipped_paths"] = paths
+            if ctx.is_main:
+                logger.warning(
+                    "epoch %d: %d training samples could not be read and were replaced "
+                    "(data.bad_sample_policy=skip): %s%s",
+                    self.epoch + 1,
+                    self.skipped_count,
+                    ", ".join(paths),
+                    ", ..." if self.skipped_count > len(paths) else "",
+                )
+        return row
 
     def validate(self) -> EvalResult:
-        scores, labels = predict(
+        predictions = predict(
             self.model,
             self.val_set,
             batch_size=self.cfg.eval.batch_size,
@@ -559,12 +634,14 @@ class Trainer:
             progress=self.progress,
             desc="validate",
         )
+        check_scored(predictions, self.cfg.data.val_list, len(self.val_set))
         return EvalResult(
-            scores,
-            labels,
-            [r.path for r in self.val_set.records],
+            predictions.scores,
+            predictions.labels,
+            [self.val_set.records[i].path for i in predictions.indices],
             self.classes,
             (self.cfg.eval.num_clips, self.cfg.eval.num_crops),
+            skipped=predictions.skipped,
         )
 
     def fit(self) -> TrainResult:
@@ -592,13 +669,29 @@ class Trainer:
                 (self.epoch + 1) % cfg.train.eval_interval == 0 or self.epoch + 1 == epochs
             )
             if evaluate_now:
+                if cfg.data.bad_sample_policy == "raise":
+                    # A video that cannot be read stops the run: keep the epoch's training
+                    # first (a resumed run repeats only the validation).
+                    self.save_last()
                 result = self.validate()
                 row.update(
                     val_loss=result.loss,
                     val_top1=result.top1,
                     val_top5=result.top5,
                     val_mean_class=result.mean_class_acc,
+                    val_skipped=len(result.skipped),
                 )
+                if result.skipped:
+                    row["val_skipped_paths"] = [s.path for s in result.skipped[:SHOWN_SKIPPED]]
+                    if ctx.is_main:
+                        logger.warning(
+                            "epoch %d: %d validation videos could not be read and are left out "
+                            "of val_top1: %s%s",
+                            self.epoch + 1,
+                            len(result.skipped),
+                            ", ".join(row["val_skipped_paths"]),
+                            ", ..." if len(result.skipped) > SHOWN_SKIPPED else "",
+                        )
             row["step"] = self.step
             row["time"] = row.pop("train_time") + time.perf_counter() - eval_start
             self.epoch += 1
@@ -686,11 +779,13 @@ def train(
 
     Args:
         config: the configuration (:func:`~tcm.engine.config.load_config`, or built in Python).
-        work_dir: the run's folder (default ``work_dirs/<config name>``). A folder that already
-            holds a run is an error unless ``resume`` is given.
+        work_dir: the run's folder (default ``work_dirs/<config name>``), locked for the life
+            of the run. A folder that holds a run (``last.pt``, ``best.pt`` or
+            ``metrics.jsonl``) is an error unless the run is resumed.
         resume: ``"auto"`` (continue from the work dir's ``last.pt`` when there is one, else
-            start) or the path of a training checkpoint. Processes restarted by ``torchrun
-            --max-restarts`` resume automatically.
+            start) or the path of a training checkpoint (of this folder's run, or into an
+            empty folder). Processes restarted by ``torchrun --max-restarts`` resume
+            automatically.
         progress: progress bars (main process only).
 
     Returns:
@@ -698,6 +793,8 @@ def train(
 
     Raises:
         ConfigError: an invalid config (checked before any data is read).
+        WorkDirError: the folder is in use by another run, or holds a run this one may not
+            replace or continue.
         NonFiniteLossError: the loss diverged; no checkpoint was overwritten.
 
     Example:
@@ -709,48 +806,75 @@ def train(
     """
     ctx = init_distributed(config.train.device, config.dist.backend, config.dist.timeout_min)
     previous_deterministic = torch.are_deterministic_algorithms_enabled()
+    lock = None
+    started = False
     try:
         work_dir = Path(work_dir) if work_dir is not None else default_work_dir(config)
         trainer = Trainer(config, work_dir, ctx, progress)  # checks the config: no data read yet
         if resume is None and int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0:
             resume = "auto"
-        resume_path = None
-        if resume == "auto":
-            resume_path = ckpt.find_resume_checkpoint(work_dir)
-        elif resume is not None:
-            resume_path = Path(resume)
-        elif (work_dir / ckpt.LAST).is_file():
-            raise ValueError(
-                f"{work_dir} already holds a run; continue it with --resume auto or choose "
-                "another --work-dir"
-            )
+        # The main process locks the folder and decides what the run does with it; the other
+        # processes follow its decision (or its refusal).
+        decision: tuple[str, Any] = ("ok", None)
+        refusal: BaseException | None = None
+        if ctx.is_main:
+            lock = WorkDirLock(work_dir)
+            try:
+                lock.acquire()
+                decision = ("ok", resume_checkpoint(work_dir, resume))
+            except (ValueError, OSError) as error:
+                refusal, decision = error, ("refused", str(error))
+        decision = broadcast_object(decision, ctx)
+        if decision[0] == "refused":
+            raise refusal if refusal is not None else WorkDirError(decision[1])
+        resume_path = decision[1]
+        checkpoint = None
+        if resume_path is not None:
+            checkpoint = ckpt.load_training_checkpoint(resume_path)
+            trainer.check_resumable(checkpoint, resume_path)
         if config.train.deterministic:
             torch.use_deterministic_algorithms(True)
-        if ctx.is_main:
-            work_dir.mkdir(parents=True, exist_ok=True)
-            ckpt.remove_stale_temporaries(work_dir)
-            (work_dir / CONFIG_FILE).write_text(trainer.cfg.to_yaml(), encoding="utf-8")
-        barrier(ctx)
-        with _run_logging(work_dir, ctx.is_main), _tqdm_logging(progress and ctx.is_main):
+        with _tqdm_logging(progress and ctx.is_main):
             trainer.build()
-            trainer.metrics = MetricsWriter(
-                work_dir, enabled=ctx.is_main, tensorboard=trainer.cfg.train.tensorboard
-            )
-            try:
-                if resume_path is not None:
-                    trainer.resume(resume_path)
-                    trainer.metrics.truncate_after(trainer.step)
-                elif resume == "auto" and ctx.is_main:
-                    logger.info("no checkpoint to resume from in %s: starting", work_dir)
-                if not resume_path:
-                    trainer.metrics.truncate_after(-1)
-                result = trainer.fit()
-            finally:
-                trainer.metrics.close()
+            if checkpoint is not None:
+                trainer.resume(checkpoint, resume_path)
+            del checkpoint
+            # Every check has passed: the run's files may be written.
+            started = True
             if ctx.is_main:
-                plot_curves(read_metrics(work_dir), work_dir / CURVES_FILE, title=trainer.cfg.name)
+                ckpt.remove_stale_temporaries(work_dir)
+                (work_dir / CONFIG_FILE).write_text(trainer.cfg.to_yaml(), encoding="utf-8")
+            barrier(ctx)
+            with _run_logging(work_dir, ctx.is_main):
+                trainer.metrics = MetricsWriter(
+                    work_dir, enabled=ctx.is_main, tensorboard=trainer.cfg.train.tensorboard
+                )
+                try:
+                    if resume_path is not None:
+                        if ctx.is_main:
+                            logger.info(
+                                "resumed from %s: epoch %d, step %d (%d batches into the epoch)",
+                                resume_path,
+                                trainer.epoch,
+                                trainer.step,
+                                trainer.batch_in_epoch,
+                            )
+                        trainer.metrics.truncate_after(trainer.step)
+                    else:
+                        if resume == "auto" and ctx.is_main:
+                            logger.info("no checkpoint to resume from in %s: starting", work_dir)
+                        trainer.metrics.truncate_after(-1)
+                    result = trainer.fit()
+                finally:
+                    trainer.metrics.close()
+                if ctx.is_main:
+                    plot_curves(
+                        read_metrics(work_dir), work_dir / CURVES_FILE, title=trainer.cfg.name
+                    )
         return result
     finally:
+        if lock is not None:
+            lock.release(remove_dir=not started)
         torch.use_deterministic_algorithms(previous_deterministic)
         cleanup(ctx)
 

@@ -1,0 +1,36 @@
+"""Errors of the user's input and environment that ``tcm`` reports in one line.
+
+Library code raises these (or :class:`ValueError` / :class:`FileNotFoundError`, for the same
+kind of problem) with a message that names the file or key at fault and the problem; the
+command line prints the message alone and exits with status 2. Anything else is a bug and
+keeps its traceback.
+
+- :class:`TcmError`: the base class.
+- :class:`WorkDirError`: a run folder that cannot be used (in use by another run, holding
+  another run, not a folder).
+- :class:`OutputError`: an output path that would overwrite something the user has (a
+  checkpoint, a folder, their own list files).
+- :class:`DataError`: data that cannot serve the run (every sample unreadable, a DataLoader
+  worker killed by the system).
+
+The configuration's :class:`~tcm.engine.config.ConfigError` and the data package's
+:class:`~tcm.data.decoding.BadVideoError` are :class:`ValueError` subclasses of the same kind.
+"""
+
+from __future__ import annotations
+
+
+class TcmError(Exception):
+    """A problem with the user's input or environment, reported in one line."""
+
+
+class WorkDirError(TcmError, ValueError):
+    """A run folder that cannot be used: in use, holding another run, or not a folder."""
+
+
+class OutputError(TcmError, ValueError):
+    """An output path that would overwrite what the user has, or that cannot be written."""
+
+
+class DataError(TcmError, ValueError):
+    """Data that cannot serve the run: no readable sample, a data worker that died."""
