@@ -153,10 +153,14 @@ Dims make_dims(const at::Tensor& a, int64_t P, int jb) {
 // right by the radius; zero elsewhere.
 std::pair<at::Tensor, at::Tensor> forward_copies(const at::Tensor& a, const at::Tensor& b,
                                                  const Dims& d) {
-  at::Tensor a_rows = at::zeros({d.B, d.H, d.C, d.Wa}, a.options());
+  // Only the padding is zeroed: on small maps it is most of the copy.
+  at::Tensor a_rows = at::empty({d.B, d.H, d.C, d.Wa}, a.options());
   a_rows.narrow(3, 0, d.W).copy_(a.permute({0, 2, 1, 3}));
-  at::Tensor b_rows = at::zeros({d.B, d.H, d.C, d.Wb}, b.options());
+  a_rows.narrow(3, d.W, d.Wa - d.W).zero_();
+  at::Tensor b_rows = at::empty({d.B, d.H, d.C, d.Wb}, b.options());
+  b_rows.narrow(3, 0, d.radius).zero_();
   b_rows.narrow(3, d.radius, d.W).copy_(b.permute({0, 2, 1, 3}));
+  b_rows.narrow(3, d.radius + d.W, d.Wb - d.radius - d.W).zero_();
   return {a_rows, b_rows};
 }
 
@@ -489,8 +493,14 @@ constexpr int kChannelVectors = 4;  // channel vectors per pass (4 x 4 accumulat
 
 // Channel-last copy (B, H, Wx + 2 d, Cp) of x with x shifted right by d; zero elsewhere.
 at::Tensor channel_last_copy(const at::Tensor& t, int64_t radius, int64_t Wx, int64_t Cp) {
-  at::Tensor out = at::zeros({t.size(0), t.size(2), Wx + 2 * radius, Cp}, t.options());
-  out.narrow(2, radius, t.size(3)).narrow(3, 0, t.size(1)).copy_(t.permute({0, 2, 3, 1}));
+  const int64_t W = t.size(3), C = t.size(1), Wpad = Wx + 2 * radius;
+  at::Tensor out = at::empty({t.size(0), t.size(2), Wpad, Cp}, t.options());
+  // Only the padding is zeroed: on small maps it is most of the copy.
+  out.narrow(2, 0, radius).zero_();
+  out.narrow(2, radius + W, Wpad - radius - W).zero_();
+  at::Tensor centre = out.narrow(2, radius, W);
+  centre.narrow(3, 0, C).copy_(t.permute({0, 2, 3, 1}));
+  centre.narrow(3, C, Cp - C).zero_();
   return out;
 }
 
