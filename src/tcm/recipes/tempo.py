@@ -1,12 +1,15 @@
-"""The visual-tempo comparison: TSN, TSM and TCM trained on a generated data set, on the CPU.
+"""The visual-tempo comparison: TSN, TSM and TCM on both, trained on a generated set, on the CPU.
 
 The data set (:mod:`tcm.data.synth`) has classes that differ only in how things move:
 direction, tempo and temporal order. No single frame tells them apart, so a model without
 temporal modelling (TSN) stays at chance within each group, while TSM and TCM can learn them.
+Every variant starts from the same trunk, pretrained on generated still images
+(:mod:`tcm.recipes.stills`), as the paper's start from ImageNet.
 
 Every run of :func:`run_tempo_comparison` writes under one folder::
 
     data/             the generated videos and lists (reused when the same settings exist)
+    stills/           the pretrained trunk (reused likewise)
     runs/<variant>/   each model's training run (metrics.jsonl, last.pt, best.pt, curves.png)
     results.json      top-1 overall and per group for every variant
     results.md        the same as a table
