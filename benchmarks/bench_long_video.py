@@ -12,7 +12,8 @@ Printed per engine: windows per second, seconds of video per second of wall time
 resident memory above the process's resident set before the run, the resident set at each
 quarter of the video (flat when memory does not grow with the video's length), the most
 prepared frames held at once, and the largest probability difference between the engines.
-The engines run one after the other, so load on the machine can favour either.
+The full passes run one after the other, so load on the machine can favour either; the model
+alone on one batch of windows is also timed with the engines alternating.
 
 Usage:
     python benchmarks/bench_long_video.py [--minutes 10] [--model tcm_tsm_resnet50]
@@ -33,6 +34,7 @@ import numpy as np
 import torch
 
 import tcm
+from side_by_side import medians, time_side_by_side
 from tcm.checkpoint import make_checkpoint
 from tcm.data.synth import DEFAULT_CLASSES, clip_rng, render_clip
 from tcm.deploy import LongVideoPredictor, Predictor
@@ -151,6 +153,14 @@ def main() -> None:
             ),
         }
         results = {name: measure(long, video) for name, long in engines.items()}
+        # The model alone on one batch of windows, the engines alternating (same load).
+        clips = torch.randn(args.batch_size, args.frames, 3, args.input_size, args.input_size)
+        model_only = medians(
+            time_side_by_side(
+                {name: lambda long=long: long.classify(clips) for name, long in engines.items()},
+                repeats=5,
+            )
+        )
 
     reference = results["PyTorch eager"]["probabilities"]
     print(
@@ -172,7 +182,13 @@ def main() -> None:
             f"{result['realtime']:10.1f} {result['peak_extra_mib']:10.1f} {quarters:>27s} "
             f"{result['peak_frames']:11d} {diff:9.1e}"
         )
+    alternating = ", ".join(
+        f"{name} {1e3 * seconds / args.batch_size:.1f} ms" for name, seconds in model_only.items()
+    )
+    print(f"model alone per window (batch {args.batch_size}, alternating): {alternating}")
     if args.json:
+        for name, seconds in model_only.items():
+            results[name]["model_only_ms_per_window"] = 1e3 * seconds / args.batch_size
         summary = {
             name: {key: value for key, value in result.items() if key != "probabilities"}
             for name, result in results.items()

@@ -181,5 +181,5 @@ def write_timeline(
     out.parent.mkdir(parents=True, exist_ok=True)
     figure = render_timeline(timeline, threshold=threshold, max_classes=max_classes)
     figure.savefig(out)
-    logger.info("wrote %s", out)
+    logger.debug("wrote %s", out)
     return out
