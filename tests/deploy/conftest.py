@@ -69,6 +69,24 @@ def write_moving_square(path: Path, *, num_frames: int = 16, height=72, width=96
     return path
 
 
+def corrupt_packets(path: Path, start: float, end: float, seed: int = 0) -> Path:
+    """Overwrite, in place, the packets of the frames shown in ``[start, end)`` seconds with
+    noise: the container stays readable, those frames do not decode."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        spans = [
+            (packet.pos, packet.size)
+            for packet in container.demux(stream)
+            if packet.size and start <= float(packet.pts * packet.time_base) < end
+        ]
+    data = bytearray(path.read_bytes())
+    rng = np.random.default_rng(seed)
+    for position, size in spans:
+        data[position : position + size] = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+    return path
+
+
 @pytest.fixture(scope="session")
 def checkpoint_path(tmp_path_factory) -> Path:
     return atomic_save(tiny_checkpoint(), tmp_path_factory.mktemp("ckpt") / "tiny.pt")

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from tcm.cli import predict_long
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -15,16 +17,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Classify each INPUT (a video file, a frame folder, or a folder of videos) with the "
             "checkpoint's model, class names and test preprocessing. Inputs that cannot be read "
-            "are reported and skipped; the exit status is 1 if any failed."
+            "are reported and skipped; the exit status is 1 if any failed. With --window, "
+            "slides a window over long videos or streams instead (see below)."
         ),
     )
-    parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT")
     parser.add_argument("--checkpoint", type=Path, required=True, help="tcm checkpoint")
     parser.add_argument("--topk", type=int, default=5, help="classes shown per input")
     parser.add_argument("--json", action="store_true", help="one JSON object per input")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--batch-size", type=int, default=4, help="clips per forward pass")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    predict_long.add_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -34,6 +38,9 @@ def run(args: argparse.Namespace) -> int:
     from tcm.deploy.inputs import expand_inputs
     from tcm.deploy.predictor import Predictor
 
+    predict_long.check_arguments(args)
+    if predict_long.wanted(args):
+        return predict_long.run(args)
     if args.topk < 1:
         raise ValueError(f"--topk must be positive, got {args.topk}")
     if args.batch_size < 1:
@@ -43,7 +50,9 @@ def run(args: argparse.Namespace) -> int:
     if not paths:
         print("tcm predict: no input found", file=sys.stderr)
         return 1
-    show_bar = not args.no_progress and (len(paths) > 1 or any(p.is_dir() for p in args.inputs))
+    show_bar = not args.no_progress and (
+        len(paths) > 1 or any(Path(p).is_dir() for p in args.inputs)
+    )
     bar = tqdm(total=len(paths), unit="video", disable=not show_bar, file=sys.stderr)
     failed = 0
     try:

@@ -6,6 +6,9 @@
   batch, checked against PyTorch, preprocessing recorded beside the file.
 - :func:`visualize` (:mod:`~tcm.deploy.visualize`): TCM's fast and slow displacement fields,
   their confidence and TAM's temporal attention, as a PNG or GIF.
+- :class:`LongVideoPredictor` (:mod:`~tcm.deploy.timeline`): sliding windows over long videos
+  and live streams, decoded once in constant memory, merged into segments; drawn as a
+  timeline by :func:`write_timeline` (:mod:`~tcm.deploy.timeline_plot`).
 
 Example:
     >>> from tcm.deploy import Predictor
@@ -17,19 +20,36 @@ Example:
 from tcm.deploy.export import ExportResult, export_checkpoint, export_friendly_correlation
 from tcm.deploy.inputs import Preprocessing, expand_inputs, read_clip
 from tcm.deploy.predictor import ClassScore, Prediction, Predictor
+from tcm.deploy.timeline import (
+    BadStretch,
+    LongVideoPredictor,
+    Segment,
+    Timeline,
+    WindowPrediction,
+)
+from tcm.deploy.timeline_plot import render_timeline, write_timeline
 from tcm.deploy.visualize import TCMMaps, collect_tcm_maps, visualize
+from tcm.deploy.windows import Span
 
 __all__ = [
+    "BadStretch",
     "ClassScore",
     "ExportResult",
+    "LongVideoPredictor",
     "Prediction",
     "Predictor",
     "Preprocessing",
+    "Segment",
+    "Span",
     "TCMMaps",
+    "Timeline",
+    "WindowPrediction",
     "collect_tcm_maps",
     "expand_inputs",
     "export_checkpoint",
     "export_friendly_correlation",
     "read_clip",
+    "render_timeline",
     "visualize",
+    "write_timeline",
 ]

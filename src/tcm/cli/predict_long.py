@@ -1,0 +1,200 @@
+"""Window mode of ``tcm predict``: what happens when in long videos and live streams.
+
+With ``--window`` (or ``--stream``, or ``--timeline``), ``tcm predict`` slides a window over
+each INPUT instead of classifying it as one clip (see :mod:`tcm.deploy.timeline`), and writes
+
+- as text: the merged segments (and the stretches that could not be decoded), in time order;
+  with ``--stream``, the top class of every window as it completes;
+- with ``--json``: JSON lines, as they come: ``{"type": "window", "path", "start", "end",
+  "classes", "probabilities"}`` per window (plus ``"tempo": {"fast", "slow"}`` with a TCM
+  model), ``{"type": "skipped", "path", "start", "end", "reason", "frames", "windows"}`` per
+  unreadable stretch, then ``{"type": "segment", "path", "start", "end", "label", "index",
+  "probability", "windows"}`` per segment; times in seconds;
+- with ``--timeline FILE.png``: the picture of :mod:`tcm.deploy.timeline_plot`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+DEFAULT_WINDOW = "2.0"
+DEFAULT_THRESHOLD = 0.5
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "long videos and streams",
+        "Slide a window over each INPUT and report which class happens when (window mode: "
+        "on with --window, --stream or --timeline). Lengths are seconds (2.0, 2s) or frames "
+        "(64f). --batch-size counts windows per forward pass.",
+    )
+    group.add_argument(
+        "--window", metavar="LENGTH", help=f"window length (default {DEFAULT_WINDOW} s)"
+    )
+    group.add_argument(
+        "--stride",
+        metavar="LENGTH",
+        help="time between window starts (default: a quarter of the window)",
+    )
+    group.add_argument(
+        "--threshold",
+        type=float,
+        metavar="P",
+        help=(
+            f"smallest top-class probability of a window in a segment (default {DEFAULT_THRESHOLD})"
+        ),
+    )
+    group.add_argument(
+        "--timeline",
+        type=Path,
+        metavar="FILE.png",
+        help="draw the class probabilities, segments, thumbnails and TCM's tempo over time",
+    )
+    group.add_argument(
+        "--stream",
+        action="store_true",
+        help=(
+            "INPUT is a live source PyAV opens (a stream URL, a webcam device): print the top "
+            "class of each window as it completes; Ctrl-C stops and reports the segments"
+        ),
+    )
+    group.add_argument(
+        "--input-format",
+        metavar="FMT",
+        help="FFmpeg input format of the source, e.g. v4l2 for /dev/video0",
+    )
+
+
+def wanted(args: argparse.Namespace) -> bool:
+    """Whether the arguments ask for window mode."""
+    return args.window is not None or args.stream or args.timeline is not None
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Window options without window mode, or out of range: a ``ValueError``."""
+    if not wanted(args):
+        for option in ("stride", "threshold", "input_format"):
+            if getattr(args, option) is not None:
+                flag = "--" + option.replace("_", "-")
+                raise ValueError(f"{flag} needs window mode (--window, --stream or --timeline)")
+        return
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        raise ValueError(f"--threshold must lie in [0, 1], got {args.threshold}")
+    if args.timeline is not None and len(args.inputs) != 1:
+        raise ValueError(f"--timeline draws one video; {len(args.inputs)} inputs given")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tcm.deploy.predictor import Predictor
+    from tcm.deploy.timeline import LongVideoPredictor
+    from tcm.deploy.windows import Span
+
+    if args.topk < 1:
+        raise ValueError(f"--topk must be positive, got {args.topk}")
+    window = Span.parse(args.window or DEFAULT_WINDOW)
+    stride = Span.parse(args.stride) if args.stride is not None else None
+    predictor = Predictor(args.checkpoint, device=args.device)
+    long = LongVideoPredictor(predictor, window, stride, batch_size=args.batch_size)
+    failed = sum(not _one_input(long, source, args) for source in args.inputs)
+    if failed and len(args.inputs) > 1:
+        print(f"tcm predict: {failed} of {len(args.inputs)} inputs gave no result", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _one_input(long, source: str, args: argparse.Namespace) -> bool:
+    """Run one input; ``False`` when it could not be read or held no complete window."""
+    from tqdm import tqdm
+
+    from tcm.deploy.predictor import READ_ERRORS
+    from tcm.deploy.timeline import BadStretch
+
+    threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
+    try:
+        run = long.open(source, live=args.stream, input_format=args.input_format)
+    except READ_ERRORS as error:
+        _report_failure(source, error, args.json)
+        return False
+    show_bar = not (args.no_progress or args.stream)
+    total = round(run.duration, 2) if run.duration else None
+    bar = tqdm(total=total, unit="s", disable=not show_bar, file=sys.stderr, desc=Path(source).name)
+    bar.bar_format = (
+        "{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s [{elapsed}<{remaining}]"
+    )
+    if total is None:
+        bar.bar_format = "{desc}: {n:.1f} s [{elapsed}]"
+    try:
+        with run:
+            try:
+                for event in run:
+                    bar.update(round(run.position - bar.n, 3))
+                    if isinstance(event, BadStretch):
+                        bar.write(f"tcm predict: {source}: {_stretch_text(event)}", sys.stderr)
+                        if args.json:
+                            print(_json_line("skipped", source, event.to_dict()), flush=True)
+                    elif args.json:
+                        record = event.to_dict(run.timeline.classes, args.topk)
+                        print(_json_line("window", source, record), flush=True)
+                    elif args.stream:
+                        best = event.top(run.timeline.classes, 1)[0]
+                        print(
+                            f"{event.end:9.2f} s  {best.label}  {best.probability:.1%}",
+                            flush=True,
+                        )
+            except KeyboardInterrupt:
+                bar.write(f"tcm predict: {source}: stopped at {run.position:.2f} s", sys.stderr)
+    finally:
+        bar.close()
+    timeline = run.timeline
+    if not timeline.windows:
+        message = (
+            f"{source}: no complete window of {timeline.window:g} s in {timeline.duration:.2f} s"
+        )
+        print(f"tcm predict: {message}", file=sys.stderr)
+        return False
+    segments = timeline.segments(threshold)
+    if args.json:
+        for segment in segments:
+            print(_json_line("segment", source, segment.to_dict()), flush=True)
+    else:
+        print(_summary(timeline, segments))
+    if args.timeline is not None:
+        from tcm.deploy.timeline_plot import write_timeline
+
+        path = write_timeline(timeline, args.timeline, threshold=threshold)
+        print(f"tcm predict: wrote {path}", file=sys.stderr)
+    return True
+
+
+def _report_failure(source: str, error: Exception, as_json: bool) -> None:
+    if as_json:
+        reason = getattr(error, "reason", "unreadable")
+        print(json.dumps({"path": source, "error": reason, "message": str(error)}), flush=True)
+    print(f"tcm predict: {error}", file=sys.stderr)
+
+
+def _json_line(kind: str, source: str, record: dict) -> str:
+    return json.dumps({"type": kind, "path": source, **record})
+
+
+def _stretch_text(stretch, *, times: bool = True) -> str:
+    where = f" {stretch.start:.2f}-{stretch.end:.2f} s" if times else ""
+    return f"skipped{where}: {stretch.reason} ({stretch.frames} frames, {stretch.windows} windows)"
+
+
+def _summary(timeline, segments) -> str:
+    lines = [
+        f"{timeline.source}: {timeline.duration:.2f} s, {len(timeline.windows)} windows of "
+        f"{timeline.window:g} s every {timeline.stride:g} s, {len(segments)} segments"
+    ]
+    width = max((len(s.label) for s in segments), default=0)
+    rows = [
+        (s.start, f"{s.label:{width}s}  {s.probability:6.1%}  ({s.windows} windows)", s.end)
+        for s in segments
+    ]
+    rows += [(s.start, _stretch_text(s, times=False), s.end) for s in timeline.stretches]
+    for start, text, end in sorted(rows, key=lambda row: row[0]):
+        lines.append(f"  {start:8.2f} - {end:8.2f} s  {text}")
+    return "\n".join(lines)
