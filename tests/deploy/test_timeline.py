@@ -169,9 +169,10 @@ def test_known_segments_are_recovered_within_one_stride(checkpoint, left_then_up
 
 def test_batching_does_not_change_the_results(checkpoint, left_then_up):
     predictor = Predictor(checkpoint)
-    one = LongVideoPredictor(predictor, "18f", "3f", batch_size=1).run(left_then_up)
-    five = LongVideoPredictor(predictor, "18f", "3f", batch_size=5).run(left_then_up)
-    assert len(one.windows) == len(five.windows) == 19
+    window = f"{WINDOW_FRAMES}f"  # the same windows, given in frames
+    one = LongVideoPredictor(predictor, window, "3f", batch_size=1).run(left_then_up)
+    five = LongVideoPredictor(predictor, window, "3f", batch_size=5).run(left_then_up)
+    assert len(one.windows) == len(five.windows) == 21
     np.testing.assert_allclose(one.probabilities(), five.probabilities(), atol=1e-5)
     assert [w.start for w in one.windows] == [w.start for w in five.windows]
 
@@ -191,9 +192,9 @@ def test_json_has_a_line_per_window_then_the_segments(checkpoint, left_then_up, 
         "--checkpoint",
         checkpoint,
         "--window",
-        "1.5",
+        WINDOW,
         "--stride",
-        "0.25",
+        STRIDE,
         "--topk",
         "2",
         "--json",
@@ -203,12 +204,12 @@ def test_json_has_a_line_per_window_then_the_segments(checkpoint, left_then_up, 
     records = _json_lines(capsys.readouterr().out)
     windows = [r for r in records if r["type"] == "window"]
     segments = [r for r in records if r["type"] == "segment"]
-    assert len(windows) + len(segments) == len(records) and len(windows) == 19
+    assert len(windows) + len(segments) == len(records) and len(windows) == 21
     assert records[-len(segments) :] == segments  # segments come last
     for k, window in enumerate(windows):
         assert set(window) == {"type", "path", "start", "end", "classes", "probabilities", "tempo"}
         assert window["path"] == str(left_then_up)
-        assert (window["start"], window["end"]) == pytest.approx((k * 0.25, k * 0.25 + 1.5))
+        assert (window["start"], window["end"]) == pytest.approx((k * STRIDE, k * STRIDE + WINDOW))
         assert len(window["classes"]) == 2 and set(window["classes"]) == set(CLASSES)
         assert window["probabilities"][0] >= window["probabilities"][1]
         assert sum(window["probabilities"]) == pytest.approx(1.0, abs=1e-4)
@@ -234,7 +235,7 @@ def test_a_corrupt_stretch_is_reported_and_skipped(checkpoint, tmp_path, capsys)
         "--checkpoint",
         checkpoint,
         "--window",
-        "18f",
+        f"{WINDOW_FRAMES}f",
         "--json",
         "--stride",
         "0.25",
@@ -247,7 +248,7 @@ def test_a_corrupt_stretch_is_reported_and_skipped(checkpoint, tmp_path, capsys)
     assert 3.5 <= skipped["start"] <= 4.0 + 1e-6 and 4.6 - 1e-6 <= skipped["end"] <= 5.5
     assert "unreadable" in skipped["reason"] and skipped["frames"] >= 1
     windows = [r for r in records if r["type"] == "window"]
-    assert skipped["windows"] == 31 - len(windows) > 0
+    assert skipped["windows"] == 33 - len(windows) > 0
     for window in windows:  # no classified window overlaps the stretch
         assert window["end"] <= skipped["start"] + 1e-6 or window["start"] >= skipped["end"] - 1e-6
     segments = [r for r in records if r["type"] == "segment"]
@@ -258,16 +259,16 @@ def test_a_corrupt_stretch_is_reported_and_skipped(checkpoint, tmp_path, capsys)
 
 def test_stream_mode_prints_the_top_class_as_it_goes(checkpoint, left_then_up, capsys):
     status = predict(
-        left_then_up, "--checkpoint", checkpoint, "--stream", "--window", "1.5", "--stride", "0.5"
+        left_then_up, "--checkpoint", checkpoint, "--stream", "--window", WINDOW, "--stride", "0.5"
     )
     assert status == 0
     out = capsys.readouterr().out.splitlines()
-    live = [line.split() for line in out[:10]]  # one line per window: "END s LABEL P%"
-    assert [float(words[0]) for words in live] == [1.5 + 0.5 * k for k in range(10)]
+    live = [line.split() for line in out[:11]]  # one line per window: "END s LABEL P%"
+    assert [float(words[0]) for words in live] == [WINDOW + 0.5 * k for k in range(11)]
     assert all(words[1] == "s" and words[-1].endswith("%") for words in live)
     assert " ".join(live[0][2:-1]) == "moving left" and " ".join(live[-1][2:-1]) == "moving up"
-    assert out[10].startswith(f"{left_then_up}: 6.00 s, 10 windows")
-    assert "moving left" in out[11] and "moving up" in out[12]
+    assert out[11].startswith(f"{left_then_up}: 6.00 s, 11 windows")
+    assert "moving left" in out[12] and "moving up" in out[13]
 
 
 def test_timeline_picture_is_written(checkpoint, left_then_up, tmp_path, capsys):
@@ -281,7 +282,7 @@ def test_timeline_picture_is_written(checkpoint, left_then_up, tmp_path, capsys)
         "--timeline",
         out,
         "--window",
-        "1.5",
+        WINDOW,
         "--stride",
         "0.25",
         "--no-progress",
@@ -293,7 +294,7 @@ def test_timeline_picture_is_written(checkpoint, left_then_up, tmp_path, capsys)
 
 
 def test_timeline_figure_has_a_tempo_panel_only_with_tcm(checkpoint, left_then_up):
-    timeline = LongVideoPredictor(Predictor(checkpoint), "1.5", "0.5").run(left_then_up)
+    timeline = LongVideoPredictor(Predictor(checkpoint), str(WINDOW), "0.5").run(left_then_up)
     assert len(timeline.thumbnails) == len(timeline.windows)  # few windows: one each
     assert len(render_timeline(timeline).axes) == 3  # strip, probabilities, tempo
     without = Timeline(
@@ -319,7 +320,7 @@ def test_an_unreadable_input_is_named_and_the_others_go_on(
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"not a video at all")
     status = predict(
-        bad, left_then_up, "--checkpoint", checkpoint, "--window", "1.5", "--no-progress"
+        bad, left_then_up, "--checkpoint", checkpoint, "--window", WINDOW, "--no-progress"
     )
     assert status == 1
     captured = capsys.readouterr()
