@@ -3,10 +3,13 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from tcm.cli.main import main
 from tcm.data.synth import SHAPES
+from tcm.engine.workdir import WorkDirLock
+from tcm.errors import WorkDirError
 from tcm.models import create_model
 from tcm.recipes.stills import StillsConfig, pretrain_trunk, render_stills
 from tcm.recipes.tempo import (
@@ -98,3 +101,9 @@ def test_still_image_trunk_initialises_every_variant_alike(tmp_path):
         )
         for key, value in trunk.items():
             torch.testing.assert_close(model.backbone.state_dict()[key], value)
+
+
+def test_a_second_comparison_in_the_same_folder_is_refused(tmp_path):
+    with WorkDirLock(tmp_path), pytest.raises(WorkDirError, match="in use by another run"):
+        run_tempo_comparison(tmp_path, TempoSettings(clips_per_class=5), progress=False)
+    assert not (tmp_path / "data").exists()  # refused before anything was written

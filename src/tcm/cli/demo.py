@@ -62,9 +62,9 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(results, chance_levels(classes, groups)))
     print(f"\nlearning curves: {out / 'curves.png'}")
 
-    # The TSM + TCM model if trained, else the other TCM one, else the last.
-    with_tcm = sorted((r for r in results if r.variant in TCM_VARIANTS), key=lambda r: r.variant)
-    shown = with_tcm or results[-1:]
+    # The TSM + TCM model if trained, else TSN + TCM, else the last.
+    by_variant = {r.variant: r for r in results}
+    shown = [by_variant.get("tcm") or by_variant.get("tcm_tsn") or results[-1]]
     checkpoint = shown[0].checkpoint
     examples = held_out_examples(data, classes, groups)
     print(f"\n[2/3] tcm predict on held-out clips ({shown[0].model})", flush=True)

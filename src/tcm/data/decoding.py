@@ -36,8 +36,8 @@ logger = logging.getLogger(__name__)
 _converters = threading.local()
 
 
-def _to_rgb(frame: av.VideoFrame) -> np.ndarray:
-    """A decoded frame as an ``(H, W, 3)`` uint8 RGB array."""
+def frame_to_rgb(frame: av.VideoFrame) -> np.ndarray:
+    """A decoded frame as an ``(H, W, 3)`` uint8 RGB array (one converter per thread and process)."""
     by_process = getattr(_converters, "by_process", None)
     if by_process is None:
         by_process = _converters.by_process = {}
@@ -325,7 +325,7 @@ class VideoReader:
                 for index, frame in iterator:
                     position = index
                     if index in wanted_set and index not in got:
-                        got[index] = _to_rgb(frame)
+                        got[index] = frame_to_rgb(frame)
                     if index >= target:
                         break
                 if target not in got:

@@ -38,7 +38,7 @@ import av
 import numpy as np
 import torch
 
-from tcm.data.decoding import MISSING, NO_VIDEO_STREAM, NOT_A_VIDEO, BadVideoError, _to_rgb
+from tcm.data.decoding import MISSING, NO_VIDEO_STREAM, NOT_A_VIDEO, BadVideoError, frame_to_rgb
 from tcm.data.sampling import build_sampler
 from tcm.data.transforms import center_crop, resize, three_crop
 from tcm.deploy.inputs import Preprocessing
@@ -365,7 +365,7 @@ class FramePreparer:
         self.prep = prep
 
     def __call__(self, frame: av.VideoFrame) -> torch.Tensor:
-        image = torch.from_numpy(_to_rgb(frame)).permute(2, 0, 1)[None]  # (1, 3, H, W)
+        image = torch.from_numpy(frame_to_rgb(frame)).permute(2, 0, 1)[None]  # (1, 3, H, W)
         size = self.prep.resize
         if isinstance(size, list):
             image = resize(image, (size[0], size[1]))

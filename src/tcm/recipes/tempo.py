@@ -43,6 +43,7 @@ from tcm.engine import (
     evaluate,
     train,
 )
+from tcm.engine.workdir import WorkDirLock
 from tcm.recipes.stills import StillsConfig, pretrain_trunk
 from tcm.utils.parallel import map_in_processes
 
@@ -296,6 +297,12 @@ def run_tempo_comparison(
     """Generate the data, train and evaluate every variant, write the report under ``out``."""
     settings = settings or TempoSettings()
     out = Path(out)
+    # One comparison per folder: a second one would delete the first's runs as it starts.
+    with WorkDirLock(out):
+        return _run_comparison(out, settings, progress)
+
+
+def _run_comparison(out: Path, settings: TempoSettings, progress: bool) -> list[VariantResult]:
     data_root = generate_data(out / "data", settings, progress)
     trunk = pretrain(out / "stills", settings, progress)
     jobs = [
