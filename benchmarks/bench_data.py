@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from tcm.data import VideoRecord, build_dataset, collate_clips
+from tcm.data import Preprocessing, VideoRecord, build_dataset, collate_clips
 from tcm.data.decoding import VideoReader
 from tcm.data.transforms import normalize
 
@@ -61,9 +61,9 @@ def main() -> None:
     torch.set_num_threads(1)
     video = args.video.resolve()
     records = [VideoRecord(video.name, 0)]
-    common = {"num_segments": args.segments, "mean": MEAN, "std": STD}
-    train = build_dataset(records, video.parent, train=True, **common)
-    test = build_dataset(records, video.parent, train=False, **common)
+    prep = Preprocessing(num_segments=args.segments, mean=MEAN, std=STD)
+    train = build_dataset(records, video.parent, prep, train=True)
+    test = build_dataset(records, video.parent, prep, train=False)
     with VideoReader(video) as reader:
         num_frames, (height, width) = reader.num_frames, reader.size
     print(f"video: {video.name}, {num_frames} frames, {width}x{height}; torch threads: 1")
@@ -107,7 +107,7 @@ def main() -> None:
     print(f"  frames decoded per training clip: {np.mean(decoded):.0f} of {num_frames} on average")
 
     count = 8 * max(args.repeats // 4, 4 * args.workers)
-    many = build_dataset(records * count, video.parent, train=True, **common)
+    many = build_dataset(records * count, video.parent, prep, train=True)
     loader = DataLoader(many, batch_size=8, num_workers=args.workers, collate_fn=collate_clips)
     start = time.perf_counter()
     batches = iter(loader)

@@ -25,7 +25,7 @@ import tcm.checkpoint
 from tcm.checkpoint import load_checkpoint
 from tcm.cli.main import main
 from tcm.engine import read_metrics
-from tcm.engine.evaluation import EvalResult, save_scores
+from tcm.engine.scores import EvalResult, save_scores
 from tcm.engine.trainer import Trainer
 from tcm.engine.workdir import WorkDirLock
 
@@ -281,7 +281,8 @@ def test_worker_errors_are_one_line(tiny_set, bad_lists, tmp_path, capsys):
 
 def _write_checkpoint(tiny_set, path: Path) -> None:
     from tcm.checkpoint import atomic_save, make_checkpoint
-    from tcm.engine.trainer import data_section, model_kwargs
+    from tcm.data import Preprocessing
+    from tcm.engine.model_setup import model_kwargs
     from tcm.models import create_model
 
     cfg = tiny_config(tiny_set)
@@ -293,7 +294,7 @@ def _write_checkpoint(tiny_set, path: Path) -> None:
             num_classes=3,
             num_segments=cfg.model.num_segments,
             model_kwargs=model_kwargs(cfg),
-            data=data_section(cfg, model),
+            data=Preprocessing.from_config(cfg, mean=model.mean, std=model.std).to_dict(),
         ),
         path,
     )

@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 from tcm.cli.main import main
 from tcm.data import (
     BadVideoError,
+    Preprocessing,
     SkipReport,
     VideoRecord,
     build_dataset,
@@ -20,7 +21,7 @@ from tcm.data import (
 )
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-SMALL = {"input_size": 32, "resize": (48, 64), "mean": MEAN, "std": STD}
+SMALL = Preprocessing(input_size=32, resize=(48, 64), mean=MEAN, std=STD)
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,9 @@ def real_records():
 
 
 def test_real_files_train_and_test_shapes(shared_data, real_records):
-    train = build_dataset(real_records, shared_data, train=True, num_classes=3, mean=MEAN, std=STD)
+    train = build_dataset(
+        real_records, shared_data, Preprocessing(mean=MEAN, std=STD), train=True, num_classes=3
+    )
     for i in range(3):
         clip, label = train[i]
         assert clip.shape == (8, 3, 224, 224) and clip.dtype == torch.float32 and label == i
@@ -41,17 +44,16 @@ def test_real_files_train_and_test_shapes(shared_data, real_records):
     test = build_dataset(
         real_records,
         shared_data,
+        Preprocessing(num_clips=2, num_crops=3, resize=256, mean=MEAN, std=STD),
         train=False,
-        num_clips=2,
-        num_crops=3,
-        resize=256,
-        mean=MEAN,
-        std=STD,
     )
     clip, _ = test[0]
     assert clip.shape == (2 * 3 * 8, 3, 224, 224)
     single = build_dataset(
-        real_records, shared_data, train=False, num_clips=2, resize=256, mean=MEAN, std=STD
+        real_records,
+        shared_data,
+        Preprocessing(num_clips=2, resize=256, mean=MEAN, std=STD),
+        train=False,
     )
     views = clip.view(6, 8, 3, 224, 224)
     torch.testing.assert_close(
@@ -60,11 +62,13 @@ def test_real_files_train_and_test_shapes(shared_data, real_records):
 
 
 def test_uint8_output(shared_data, real_records):
-    dataset = build_dataset(real_records, shared_data, train=False, uint8=True, num_segments=4)
+    dataset = build_dataset(
+        real_records, shared_data, Preprocessing(num_segments=4), train=False, uint8=True
+    )
     clip, _ = dataset[2]
     assert clip.dtype == torch.uint8 and clip.shape == (4, 3, 224, 224)
     normalised = build_dataset(
-        real_records, shared_data, train=False, num_segments=4, mean=MEAN, std=STD
+        real_records, shared_data, Preprocessing(num_segments=4, mean=MEAN, std=STD), train=False
     )[2][0]
     torch.testing.assert_close(
         normalised,
@@ -92,9 +96,9 @@ def _good_records():
 
 def test_augmentation_is_a_function_of_seed_epoch_index(synthetic_root):
     records = _good_records()
-    dataset = build_dataset(records, synthetic_root, train=True, num_classes=4, seed=7, **SMALL)
+    dataset = build_dataset(records, synthetic_root, SMALL, train=True, num_classes=4, seed=7)
     first = [dataset[i][0] for i in range(len(records))]
-    again = build_dataset(records, synthetic_root, train=True, num_classes=4, seed=7, **SMALL)
+    again = build_dataset(records, synthetic_root, SMALL, train=True, num_classes=4, seed=7)
     for i in reversed(range(len(records))):  # order does not matter
         torch.testing.assert_close(again[i][0], first[i], rtol=0, atol=0)
     dataset.set_epoch(1)
@@ -106,7 +110,7 @@ def test_augmentation_is_a_function_of_seed_epoch_index(synthetic_root):
 
 
 def test_set_epoch_reaches_persistent_workers(synthetic_root):
-    dataset = build_dataset(_good_records()[:2], synthetic_root, train=True, seed=1, **SMALL)
+    dataset = build_dataset(_good_records()[:2], synthetic_root, SMALL, train=True, seed=1)
     loader = DataLoader(
         dataset, batch_size=2, num_workers=1, persistent_workers=True, collate_fn=collate_clips
     )
@@ -153,7 +157,7 @@ EXPECTED_REASONS = {
 def test_skip_policy_with_workers_reports_every_bad_sample(synthetic_root, caplog):
     records = _good_records()[:5] + _bad_root(synthetic_root)
     dataset = build_dataset(
-        records, synthetic_root, train=True, num_classes=4, bad_sample_policy="skip", **SMALL
+        records, synthetic_root, SMALL, train=True, num_classes=4, bad_sample_policy="skip"
     )
     loader = DataLoader(
         dataset,
@@ -180,13 +184,9 @@ def test_raise_policy_names_file_and_reason(synthetic_root):
     records = _bad_root(synthetic_root)
     with pytest.raises(BadVideoError, match=r"short.mp4: label out of range .*line"):
         build_dataset(
-            [VideoRecord("short.mp4", 9, line=6)],
-            synthetic_root,
-            train=True,
-            num_classes=4,
-            **SMALL,
+            [VideoRecord("short.mp4", 9, line=6)], synthetic_root, SMALL, train=True, num_classes=4
         )
-    dataset = build_dataset(records[:5], synthetic_root, train=False, num_classes=4, **SMALL)
+    dataset = build_dataset(records[:5], synthetic_root, SMALL, train=False, num_classes=4)
     for i, record in enumerate(records[:5]):
         with pytest.raises(BadVideoError) as info:
             dataset[i]
@@ -196,7 +196,7 @@ def test_raise_policy_names_file_and_reason(synthetic_root):
 
 def test_raise_policy_in_a_worker_keeps_the_error_class(synthetic_root):
     records = _bad_root(synthetic_root)
-    dataset = build_dataset(records[:1], synthetic_root, train=True, **SMALL)
+    dataset = build_dataset(records[:1], synthetic_root, SMALL, train=True)
     loader = DataLoader(dataset, batch_size=1, num_workers=1, collate_fn=collate_clips)
     with pytest.raises(BadVideoError, match=r"empty.mp4: empty"):
         next(iter(loader))
@@ -205,7 +205,7 @@ def test_raise_policy_in_a_worker_keeps_the_error_class(synthetic_root):
 def test_skip_policy_gives_up_when_everything_is_bad(synthetic_root):
     records = _bad_root(synthetic_root)[:4]
     dataset = build_dataset(
-        records, synthetic_root, train=True, bad_sample_policy="skip", max_retries=3, **SMALL
+        records, synthetic_root, SMALL, train=True, bad_sample_policy="skip", max_retries=3
     )
     with pytest.raises(BadVideoError, match="bad samples in a row"):
         dataset[0]

@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from tcm.cli.main import main as tcm_main
-from tcm.data import VideoReader, build_dataset, read_classes, read_list
+from tcm.data import Preprocessing, VideoReader, build_dataset, read_classes, read_list
 from tcm.data.synth import (
     CLASS_SPECS,
     DEFAULT_CLASSES,
@@ -126,11 +126,8 @@ def test_project_dataset_reads_the_lists(small_sets):
         dataset = build_dataset(
             root / ("train.txt" if train else "val.txt"),
             root,
+            Preprocessing(num_segments=4, input_size=SMALL.size, resize=None, scales=(1.0,)),
             train=train,
-            num_segments=4,
-            input_size=SMALL.size,
-            resize=None,
-            scales=(1.0,),
             class_names=root / "classes.txt",
             uint8=True,
         )

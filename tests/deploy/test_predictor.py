@@ -75,9 +75,9 @@ def test_prediction_to_dict():
 
 def test_preprocessing_from_checkpoint_and_fallback():
     prep = Preprocessing.from_checkpoint(tiny_checkpoint())
-    assert (prep.num_segments, prep.resize, prep.input_size) == (4, [72, 96], 64)
+    assert (prep.num_segments, prep.resize, prep.input_size) == (4, (72, 96), 64)
     bare = Preprocessing.from_checkpoint(tiny_checkpoint(data={}))
-    assert (bare.num_segments, bare.resize, bare.input_size) == (4, [240, 320], 224)
+    assert (bare.num_segments, bare.resize, bare.input_size) == (4, (240, 320), 224)
 
 
 def test_checkpoint_without_class_names(media):

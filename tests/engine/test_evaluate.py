@@ -12,9 +12,9 @@ from engine_helpers import tiny_config
 
 from tcm.checkpoint import atomic_save, make_checkpoint
 from tcm.cli.main import main
-from tcm.data import build_dataset
-from tcm.engine.evaluation import compute_metrics, ensemble, load_scores
-from tcm.engine.trainer import data_section, model_kwargs
+from tcm.data import Preprocessing, build_dataset
+from tcm.engine.model_setup import model_kwargs
+from tcm.engine.scores import compute_metrics, ensemble, load_scores
 from tcm.models import create_model
 
 
@@ -33,7 +33,7 @@ def _checkpoint(cfg, path, seed):
         num_segments=cfg.model.num_segments,
         model_kwargs=model_kwargs(cfg),
         classes=["red right", "green left", "blue down"],
-        data=data_section(cfg, model),
+        data=Preprocessing.from_config(cfg, mean=model.mean, std=model.std).to_dict(),
     )
     atomic_save(checkpoint, path)
     return model.eval()
@@ -72,14 +72,16 @@ def test_tcm_test_matches_accuracy_computed_by_hand(tiny_set, tmp_path, capsys):
     dataset = build_dataset(
         str(tiny_set.val_list),
         str(tiny_set.root),
+        Preprocessing(
+            num_segments=4,
+            num_clips=2,
+            num_crops=3,
+            input_size=32,
+            resize=(36, 44),
+            mean=model.mean,
+            std=model.std,
+        ),
         train=False,
-        num_segments=4,
-        num_clips=2,
-        num_crops=3,
-        input_size=32,
-        resize=(36, 44),
-        mean=model.mean,
-        std=model.std,
     )
     clip, _ = dataset[3]
     with torch.no_grad():

@@ -98,3 +98,11 @@ def _check_half_precision():
 def test_invalid_arguments_raise(a_shape, b_shape, patch_size):
     with pytest.raises(ValueError):
         local_correlation(torch.zeros(a_shape), torch.zeros(b_shape), patch_size)
+
+
+@pytest.mark.parametrize(("shape", "patch"), [((3, 16, 9, 11), 5), ((2, 8, 6, 6), 15)])
+def test_exportable_correlation_matches_reference(shape, patch):
+    a, b = torch.randn(shape), torch.randn(shape)
+    expected = correlation.local_correlation_reference(a, b, patch)
+    got = correlation.local_correlation_exportable(a, b, patch)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)

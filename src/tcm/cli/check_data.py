@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tcm.data.annotations import read_classes, read_list, write_list
 from tcm.data.checks import check_records
+from tcm.data.decoding import DEFAULT_FRAME_TEMPLATE
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="classes.txt, to check label ranges (default: classes.txt beside LIST, if any)",
     )
     parser.add_argument(
-        "--frame-template", default="img_{:05d}.jpg", help="frame file names in folders"
+        "--frame-template", default=DEFAULT_FRAME_TEMPLATE, help="frame file names in folders"
     )
     parser.add_argument(
         "--frame-start-index", type=int, default=1, help="number of the first frame file"

@@ -32,10 +32,10 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from tcm.checkpoint import atomic_save, load_labels, make_checkpoint
+    from tcm.data import Preprocessing
     from tcm.errors import OutputError
     from tcm.models import create_model
     from tcm.models.convert import convert_official_checkpoint
-    from tcm.models.recognizer import IMAGENET_MEAN, IMAGENET_STD
 
     if not args.src.is_file():
         raise FileNotFoundError(f"{args.src}: no such checkpoint file")
@@ -64,21 +64,11 @@ def run(args: argparse.Namespace) -> int:
         num_classes=num_classes,
         num_segments=args.num_segments,
         classes=classes,
-        data=reference_test_preprocessing(args.num_segments, IMAGENET_MEAN, IMAGENET_STD),
+        # The reference recipe's test-time preprocessing (resize 240x320, centre crop 224,
+        # ImageNet mean and std): the defaults.
+        data=Preprocessing(num_segments=args.num_segments).to_dict(),
         source=str(args.src),
     )
     atomic_save(checkpoint, args.dst)
     print(f"wrote {args.dst}: {args.model}, {num_classes} classes, {args.num_segments} segments")
     return 0
-
-
-def reference_test_preprocessing(num_segments: int, mean, std) -> dict:
-    """The reference recipe's test-time preprocessing (SPEC: resize 240x320, centre 224)."""
-    return {
-        "num_segments": num_segments,
-        "sampling": "segments",
-        "resize": [240, 320],
-        "input_size": 224,
-        "mean": list(mean),
-        "std": list(std),
-    }

@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tcm.engine.evaluation import ensemble, load_scores
+    from tcm.engine.scores import ensemble, load_scores
     from tcm.utils.files import check_output_dir
 
     if args.out is not None:

@@ -65,67 +65,77 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"{args.checkpoint}: no such checkpoint")
     _, classes = check_config(cfg, training=False)
     clips, crops = args.views or (cfg.eval.num_clips, cfg.eval.num_crops)
-
-    from tcm.checkpoint import load_checkpoint
-    from tcm.engine.distributed import cleanup, init_distributed
-    from tcm.engine.evaluation import evaluate
-    from tcm.engine.trainer import data_section
-    from tcm.models import model_from_checkpoint
-    from tcm.utils.files import check_output_dir
-
-    checkpoint = load_checkpoint(args.checkpoint)
-    if classes is not None and len(classes) != checkpoint["model"]["num_classes"]:
-        raise ValueError(
-            f"{args.checkpoint} has {checkpoint['model']['num_classes']} classes but data.classes "
-            f"lists {len(classes)}"
-        )
-    model, _ = model_from_checkpoint(checkpoint)
-    data = data_section(cfg, model)
-    if data["num_segments"] != model.num_segments:
-        logger.warning(
-            "testing a %d-frame model with %d-frame clips (model.num_segments of the config)",
-            model.num_segments,
-            data["num_segments"],
-        )
+    model, checkpoint = _load_model(args.checkpoint, classes)
     out = args.out or args.checkpoint.parent / f"test_{args.checkpoint.stem}_{clips}x{crops}"
-    check_output_dir(out, "--out folder")
-    ctx = init_distributed(cfg.train.device, cfg.dist.backend, cfg.dist.timeout_min)
-    try:
-        result = evaluate(
-            model,
-            cfg.data.test_list or cfg.data.val_list,
-            cfg.data.root,
-            num_clips=clips,
-            num_crops=crops,
-            batch_size=cfg.eval.batch_size,
-            num_workers=cfg.eval.num_workers
-            if cfg.eval.num_workers is not None
-            else cfg.data.num_workers,
-            amp=cfg.train.amp,
-            data=data,
-            classes=classes or checkpoint.get("classes"),
-            out_dir=out,
-            progress=not args.no_progress and not args.json,
-            ctx=ctx,
-            bad_sample_policy=cfg.data.bad_sample_policy,
-        )
-    finally:
-        cleanup(ctx)
+    result = _evaluate(cfg, model, classes or checkpoint.get("classes"), (clips, crops), out, args)
     if int(os.environ.get("RANK", "0")) > 0:
         return 0
     summary = {"checkpoint": str(args.checkpoint), **result.summary(), "out": str(out)}
     if args.json:
         print(json.dumps(summary))
-    else:
+        return 0
+    print(
+        f"{result.num_videos} videos, {clips}x{crops} views: top-1 {result.top1:.2f}%  "
+        f"top-5 {result.top5:.2f}%  mean class {result.mean_class_acc:.2f}%"
+    )
+    if result.skipped:
         print(
-            f"{result.num_videos} videos, {clips}x{crops} views: top-1 {result.top1:.2f}%  "
-            f"top-5 {result.top5:.2f}%  mean class {result.mean_class_acc:.2f}%"
+            f"{len(result.skipped)} videos could not be read and are left out "
+            f"(data.bad_sample_policy=skip), e.g. {result.skipped[0].message}; "
+            f"all in {out / 'metrics.json'}"
         )
-        if result.skipped:
-            print(
-                f"{len(result.skipped)} videos could not be read and are left out "
-                f"(data.bad_sample_policy=skip), e.g. {result.skipped[0].message}; "
-                f"all in {out / 'metrics.json'}"
-            )
-        print(f"scores, per-class accuracy and confusion matrix in {out}")
+    print(f"scores, per-class accuracy and confusion matrix in {out}")
     return 0
+
+
+def _load_model(path: Path, classes: list[str] | None):
+    """The checkpoint's model and the checkpoint; its class count must match ``classes``."""
+    from tcm.checkpoint import load_checkpoint
+    from tcm.models import model_from_checkpoint
+
+    checkpoint = load_checkpoint(path)
+    count = checkpoint["model"]["num_classes"]
+    if classes is not None and len(classes) != count:
+        raise ValueError(f"{path} has {count} classes but data.classes lists {len(classes)}")
+    return model_from_checkpoint(checkpoint)
+
+
+def _evaluate(cfg, model, classes, views: tuple[int, int], out: Path, args):
+    """Evaluate ``model`` on the config's test list with the config's preprocessing."""
+    from tcm.data import Preprocessing
+    from tcm.engine.distributed import cleanup, init_distributed
+    from tcm.engine.evaluation import evaluate
+    from tcm.utils.files import check_output_dir
+
+    prep = Preprocessing.from_config(cfg, mean=model.mean, std=model.std)
+    if prep.num_segments != model.num_segments:
+        logger.warning(
+            "testing a %d-frame model with %d-frame clips (model.num_segments of the config)",
+            model.num_segments,
+            prep.num_segments,
+        )
+    check_output_dir(out, "--out folder")
+    workers = cfg.eval.num_workers
+    ctx = init_distributed(cfg.train.device, cfg.dist.backend, cfg.dist.timeout_min)
+    try:
+        return evaluate(
+            model,
+            cfg.data.test_list or cfg.data.val_list,
+            cfg.data.root,
+            num_clips=views[0],
+            num_crops=views[1],
+            prep=prep,
+            batch_size=cfg.eval.batch_size,
+            num_workers=workers if workers is not None else cfg.data.num_workers,
+            amp=cfg.train.amp,
+            classes=classes,
+            out_dir=out,
+            progress=not args.no_progress and not args.json,
+            ctx=ctx,
+            bad_sample_policy=cfg.data.bad_sample_policy,
+            frame_template=cfg.data.frame_template,
+            frame_start_index=cfg.data.frame_start_index,
+            decode_threads=cfg.data.decode_threads,
+        )
+    finally:
+        cleanup(ctx)

@@ -14,6 +14,7 @@ from tcm.data.annotations import (
     write_classes,
     write_list,
 )
+from tcm.data.decoding import DEFAULT_FRAME_TEMPLATE
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--workers", type=int, default=4, help="parallel extraction processes")
     parser.add_argument(
-        "--frame-template", default="img_{:05d}.jpg", help="name of extracted frames"
+        "--frame-template", default=DEFAULT_FRAME_TEMPLATE, help="name of extracted frames"
     )
     parser.add_argument("--short-side", type=int, help="resize extracted frames to this short side")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -10,6 +10,9 @@ Modules, in the order data flows through them:
   0- or 1-based). Bad input raises :class:`BadVideoError` (a ``ValueError``; ``.path``,
   ``.reason``).
 - :mod:`~tcm.data.sampling`: TSN segments and dense (fixed stride) clip sampling.
+- :mod:`~tcm.data.preprocessing`: :class:`Preprocessing`, the one description of sampling,
+  geometry, augmentation, test views and normalisation that training records in checkpoints
+  and testing and inference read back.
 - :mod:`~tcm.data.transforms`: clip-level augmentation on uint8 tensors (resize, TSN
   multi-scale crop, random/centre/three crop, flip with mirror classes, normalisation).
 - :mod:`~tcm.data.datasets`: :class:`VideoDataset` and :func:`build_dataset`.
@@ -20,22 +23,23 @@ The data package never imports the models: mean and std come from the model's co
 Building the standard pipelines (what the training engine calls)::
 
     from torch.utils.data import DataLoader
-    from tcm.data import SkipReport, build_dataset, collate_clips
-
-    train_set = build_dataset(
-        "lists/sthv1/train.txt", "/data/sthv1/frames", train=True,
+    from tcm.data import Preprocessing, SkipReport, build_dataset, collate_clips
+    prep = Preprocessing(
         num_segments=8, sampling="segments",          # or "dense", dense_stride=8
         input_size=224, resize=(240, 320),            # or resize=256 (short side),
         scales=(1, .875, .75, .66), flip=True,        #    short_side_range=(256, 320),
-        class_names="lists/sthv1/classes.txt",        #    train_crop="random" (Kinetics)
-        mean=model_cfg.mean, std=model_cfg.std,
+        mean=model.mean, std=model.std,               #    train_crop="random" (Kinetics)
+        num_clips=1, num_crops=1,                     # test views
+    )
+    train_set = build_dataset(
+        "lists/sthv1/train.txt", "/data/sthv1/frames", prep, train=True,
+        class_names="lists/sthv1/classes.txt",
         frame_template="{:05d}.jpg", frame_start_index=1,
         bad_sample_policy="skip", seed=cfg.seed,
     )
     val_set = build_dataset(
-        "lists/sthv1/val.txt", "/data/sthv1/frames", train=False,
-        num_segments=8, num_clips=1, num_crops=1, resize=(240, 320),
-        mean=model_cfg.mean, std=model_cfg.std, frame_template="{:05d}.jpg",
+        "lists/sthv1/val.txt", "/data/sthv1/frames", prep, train=False,
+        frame_template="{:05d}.jpg",
     )
     loader = DataLoader(train_set, batch_size=32, shuffle=True, num_workers=8,
                         collate_fn=collate_clips, drop_last=True)
@@ -82,7 +86,14 @@ from tcm.data.datasets import (
     collate_clips,
     loader_errors,
 )
-from tcm.data.decoding import BadVideoError, FrameFolderReader, VideoReader, open_media
+from tcm.data.decoding import (
+    DEFAULT_FRAME_TEMPLATE,
+    BadVideoError,
+    FrameFolderReader,
+    VideoReader,
+    open_media,
+)
+from tcm.data.preprocessing import Preprocessing
 from tcm.data.sampling import ClipSampler, DenseSampler, SegmentSampler, build_sampler
 from tcm.data.transforms import (
     CenterCrop,
@@ -100,6 +111,7 @@ from tcm.data.transforms import (
 )
 
 __all__ = [
+    "DEFAULT_FRAME_TEMPLATE",
     "PARSERS",
     "Annotation",
     "BadVideoError",
@@ -112,6 +124,7 @@ __all__ = [
     "DenseSampler",
     "FrameFolderReader",
     "MultiScaleCrop",
+    "Preprocessing",
     "RandomCrop",
     "RandomHorizontalFlip",
     "RandomShortSideResize",

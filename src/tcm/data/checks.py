@@ -16,7 +16,14 @@ from functools import partial
 from pathlib import Path
 
 from tcm.data.annotations import VideoRecord
-from tcm.data.decoding import BAD_LABEL, TOO_FEW_FRAMES, BadVideoError, VideoReader, open_media
+from tcm.data.decoding import (
+    BAD_LABEL,
+    DEFAULT_FRAME_TEMPLATE,
+    TOO_FEW_FRAMES,
+    BadVideoError,
+    VideoReader,
+    open_media,
+)
 from tcm.utils.parallel import map_in_processes
 
 logger = logging.getLogger(__name__)
@@ -42,7 +49,7 @@ def check_record(
     root: str | os.PathLike,
     *,
     num_classes: int | None = None,
-    frame_template: str = "img_{:05d}.jpg",
+    frame_template: str = DEFAULT_FRAME_TEMPLATE,
     frame_start_index: int = 1,
 ) -> CheckResult:
     """Decode every frame of one entry; never raises for bad input."""
@@ -77,7 +84,7 @@ def check_records(
     root: str | os.PathLike,
     *,
     num_classes: int | None = None,
-    frame_template: str = "img_{:05d}.jpg",
+    frame_template: str = DEFAULT_FRAME_TEMPLATE,
     frame_start_index: int = 1,
     workers: int = 1,
     progress: bool = False,

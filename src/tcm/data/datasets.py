@@ -36,10 +36,10 @@ import torch
 from torch.utils.data import Dataset
 
 from tcm.data.annotations import VideoRecord, read_classes, read_list
-from tcm.data.decoding import BAD_LABEL, BadVideoError, open_media
+from tcm.data.decoding import BAD_LABEL, DEFAULT_FRAME_TEMPLATE, BadVideoError, open_media
+from tcm.data.preprocessing import Preprocessing
 from tcm.data.sampling import ClipSampler, build_sampler
 from tcm.data.transforms import (
-    Size,
     build_test_transform,
     build_train_transform,
     mirror_classes,
@@ -222,7 +222,7 @@ class VideoDataset(Dataset):
         std: Sequence[float] | None = None,
         uint8: bool = False,
         num_classes: int | None = None,
-        frame_template: str = "img_{:05d}.jpg",
+        frame_template: str = DEFAULT_FRAME_TEMPLATE,
         frame_start_index: int = 1,
         bad_sample_policy: str = "raise",
         max_retries: int = 10,
@@ -372,62 +372,44 @@ class VideoDataset(Dataset):
 def build_dataset(
     list_file: str | os.PathLike | Sequence[VideoRecord],
     root: str | os.PathLike,
+    prep: Preprocessing,
     *,
     train: bool,
-    num_segments: int = 8,
-    sampling: str = "segments",
-    dense_stride: int = 8,
-    num_clips: int = 1,
-    num_crops: int = 1,
-    input_size: int = 224,
-    resize: Size | None = (240, 320),
-    short_side_range: tuple[int, int] | None = None,
-    train_crop: str = "multiscale",
-    scales: Sequence[float] = (1.0, 0.875, 0.75, 0.66),
-    max_distort: int = 1,
-    more_fix_crop: bool = False,
-    flip: bool = True,
     class_names: Sequence[str] | str | os.PathLike | None = None,
     num_classes: int | None = None,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
     uint8: bool = False,
-    frame_template: str = "img_{:05d}.jpg",
+    frame_template: str = DEFAULT_FRAME_TEMPLATE,
     frame_start_index: int = 1,
     bad_sample_policy: str = "raise",
     max_retries: int = 10,
     seed: int = 0,
     decode_threads: int = 1,
 ) -> VideoDataset:
-    """The standard train or test dataset. See :mod:`tcm.data` for the conventions.
+    """The standard train or test dataset of ``prep``. See :mod:`tcm.data` for the conventions.
 
     Args:
         list_file: a list file (``path label`` / ``path num_frames label``) or records.
         root: folder the list's paths are relative to.
-        train: training (one random clip, augmented) or testing (deterministic views).
-        num_segments: frames per clip ``T``.
-        sampling: ``"segments"`` (TSN) or ``"dense"`` (``T`` frames ``dense_stride`` apart).
-        num_clips, num_crops: test views per video (crops: 1 centre or 3 along the long side).
-        input_size: side of the square output.
-        resize: ``(H, W)`` for every frame (Something-Something recipe ``(240, 320)``), an int
-            for the short side (Kinetics ``256``), or ``None``.
-        short_side_range: training only, draws the short side per clip, e.g. ``(256, 320)``.
-        train_crop: ``"multiscale"`` (TSN multi-scale crop with ``scales``) or ``"random"``.
-        flip: random horizontal flip in training; with ``class_names``, mirror classes swap
-            labels and classes with a side but no mirror are never flipped.
-        class_names: names or a ``classes.txt`` path; gives mirror pairs and ``num_classes``.
-        mean, std: the model's normalisation (0..1 pixels); required unless ``uint8``.
+        prep: sampling, geometry, augmentation, test views and normalisation.
+        train: training (one random clip, augmented; ``prep``'s test views are not used) or
+            testing (``prep.num_clips x prep.num_crops`` deterministic views).
+        class_names: names or a ``classes.txt`` path; gives mirror pairs (a flip swaps their
+            labels; classes with a side but no mirror are never flipped) and ``num_classes``.
+        uint8: uint8 0..255 clips, not normalised.
+        frame_template, frame_start_index: file names in frame folders.
         bad_sample_policy: ``"raise"`` or ``"skip"``.
         seed: base of the per-item random generators.
+        decode_threads: FFmpeg threads per video.
 
     Returns:
-        A :class:`VideoDataset` whose items are ``(clip (V*T, 3, H, W), label)``.
+        A :class:`VideoDataset` whose items are ``(clip (V*T, 3, S, S), label)``.
 
     Example:
-        >>> ds = build_dataset("lists/sthv1/train.txt", "/data/sthv1/frames", train=True,
-        ...                    class_names="lists/sthv1/classes.txt", frame_template="{:05d}.jpg",
-        ...                    mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))  # doctest: +SKIP
-        >>> clip, label = ds[0]; clip.shape                                              # doctest: +SKIP
+        >>> prep = Preprocessing(num_segments=8, resize=(240, 320))
+        >>> ds = build_dataset("lists/sthv1/train.txt", "/data/sthv1/frames", prep, train=True,
+        ...                    class_names="lists/sthv1/classes.txt",
+        ...                    frame_template="{:05d}.jpg")                        # doctest: +SKIP
+        >>> clip, label = ds[0]; clip.shape                                       # doctest: +SKIP
         torch.Size([8, 3, 224, 224])
     """
     records = read_list(list_file) if isinstance(list_file, str | os.PathLike) else list(list_file)
@@ -441,32 +423,32 @@ def build_dataset(
         if num_classes is not None and num_classes != len(names):
             raise ValueError(f"num_classes={num_classes} but {len(names)} class names given")
         num_classes = len(names)
-    sampler = build_sampler(sampling, num_segments, stride=dense_stride)
+    sampler = build_sampler(prep.sampling, prep.num_segments, stride=prep.dense_stride)
     if train:
         transform = build_train_transform(
-            input_size=input_size,
-            resize=resize,
-            short_side_range=short_side_range,
-            crop=train_crop,
-            scales=scales,
-            max_distort=max_distort,
-            more_fix_crop=more_fix_crop,
-            flip=flip,
+            input_size=prep.input_size,
+            resize=prep.resize,
+            short_side_range=prep.short_side_range,
+            crop=prep.train_crop,
+            scales=prep.scales,
+            max_distort=prep.max_distort,
+            more_fix_crop=prep.more_fix_crop,
+            flip=prep.flip,
             mirror=mirror_classes(names) if names is not None else None,
         )
-        if num_clips != 1 or num_crops != 1:
-            raise ValueError("num_clips and num_crops apply to testing only")
     else:
-        transform = build_test_transform(input_size=input_size, resize=resize, num_crops=num_crops)
+        transform = build_test_transform(
+            input_size=prep.input_size, resize=prep.resize, num_crops=prep.num_crops
+        )
     return VideoDataset(
         records,
         root,
         sampler=sampler,
         transform=transform,
         train=train,
-        num_clips=num_clips,
-        mean=mean,
-        std=std,
+        num_clips=1 if train else prep.num_clips,
+        mean=prep.mean,
+        std=prep.std,
         uint8=uint8,
         num_classes=num_classes,
         frame_template=frame_template,

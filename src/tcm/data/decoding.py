@@ -28,6 +28,9 @@ from PIL import Image
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_FRAME_TEMPLATE = "img_{:05d}.jpg"
+"""Frame file names in folders, ``{}``- or ``%``-style: TSN's extraction (``img_00001.jpg``)."""
+
 # One colour converter per thread and process, reused across frames and videos: a frame's
 # own `to_ndarray(format=...)` sets up a new swscale context on every call, which costs more
 # than decoding a small frame. A forked worker gets its own converter and must never free its
@@ -421,7 +424,7 @@ class FrameFolderReader:
         path: str | os.PathLike,
         *,
         num_frames: int | None = None,
-        template: str = "img_{:05d}.jpg",
+        template: str = DEFAULT_FRAME_TEMPLATE,
         start_index: int = 1,
     ) -> None:
         self.path = Path(path)
@@ -499,7 +502,7 @@ def open_media(
     path: str | os.PathLike,
     *,
     num_frames: int | None = None,
-    frame_template: str = "img_{:05d}.jpg",
+    frame_template: str = DEFAULT_FRAME_TEMPLATE,
     frame_start_index: int = 1,
     threads: int = 1,
 ) -> VideoReader | FrameFolderReader:

@@ -15,7 +15,13 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from tcm.data.decoding import NOT_A_VIDEO, BadVideoError, VideoReader, format_frame_name
+from tcm.data.decoding import (
+    DEFAULT_FRAME_TEMPLATE,
+    NOT_A_VIDEO,
+    BadVideoError,
+    VideoReader,
+    format_frame_name,
+)
 from tcm.data.transforms import short_side_size
 from tcm.utils.parallel import map_in_processes
 
@@ -36,7 +42,7 @@ def extract_frames(
     video: str | os.PathLike,
     folder: str | os.PathLike,
     *,
-    template: str = "img_{:05d}.jpg",
+    template: str = DEFAULT_FRAME_TEMPLATE,
     start_index: int = 1,
     short_side: int | None = None,
     quality: int = 90,
@@ -97,7 +103,7 @@ def extract_all(
     *,
     workers: int = 4,
     progress: bool = True,
-    template: str = "img_{:05d}.jpg",
+    template: str = DEFAULT_FRAME_TEMPLATE,
     start_index: int = 1,
     short_side: int | None = None,
     quality: int = 90,

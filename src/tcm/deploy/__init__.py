@@ -17,8 +17,9 @@ Example:
     ['arm wrestling', 'shaking hands']
 """
 
-from tcm.deploy.export import ExportResult, export_checkpoint, export_friendly_correlation
-from tcm.deploy.inputs import Preprocessing, expand_inputs, read_clip
+from tcm.data.preprocessing import Preprocessing
+from tcm.deploy.export import ExportResult, export_checkpoint
+from tcm.deploy.inputs import expand_inputs, read_clip
 from tcm.deploy.predictor import ClassScore, Prediction, Predictor
 from tcm.deploy.timeline import (
     BadStretch,
@@ -47,7 +48,6 @@ __all__ = [
     "collect_tcm_maps",
     "expand_inputs",
     "export_checkpoint",
-    "export_friendly_correlation",
     "read_clip",
     "render_timeline",
     "visualize",

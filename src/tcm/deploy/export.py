@@ -6,14 +6,9 @@ sampling, resize, crop size, mean, std) and class names are written beside the m
 ``FILE.json`` (``model.onnx`` -> ``model.onnx.json``); a TorchScript file also carries them
 inside, as the extra file ``preprocessing.json``.
 
-The correlation of the training code (:func:`tcm.ops.local_correlation`) splits its batch into
-chunks sized from the input shape and selects its band with ``as_strided``: traced, the chunk
-count is frozen to the tracing batch, ``torch.export`` specialises the batch to the example's,
-and the TorchScript-based ONNX exporter cannot convert its ``Tensor.unfold``; compiled CPU
-kernels, where present, are not traceable at all. During export,
-:func:`export_friendly_correlation` therefore swaps in :func:`banded_correlation`, the same
-function written with slices, one batched matrix product and a gather (the same sums; checked
-against the reference in the tests).
+While a model is traced or exported, MTDM's correlation takes its export-friendly form by
+itself (:func:`tcm.ops.local_correlation_exportable`, chosen by :mod:`tcm.ops.backend`): the
+same sums in a graph that holds for any batch size and converts to ONNX.
 
 Example:
     >>> from tcm.deploy import export_checkpoint
@@ -36,15 +31,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 import tcm
-import tcm.ops
 from tcm.checkpoint import load_checkpoint
-from tcm.deploy.inputs import Preprocessing
+from tcm.data.preprocessing import Preprocessing
 from tcm.errors import OutputError
-from tcm.layers import mtdm as mtdm_module
-from tcm.ops import kernel_soft_argmax
 
 logger = logging.getLogger(__name__)
 
@@ -55,90 +46,6 @@ DEFAULT_OPSET = 17
 ONNX_EXPORTERS = ("torchscript", "dynamo")
 # Opsets torch.onnx's TorchScript-based exporter writes (the dynamo exporter writes 18 and up).
 MIN_OPSET, MAX_OPSET = 7, 20
-
-
-def banded_correlation(
-    a: torch.Tensor, b: torch.Tensor, patch_size: int, max_temp_bytes: int | None = None
-) -> torch.Tensor:
-    """Local correlation (as :func:`tcm.ops.local_correlation`) in export-friendly ops.
-
-    For each vertical offset, every row of ``a`` is multiplied with the matching row of ``b``
-    (one batched matrix product over all offsets), and the band ``x' = x + j - d`` is picked
-    with a gather. Only slicing, padding, matmul and gather: traceable with a dynamic batch.
-
-    Args:
-        a, b: ``(B, C, H, W)`` feature maps.
-        patch_size: odd number of displacements per axis, ``P``.
-        max_temp_bytes: accepted for signature compatibility, unused (no chunking).
-
-    Returns:
-        ``(B, P * P, H, W)`` correlations in ``a``'s dtype.
-    """
-    del max_temp_bytes
-    height, width = a.shape[-2:]
-    radius = patch_size // 2
-    b_padded = F.pad(b, (0, 0, radius, radius))  # (B, C, H + 2d, W)
-    b_rows = torch.stack(
-        [b_padded[:, :, i : i + height] for i in range(patch_size)], dim=1
-    )  # (B, P, C, H, W)
-    b_rows = b_rows.permute(0, 1, 3, 2, 4)  # (B, P, H, C, W)
-    a_rows = a.permute(0, 2, 3, 1).unsqueeze(1)  # (B, 1, H, W, C)
-    products = torch.matmul(a_rows, b_rows)  # (B, P, H, W, W'): a at x times b at x'
-    products = F.pad(products, (radius, radius))  # (B, P, H, W, W + 2d), x' shifted by d
-    columns = torch.arange(width, device=a.device)[:, None] + torch.arange(
-        patch_size, device=a.device
-    )  # (W, P): padded column x + j for displacement j
-    index = columns.expand(*products.shape[:3], width, patch_size)  # (B, P, H, W, P)
-    band = torch.gather(products, 4, index)  # (B, P_i, H, W, P_j)
-    return band.permute(0, 1, 4, 2, 3).flatten(1, 2)  # (B, P*P, H, W)
-
-
-def banded_mtdm_fields(
-    a: torch.Tensor,
-    b: torch.Tensor,
-    patch_size: int,
-    sigma: float = 5.0,
-    temperature: float = 100.0,
-) -> torch.Tensor:
-    """MTDM's ``[u, v, conf]`` of frame pairs from :func:`banded_correlation`: ``(B, 3, H, W)``."""
-    correlation = banded_correlation(a, b, patch_size).relu()  # (B, P*P, H, W)
-    return kernel_soft_argmax(correlation, patch_size, sigma, temperature)
-
-
-# Names MTDM's module may call the correlation by, and their export-friendly stand-ins.
-_EXPORT_SWAPS = {"mtdm_fields": banded_mtdm_fields, "local_correlation": banded_correlation}
-
-
-@contextlib.contextmanager
-def export_friendly_correlation() -> Iterator[None]:
-    """Within the block, MTDM layers correlate with :func:`banded_correlation` (pure PyTorch).
-
-    Swaps the function :mod:`tcm.layers.mtdm` calls (a module attribute, so every MTDM in the
-    process is affected while the block runs; not for use concurrently with training) and
-    selects the pure-PyTorch ops backend where the ops package offers a choice.
-
-    Example:
-        >>> with export_friendly_correlation():                    # doctest: +SKIP
-        ...     traced = torch.jit.trace(model, torch.randn(1, 8, 3, 224, 224))
-    """
-    originals = {
-        name: getattr(mtdm_module, name) for name in _EXPORT_SWAPS if hasattr(mtdm_module, name)
-    }
-    if not originals:
-        raise RuntimeError(
-            f"tcm.layers.mtdm calls none of {sorted(_EXPORT_SWAPS)}: the export swap needs "
-            "updating to the current MTDM"
-        )
-    use_backend = getattr(tcm.ops, "use_backend", None)
-    backend = use_backend("torch") if use_backend is not None else contextlib.nullcontext()
-    with backend:
-        for name in originals:
-            setattr(mtdm_module, name, _EXPORT_SWAPS[name])
-        try:
-            yield
-        finally:
-            for name, function in originals.items():
-                setattr(mtdm_module, name, function)
 
 
 def export_metadata(checkpoint: dict[str, Any], fmt: str, **extra: Any) -> dict[str, Any]:
@@ -222,9 +129,9 @@ def load_torchscript(path: str | os.PathLike, extra_files: dict[str, str] | None
 
 
 def export_torchscript(model: torch.nn.Module, example: torch.Tensor, out: Path, meta: dict):
-    """Trace ``model`` on ``example`` (with :func:`banded_correlation`), freeze (BN folded
+    """Trace ``model`` on ``example`` , freeze (BN folded
     into convs) and save it with ``meta`` as the extra file ``preprocessing.json``."""
-    with export_friendly_correlation(), torch.no_grad(), _quiet_export():
+    with torch.no_grad(), _quiet_export():
         traced = torch.jit.trace(model, example, check_trace=False)
         traced = torch.jit.freeze(traced)
         extra = {"preprocessing.json": json.dumps(meta)}
@@ -244,12 +151,12 @@ def export_onnx(
     Args:
         exporter: ``"torchscript"`` (``torch.onnx.export(dynamo=False)``, the default: the
             closest parity) or ``"dynamo"`` (``torch.export``-based). Both convert this model
-            with a dynamic batch once :func:`banded_correlation` is swapped in.
+            with a dynamic batch (MTDM takes its export-friendly form).
     """
     _require_onnx()
     if exporter not in ONNX_EXPORTERS:
         raise ValueError(f"unknown ONNX exporter {exporter!r}; choose among {ONNX_EXPORTERS}")
-    with export_friendly_correlation(), torch.no_grad(), _quiet_export():
+    with torch.no_grad(), _quiet_export():
         if exporter == "dynamo":
             torch.onnx.export(
                 model,

@@ -8,7 +8,7 @@ A path given to inference is one of:
 - a folder of videos: every video file and frame folder below it, sorted by path.
 
 Preprocessing is the test-time pipeline of :mod:`tcm.data` (sampling, resize, centre crop,
-normalisation), configured by the checkpoint's ``data`` entry (see :mod:`tcm.checkpoint`).
+normalisation) that the checkpoint records (:class:`tcm.data.Preprocessing`).
 """
 
 from __future__ import annotations
@@ -16,10 +16,8 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -27,73 +25,10 @@ import torch
 from tcm.data.annotations import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, VideoRecord
 from tcm.data.datasets import VideoDataset, build_dataset
 from tcm.data.decoding import MISSING, BadVideoError, open_media
+from tcm.data.preprocessing import Preprocessing
 from tcm.data.transforms import normalize
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """Test-time preprocessing of a model, as recorded in its checkpoint.
-
-    Attributes:
-        num_segments: frames per clip ``T``.
-        sampling: ``"segments"`` (TSN, centre frame of each of ``T`` segments) or ``"dense"``.
-        dense_stride: frame stride of dense sampling.
-        resize: ``[H, W]`` for every frame, an int for the short side, or ``None``.
-        input_size: side of the square centre crop the model sees.
-        mean, std: per-channel normalisation of 0..1 RGB pixels.
-        num_clips, num_crops: test views per video (1 and 1: one centre clip, one centre crop;
-            several views are averaged by the model).
-    """
-
-    num_segments: int
-    sampling: str = "segments"
-    dense_stride: int = 8
-    resize: int | list[int] | None = field(default_factory=lambda: [240, 320])
-    input_size: int = 224
-    mean: tuple[float, ...] = (0.485, 0.456, 0.406)
-    std: tuple[float, ...] = (0.229, 0.224, 0.225)
-    num_clips: int = 1
-    num_crops: int = 1
-
-    @classmethod
-    def from_checkpoint(cls, checkpoint: Mapping[str, Any]) -> Preprocessing:
-        """Read ``checkpoint["data"]``; missing entries take the reference test recipe."""
-        data = dict(checkpoint.get("data") or {})
-        num_segments = int(data.get("num_segments") or checkpoint["model"]["num_segments"])
-        if not data:
-            logger.warning(
-                "the checkpoint records no preprocessing; using the reference test recipe "
-                "(resize 240x320, centre crop 224, ImageNet mean/std)"
-            )
-        resize = data.get("resize", [240, 320])
-        if isinstance(resize, Sequence) and not isinstance(resize, str):
-            resize = [int(v) for v in resize]
-        elif resize is not None:
-            resize = int(resize)
-        defaults = cls(num_segments=num_segments)
-        return cls(
-            num_segments=num_segments,
-            sampling=str(data.get("sampling", defaults.sampling)),
-            dense_stride=int(data.get("dense_stride", defaults.dense_stride)),
-            resize=resize,
-            input_size=int(data.get("input_size", defaults.input_size)),
-            mean=tuple(float(v) for v in data.get("mean", defaults.mean)),
-            std=tuple(float(v) for v in data.get("std", defaults.std)),
-            num_clips=int(data.get("num_clips", 1) or 1),
-            num_crops=int(data.get("num_crops", 1) or 1),
-        )
-
-    @property
-    def frames_per_input(self) -> int:
-        """Frames the model receives per video: ``num_clips * num_crops * num_segments``."""
-        return self.num_clips * self.num_crops * self.num_segments
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["mean"], out["std"] = list(self.mean), list(self.std)
-        return out
 
 
 def find_frame_template(folder: str | os.PathLike) -> tuple[str, int]:
@@ -165,25 +100,11 @@ def expand_inputs(paths: Iterable[str | os.PathLike]) -> list[Path]:
 
 def _dataset(path: Path, prep: Preprocessing) -> VideoDataset:
     """A one-sample test dataset of :mod:`tcm.data` for ``path`` (uint8 frames)."""
-    options = {}
+    layout = {}
     if path.is_dir():
         template, start = find_frame_template(path)
-        options = {"frame_template": template, "frame_start_index": start}
-    resize = tuple(prep.resize) if isinstance(prep.resize, list) else prep.resize
-    return build_dataset(
-        [VideoRecord(str(path), 0)],
-        ".",
-        train=False,
-        num_segments=prep.num_segments,
-        sampling=prep.sampling,
-        dense_stride=prep.dense_stride,
-        num_clips=prep.num_clips,
-        num_crops=prep.num_crops,
-        input_size=prep.input_size,
-        resize=resize,
-        uint8=True,
-        **options,
-    )
+        layout = {"frame_template": template, "frame_start_index": start}
+    return build_dataset([VideoRecord(str(path), 0)], ".", prep, train=False, uint8=True, **layout)
 
 
 def read_clip(path: str | os.PathLike, prep: Preprocessing) -> torch.Tensor:

@@ -22,7 +22,9 @@ import torch
 
 from tcm.checkpoint import load_checkpoint
 from tcm.data.decoding import BadVideoError
-from tcm.deploy.inputs import Preprocessing, read_clip, to_model_input
+from tcm.data.preprocessing import Preprocessing
+from tcm.deploy.inputs import read_clip, to_model_input
+from tcm.utils.devices import pick_device
 
 logger = logging.getLogger(__name__)
 
@@ -72,17 +74,6 @@ class Prediction:
         return {"path": self.path, "top": [score.to_dict() for score in self.top]}
 
 
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...; a ``ValueError`` if it is not available."""
-    try:
-        device = torch.device(device)
-    except RuntimeError:  # torch's message lists every device type it knows
-        raise ValueError(f"--device {device!r} is not a device; use cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda asked, but CUDA is not available to this torch build")
-    return device
-
-
 class Predictor:
     """A model loaded from a project checkpoint, with the checkpoint's test preprocessing.
 
@@ -94,7 +85,7 @@ class Predictor:
     Attributes:
         model: the :class:`~tcm.models.VideoRecognizer`, in eval mode.
         classes: class names (from the checkpoint; ``"0"``, ``"1"``, ... when it has none).
-        preprocessing: a :class:`~tcm.deploy.inputs.Preprocessing`.
+        preprocessing: a :class:`~tcm.data.Preprocessing`.
 
     Example:
         >>> predictor = Predictor("best.pt", device="cpu")             # doctest: +SKIP
@@ -109,7 +100,7 @@ class Predictor:
 
         if not isinstance(checkpoint, dict):
             checkpoint = load_checkpoint(checkpoint)
-        self.device = resolve_device(device)
+        self.device = pick_device(device, setting="--device")
         model, checkpoint = model_from_checkpoint(checkpoint)
         self.model = model.to(self.device).eval()
         self.checkpoint = checkpoint

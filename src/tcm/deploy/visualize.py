@@ -9,8 +9,8 @@ the TCM layer of a stage record
   correlation radius ``d`` (``patch_size // 2`` feature cells). One cell is ``stride =
   input_size / h`` input pixels, so a displacement in input pixels is ``u * d * stride``. The
   last frame's fields repeat the previous frame's (MTDM has ``T - 1`` pairs).
-- TAM's temporal attention ``(T, C)``: ``sigmoid(conv1d(mean over H, W))`` recomputed from the
-  input of ``tam.ETA`` with its own kernel (the layer is not modified).
+- TAM's temporal attention ``(T, C)``: ``sigmoid(conv1d(mean over H, W))``, read with
+  :meth:`~tcm.layers.tam.TemporalAttention.weights` from the input of ``tam.ETA``.
 
 The figure has one row per sampled frame: the frame as the model sees it (centre crop), the
 fast field (colour: hue = direction as on the colour wheel, brightness = magnitude; or arrows
@@ -109,10 +109,8 @@ def collect_tcm_maps(model: torch.nn.Module, clip: torch.Tensor, stage: str | No
         record["fields"] = output[:frames].detach().float().cpu()  # (T, 6, h, w)
 
     def keep_attention(_module, inputs):
-        x = inputs[0][:frames]  # (T, C, h, w), first clip of the batch
-        pooled = x.float().mean(dim=(2, 3)).t()  # (C, T)
-        weights = eta.conv(pooled.unsqueeze(1).to(eta.conv.weight.dtype)).sigmoid()  # (C, 1, T)
-        record["attention"] = weights[:, 0].t().float().cpu()  # (T, C)
+        first_clip = inputs[0][:frames]  # (T, C, h, w)
+        record["attention"] = eta.weights(first_clip)[0].detach().float().cpu()  # (T, C)
 
     handles = [
         layer.mtdm.register_forward_hook(keep_fields),

@@ -39,9 +39,9 @@ import numpy as np
 import torch
 
 from tcm.data.decoding import MISSING, NO_VIDEO_STREAM, NOT_A_VIDEO, BadVideoError, frame_to_rgb
+from tcm.data.preprocessing import Preprocessing
 from tcm.data.sampling import build_sampler
 from tcm.data.transforms import center_crop, resize, three_crop
-from tcm.deploy.inputs import Preprocessing
 
 logger = logging.getLogger(__name__)
 
@@ -367,8 +367,8 @@ class FramePreparer:
     def __call__(self, frame: av.VideoFrame) -> torch.Tensor:
         image = torch.from_numpy(frame_to_rgb(frame)).permute(2, 0, 1)[None]  # (1, 3, H, W)
         size = self.prep.resize
-        if isinstance(size, list):
-            image = resize(image, (size[0], size[1]))
+        if isinstance(size, tuple):
+            image = resize(image, size)
         elif size is not None:
             image = resize(image, int(size), short_side=True)
         if self.prep.num_crops == 1:

@@ -2,11 +2,15 @@
 
 - :mod:`~tcm.engine.config`: typed config dataclasses, YAML with ``_base_``, ``--set`` overrides.
 - :mod:`~tcm.engine.trainer`: :func:`train` (single process, or every process of ``torchrun``).
-- :mod:`~tcm.engine.evaluation`: :func:`evaluate`, metrics, score files, :func:`ensemble`.
-- :mod:`~tcm.engine.checkpointing`: full training state, ``last.pt`` / ``best.pt``, resume.
+- :mod:`~tcm.engine.training_step`: one optimizer step (forward, backward, clipping) and the
+  running sums of an epoch.
+- :mod:`~tcm.engine.evaluation`: :func:`evaluate`, running a model over a test set.
+- :mod:`~tcm.engine.scores`: accuracy metrics, score files, per-class tables, :func:`ensemble`.
+- :mod:`~tcm.engine.training_checkpoint`: full training state, ``last.pt`` / ``best.pt``, resume.
+- :mod:`~tcm.engine.workdir`: the run folder's lock and what a new run may do with a folder.
 - :mod:`~tcm.engine.optim`: parameter groups, SGD, learning-rate scaling and schedules.
 - :mod:`~tcm.engine.distributed`: process group, samplers, reductions.
-- :mod:`~tcm.engine.metrics`: ``metrics.jsonl``, TensorBoard, training curves.
+- :mod:`~tcm.engine.training_log`: ``metrics.jsonl``, TensorBoard, training curves.
 
 Example (a config built in Python, no YAML)::
 
@@ -44,12 +48,12 @@ _EXPORTS = {
     "check_config": "tcm.engine.config",
     "list_configs": "tcm.engine.config",
     "load_config": "tcm.engine.config",
-    "EvalResult": "tcm.engine.evaluation",
-    "compute_metrics": "tcm.engine.evaluation",
-    "ensemble": "tcm.engine.evaluation",
+    "EvalResult": "tcm.engine.scores",
+    "compute_metrics": "tcm.engine.scores",
+    "ensemble": "tcm.engine.scores",
     "evaluate": "tcm.engine.evaluation",
-    "load_scores": "tcm.engine.evaluation",
-    "read_metrics": "tcm.engine.metrics",
+    "load_scores": "tcm.engine.scores",
+    "read_metrics": "tcm.engine.training_log",
     "NonFiniteLossError": "tcm.engine.trainer",
     "TrainResult": "tcm.engine.trainer",
     "train": "tcm.engine.trainer",

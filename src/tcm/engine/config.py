@@ -47,6 +47,8 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
+from tcm.data.decoding import DEFAULT_FRAME_TEMPLATE
+
 BASE_KEY = "_base_"
 
 
@@ -148,7 +150,7 @@ class DataConfig:
     """Scales of the multi-scale crop."""
     flip: bool = True
     """Random horizontal flip (mirror classes swap labels; sided classes are never flipped)."""
-    frame_template: str = "img_{:05d}.jpg"
+    frame_template: str = DEFAULT_FRAME_TEMPLATE
     """File names in frame folders."""
     frame_start_index: int = 1
     bad_sample_policy: Literal["raise", "skip"] = "skip"

@@ -19,6 +19,8 @@ import torch
 import torch.distributed as torch_dist
 from torch.utils.data import Sampler
 
+from tcm.utils.devices import pick_device
+
 logger = logging.getLogger(__name__)
 
 
@@ -43,17 +45,6 @@ class DistContext:
         return self.world_size > 1
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"`` -> the device of this process."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("train.device is 'cuda' but CUDA is not available")
-        return torch.device("cuda", local_rank % max(torch.cuda.device_count(), 1))
-    return torch.device(name)
-
-
 def init_distributed(
     device: str = "auto", backend: str = "auto", timeout_min: int = 30
 ) -> DistContext:
@@ -64,7 +55,7 @@ def init_distributed(
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    dev = resolve_device(device, local_rank)
+    dev = pick_device(device, local_rank=local_rank, setting="train.device")
     if world_size <= 1:
         return DistContext(device=dev)
     if dev.type == "cuda":

@@ -5,7 +5,7 @@ second run there is refused, as is a new run into a folder that holds one)::
 
     config.yaml      the resolved config
     train.log        the log of the main process
-    metrics.jsonl    one row per logged step and per epoch (see :mod:`tcm.engine.metrics`)
+    metrics.jsonl    one row per logged step and per epoch (see :mod:`tcm.engine.training_log`)
     last.pt          the full training state (every ``train.checkpoint_interval`` steps and
                      at every epoch end)
     best.pt          the weights of the best validation top-1 (inference only)
@@ -39,20 +39,19 @@ import contextlib
 import logging
 import math
 import os
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from tcm.engine import checkpointing as ckpt
+from tcm.data.preprocessing import Preprocessing
+from tcm.engine import training_checkpoint as ckpt
 from tcm.engine.config import ConfigError, TrainConfig, check_config
 from tcm.engine.distributed import (
     DistContext,
@@ -64,15 +63,18 @@ from tcm.engine.distributed import (
     cleanup,
     init_distributed,
 )
-from tcm.engine.evaluation import (
-    EvalResult,
-    autocast_context,
-    build_test_dataset,
-    check_scored,
-    predict,
-)
-from tcm.engine.metrics import CURVES_FILE, MetricsWriter, plot_curves, read_metrics
+from tcm.engine.evaluation import autocast_context, evaluate_dataset, to_layout
+from tcm.engine.model_setup import build_model, model_kwargs, seed_everything, set_train_mode
 from tcm.engine.optim import LRSchedule, build_optimizer, scaled_lr
+from tcm.engine.scores import EvalResult
+from tcm.engine.training_log import (
+    CURVES_FILE,
+    TRAINING_LOG_FILE,
+    MetricsWriter,
+    RunningSums,
+    plot_curves,
+    read_metrics,
+)
 from tcm.engine.workdir import WorkDirLock, resume_checkpoint
 from tcm.errors import WorkDirError
 
@@ -109,106 +111,16 @@ class TrainResult:
 
     @property
     def metrics_file(self) -> Path:
-        return self.work_dir / "metrics.jsonl"
-
-
-# --------------------------------------------------------------------------------------------
-# Model set-up
-# --------------------------------------------------------------------------------------------
-
-
-def batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
-    """The model's BatchNorm layers in definition order (the stem's first)."""
-    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-
-
-def frozen_batch_norms(model: nn.Module, mode: str) -> list[nn.Module]:
-    """BatchNorm layers frozen by ``model.freeze_bn``: ``none``, ``partial`` (all but the
-    first, TSM's partial BN) or ``all``."""
-    norms = batch_norms(model)
-    if mode == "partial":
-        return norms[1:]
-    return norms if mode == "all" else []
-
-
-def freeze_batch_norms(model: nn.Module, mode: str) -> None:
-    """Stop the affine parameters of the frozen BatchNorm layers from training."""
-    for norm in frozen_batch_norms(model, mode):
-        for param in norm.parameters():
-            param.requires_grad_(False)
-
-
-def set_train_mode(model: nn.Module, mode: str) -> None:
-    """``model.train()`` with the frozen BatchNorm layers kept in eval mode (running stats)."""
-    model.train()
-    for norm in frozen_batch_norms(model, mode):
-        norm.eval()
-
-
-def load_initial_weights(model: nn.Module, path: str) -> None:
-    """Start from a tcm checkpoint (fine-tuning): every tensor must fit, except the
-    classifier, which is dropped when its shape differs (another class count)."""
-    from tcm.checkpoint import load_checkpoint
-    from tcm.models import check_state_dict
-
-    state = dict(load_checkpoint(path)["state_dict"])
-    own = model.state_dict()
-    dropped = [
-        k
-        for k in list(state)
-        if k.startswith("fc.") and k in own and state[k].shape != own[k].shape
-    ]
-    for key in dropped:
-        del state[key]
-    if dropped:
-        logger.info("init_from %s: classifier re-initialised (%s)", path, ", ".join(dropped))
-        for key in dropped:
-            state[key] = own[key]
-    try:
-        check_state_dict(state, own)
-    except ValueError as error:
-        raise ValueError(f"model.init_from {path}: {error}") from None
-    model.load_state_dict(state)
-    logger.info("initialised from %s", path)
-
-
-def model_kwargs(cfg: TrainConfig) -> dict[str, Any]:
-    """Options of ``create_model`` that describe the architecture (stored in checkpoints)."""
-    kwargs = {k: v for k, v in cfg.model.kwargs.items() if k != "pretrained"}
-    return {"dropout": cfg.model.dropout, **kwargs}
-
-
-def data_section(cfg: TrainConfig, model: nn.Module) -> dict[str, Any]:
-    """The checkpoint's ``data`` section: how to preprocess a video as in testing."""
-    d = cfg.data
-    return {
-        "num_segments": cfg.model.num_segments,
-        "sampling": d.sampling,
-        "dense_stride": d.dense_stride,
-        "resize": d.resize,
-        "input_size": d.input_size,
-        "mean": [float(m) for m in model.mean],
-        "std": [float(s) for s in model.std],
-        "frame_template": d.frame_template,
-        "frame_start_index": d.frame_start_index,
-        "num_clips": cfg.eval.num_clips,
-        "num_crops": cfg.eval.num_crops,
-    }
-
-
-def _seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-    random.seed(seed)
-
-
-# --------------------------------------------------------------------------------------------
-# The loop
-# --------------------------------------------------------------------------------------------
+        return self.work_dir / TRAINING_LOG_FILE
 
 
 class Trainer:
-    """One training run; :func:`train` is the entry point."""
+    """One training run; :func:`train` is the entry point.
+
+    Built in steps (:meth:`build`: model, data, optimisation), then :meth:`run` trains it,
+    writing its own training log (``metrics.jsonl``). An optimizer step is
+    :meth:`_forward_backward` on each micro-batch, then :meth:`_optimizer_step`.
+    """
 
     def __init__(self, cfg: TrainConfig, work_dir: Path, ctx: DistContext, progress: bool) -> None:
         self.ctx = ctx
@@ -218,6 +130,7 @@ class Trainer:
         self.cfg = cfg.replace({"model.num_classes": num_classes})
         self.classes = classes
         self.num_classes = num_classes
+        self.log: MetricsWriter | None = None
         self._check_hardware()
 
     # -- set-up ----------------------------------------------------------------------------
@@ -233,22 +146,28 @@ class Trainer:
             )
 
     def build(self) -> None:
-        from tcm.data import build_dataset, collate_clips
-        from tcm.models import create_model
+        """Model, datasets and loader, optimizer and schedule; the run at its start."""
+        self._build_model()
+        seed_everything(self.cfg.train.seed + self.ctx.rank)  # dropout differs per process
+        self._build_data()
+        self._build_optimization()
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.step = 0
+        self.best_top1 = -math.inf
+        self.best_row: dict[str, Any] = {}
+        self.epoch_sums = RunningSums()
+        self.window = RunningSums()  # since the last step row
+        self.skipped_count = 0  # training samples replaced this epoch, over every process
+        self.skipped_paths: list[str] = []  # the first of them (this process's)
+        self.last_good: Path | None = None
+        self.grad_norm = float("nan")
+        self.lr_of_step = self.lr
 
+    def _build_model(self) -> None:
         cfg, ctx = self.cfg, self.ctx
-        _seed_everything(cfg.train.seed)  # identical initial weights on every process
-        model = create_model(
-            cfg.model.name,
-            self.num_classes,
-            cfg.model.num_segments,
-            pretrained=cfg.model.pretrained,
-            **model_kwargs(cfg),
-        )
-        if cfg.model.init_from:
-            load_initial_weights(model, cfg.model.init_from)
-        freeze_batch_norms(model, cfg.model.freeze_bn)
-        self.data_info = data_section(cfg, model)
+        model = build_model(cfg, self.num_classes)
+        self.prep = Preprocessing.from_config(cfg, mean=model.mean, std=model.std)
         model.to(ctx.device)
         if cfg.model.channels_last:
             model.to(memory_format=torch.channels_last)
@@ -262,44 +181,30 @@ class Trainer:
                 device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
                 find_unused_parameters=cfg.dist.find_unused_parameters,
             )
-        _seed_everything(cfg.train.seed + ctx.rank)  # dropout draws differ between processes
 
-        d = cfg.data
+    def _build_data(self) -> None:
+        from tcm.data import build_dataset, collate_clips
+
+        cfg, ctx, data = self.cfg, self.ctx, self.cfg.data
+        common = {
+            "num_classes": self.num_classes,
+            "frame_template": data.frame_template,
+            "frame_start_index": data.frame_start_index,
+            "bad_sample_policy": data.bad_sample_policy,
+            "decode_threads": data.decode_threads,
+        }
         self.train_set = build_dataset(
-            d.train_list,
-            d.root,
+            data.train_list,
+            data.root,
+            self.prep,
             train=True,
-            num_segments=cfg.model.num_segments,
-            sampling=d.sampling,
-            dense_stride=d.dense_stride,
-            input_size=d.input_size,
-            resize=tuple(d.resize) if isinstance(d.resize, list) else d.resize,
-            short_side_range=tuple(d.short_side_range) if d.short_side_range else None,
-            train_crop=d.train_crop,
-            scales=tuple(d.scales),
-            flip=d.flip,
             class_names=self.classes,
-            num_classes=self.num_classes,
-            mean=model.mean,
-            std=model.std,
-            frame_template=d.frame_template,
-            frame_start_index=d.frame_start_index,
-            bad_sample_policy=d.bad_sample_policy,
             seed=cfg.train.seed,
-            decode_threads=d.decode_threads,
+            **common,
         )
         self.val_set = None
-        if d.val_list and cfg.train.eval_interval > 0:
-            self.val_set = build_test_dataset(
-                d.val_list,
-                d.root,
-                self.data_info,
-                num_clips=cfg.eval.num_clips,
-                num_crops=cfg.eval.num_crops,
-                num_classes=self.num_classes,
-                decode_threads=d.decode_threads,
-                bad_sample_policy=d.bad_sample_policy,
-            )
+        if data.val_list and cfg.train.eval_interval > 0:
+            self.val_set = build_dataset(data.val_list, data.root, self.prep, train=False, **common)
         self.sampler = EpochSampler(
             len(self.train_set),
             shuffle=True,
@@ -309,20 +214,23 @@ class Trainer:
         )
         self.loader = DataLoader(
             self.train_set,
-            batch_size=d.batch_size,
+            batch_size=data.batch_size,
             sampler=self.sampler,
-            num_workers=d.num_workers,
+            num_workers=data.num_workers,
             collate_fn=collate_clips,
             pin_memory=ctx.device.type == "cuda",
             drop_last=True,
-            persistent_workers=d.num_workers > 0,
+            persistent_workers=data.num_workers > 0,
             # A private generator: iterating the loader never touches the global RNG, whose
             # state (dropout) is saved and restored exactly.
             generator=torch.Generator().manual_seed(cfg.train.seed),
         )
+
+    def _build_optimization(self) -> None:
+        cfg = self.cfg
         accumulate = cfg.optim.accumulate_steps
-        self.steps_per_epoch = self.sampler.per_rank // d.batch_size // accumulate
-        self.global_batch = d.batch_size * ctx.world_size * accumulate
+        self.steps_per_epoch = self.sampler.per_rank // cfg.data.batch_size // accumulate
+        self.global_batch = cfg.data.batch_size * self.ctx.world_size * accumulate
         if self.steps_per_epoch < 1:
             raise ConfigError(
                 f"data.train_list has {len(self.train_set)} samples, fewer than one global "
@@ -330,22 +238,10 @@ class Trainer:
                 "optim.accumulate_steps)"
             )
         self.lr = scaled_lr(cfg.optim, self.global_batch)
-        self.optimizer = build_optimizer(model, cfg.optim, self.lr)
+        self.optimizer = build_optimizer(self.model, cfg.optim, self.lr)
         self.schedule = LRSchedule(self.optimizer, cfg.schedule, self.steps_per_epoch)
         self.schedule.set_step(0)
-        self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=cfg.train.amp == "fp16")
-
-        self.epoch = 0
-        self.batch_in_epoch = 0
-        self.step = 0
-        self.best_top1 = -math.inf
-        self.best_row: dict[str, Any] = {}
-        self.epoch_sums = torch.zeros(4, dtype=torch.float64)  # loss sum, correct, clips, seconds
-        # The step rows' window since the last one: loss sum, correct, clips, seconds.
-        self.window = torch.zeros(4, dtype=torch.float64)
-        self.skipped_count = 0  # training samples replaced this epoch, over every process
-        self.skipped_paths: list[str] = []  # the first of them (this process's)
-        self.last_good: Path | None = None
+        self.scaler = torch.amp.GradScaler(self.ctx.device.type, enabled=cfg.train.amp == "fp16")
 
     # -- checkpoints -----------------------------------------------------------------------
 
@@ -369,7 +265,7 @@ class Trainer:
             num_segments=self.cfg.model.num_segments,
             model_kwargs=model_kwargs(self.cfg),
             classes=self.classes,
-            data=self.data_info,
+            data=self.prep.to_dict(),
             config=self.cfg.to_dict(),
             epoch=self.epoch,
             step=self.step,
@@ -381,8 +277,8 @@ class Trainer:
             state={
                 "best_top1": self.best_top1,
                 "best_row": dict(self.best_row),
-                "epoch_sums": self.epoch_sums.clone(),
-                "window": self.window.clone(),
+                "epoch_sums": self.epoch_sums.to_tensor(),
+                "window": self.window.to_tensor(),
                 "skipped": {"count": self.skipped_count, "paths": skipped_paths},
                 "global_batch": self.global_batch,
             },
@@ -431,8 +327,8 @@ class Trainer:
         state = checkpoint.get("state", {})
         self.best_top1 = float(state.get("best_top1", -math.inf))
         self.best_row = dict(state.get("best_row", {}))
-        self.epoch_sums = state.get("epoch_sums", torch.zeros(4, dtype=torch.float64)).clone()
-        self.window = state.get("window", torch.zeros(4, dtype=torch.float64)).clone()
+        self.epoch_sums = RunningSums.from_tensor(state.get("epoch_sums"))
+        self.window = RunningSums.from_tensor(state.get("window"))
         skipped = state.get("skipped", {})
         self.skipped_count = int(skipped.get("count", 0))
         self.skipped_paths = list(skipped.get("paths", [])) if self.ctx.is_main else []
@@ -452,7 +348,7 @@ class Trainer:
                 checkpoint.get("world_size", 1),
                 self.ctx.world_size,
             )
-            _seed_everything(self.cfg.train.seed + self.ctx.rank + 1000 * self.step)
+            seed_everything(self.cfg.train.seed + self.ctx.rank + 1000 * self.step)
         self.last_good = Path(path)
 
     # -- one epoch ---------------------------------------------------------------------------
@@ -467,149 +363,167 @@ class Trainer:
         )
 
     def train_epoch(self) -> dict[str, Any]:
-        from tcm.data import loader_errors
-
-        cfg, ctx = self.cfg, self.ctx
-        accumulate = cfg.optim.accumulate_steps
-        model = self.ddp or self.model
-        set_train_mode(self.model, cfg.model.freeze_bn)
-        self.train_set.set_epoch(self.epoch)
-        self.sampler.set_epoch(self.epoch)
-        self.sampler.set_start(self.batch_in_epoch * cfg.data.batch_size)
-        if self.batch_in_epoch == 0:
-            self.epoch_sums.zero_()
-            self.window.zero_()
-            self.skipped_count = 0
-            self.skipped_paths = []
-        total = self.steps_per_epoch * accumulate
+        """Train the rest of the epoch; its row's training part."""
         from tqdm.auto import tqdm
 
+        from tcm.data import loader_errors
+
+        total = self._start_epoch()
         bar = tqdm(
             total=self.steps_per_epoch,
-            initial=self.batch_in_epoch // accumulate,
-            desc=f"epoch {self.epoch + 1}/{cfg.schedule.epochs}",
+            initial=self.batch_in_epoch // self.cfg.optim.accumulate_steps,
+            desc=f"epoch {self.epoch + 1}/{self.cfg.schedule.epochs}",
             disable=not self.progress,
             dynamic_ncols=True,
             leave=False,
         )
-        window = self.window  # loss sum, correct, clips, seconds since the last step row
-        window_start = time.perf_counter()
-        epoch_start = time.perf_counter()
-        seconds_before = float(self.epoch_sums[3])
-        grad_norm = float("nan")
         with loader_errors("training data"):
             iterator = iter(self.loader)
         try:
             for micro in range(self.batch_in_epoch, total):
                 with loader_errors("training data"):
                     batch = next(iterator)
-                clips, labels = batch
-                for entry in batch.skipped:
-                    if (
-                        len(self.skipped_paths) < SHOWN_SKIPPED
-                        and entry.path not in self.skipped_paths
-                    ):
-                        self.skipped_paths.append(entry.path)
-                clips = clips.to(ctx.device, non_blocking=True)
-                labels = labels.to(ctx.device, non_blocking=True)
-                n = clips.shape[0]
-                x = clips.view(n, -1, cfg.model.num_segments, *clips.shape[2:])[:, 0]
-                if cfg.model.channels_last:
-                    x = x.flatten(0, 1).contiguous(memory_format=torch.channels_last).view(x.shape)
-                last_micro = (micro + 1) % accumulate == 0
-                sync = (
-                    contextlib.nullcontext()
-                    if self.ddp is None or last_micro
-                    else self.ddp.no_sync()
-                )
-                with sync:
-                    with autocast_context(ctx.device, cfg.train.amp):
-                        logits = model(x)  # (N, K)
-                    loss = F.cross_entropy(logits.float(), labels)
-                    finite = bool(torch.isfinite(loss))
-                    stats = torch.tensor(
-                        [
-                            loss.item() * n if finite else 0.0,
-                            (logits.argmax(1) == labels).sum().item(),
-                            n,
-                            0.0 if finite else 1.0,
-                            len(batch.skipped),
-                        ],
-                        dtype=torch.float64,
-                        device=ctx.device if ctx.device.type == "cuda" else "cpu",
-                    )
-                    stats = all_reduce_sum(stats, ctx).cpu()
-                    if stats[3] > 0:
-                        raise self._non_finite("loss", loss.item())
-                    self.scaler.scale(loss / accumulate).backward()
-                self.epoch_sums[:3] += stats[:3]
-                window[:3] += stats[:3]
-                self.skipped_count += int(stats[4])
-                self.batch_in_epoch = micro + 1
-                if not last_micro:
+                if not self._micro_batch(batch, micro):
                     continue
-                lr = self.schedule.get_last_lr()[0]
-                if cfg.optim.clip_grad_norm is not None:
-                    self.scaler.unscale_(self.optimizer)
-                    grad_norm = float(
-                        nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.clip_grad_norm)
-                    )
-                    if not math.isfinite(grad_norm) and not self.scaler.is_enabled():
-                        raise self._non_finite("gradient norm", grad_norm)
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-                self.optimizer.zero_grad(set_to_none=True)
-                self.step += 1
-                self.schedule.set_step(self.step)
                 bar.update(1)
-                if self.step % cfg.train.log_interval == 0 or micro + 1 == total:
-                    elapsed = max(float(window[3]) + time.perf_counter() - window_start, 1e-9)
-                    row = {
-                        "kind": "step",
-                        "epoch": self.epoch + (micro + 1) / total,
-                        "step": self.step,
-                        "loss": float(window[0] / window[2]),
-                        "top1": float(100 * window[1] / window[2]),
-                        "lr": lr,
-                        "grad_norm": grad_norm,
-                        "clips_per_s": float(window[2]) / elapsed,
-                    }
-                    self.metrics.write(row)
-                    bar.set_postfix(
-                        loss=f"{row['loss']:.3f}",
-                        lr=f"{lr:.3g}",
-                        clips_s=f"{row['clips_per_s']:.1f}",
-                    )
-                    window.zero_()
-                    window_start = time.perf_counter()
-                if (
-                    cfg.train.checkpoint_interval
-                    and self.step % cfg.train.checkpoint_interval == 0
-                    and micro + 1 < total
-                ):
-                    now = time.perf_counter()
-                    self.epoch_sums[3] = seconds_before + now - epoch_start
-                    window[3] += now - window_start
-                    window_start = now
+                last = micro + 1 == total
+                if self.step % self.cfg.train.log_interval == 0 or last:
+                    self._log_step(bar, (micro + 1) / total)
+                interval = self.cfg.train.checkpoint_interval
+                if interval and self.step % interval == 0 and not last:
+                    self.epoch_sums.bank()
+                    self.window.bank()
                     self.save_last()
         finally:
             bar.close()
             del iterator
-        self.epoch_sums[3] = seconds_before + time.perf_counter() - epoch_start
+        self.epoch_sums.bank()
+        return self._epoch_training_row()
+
+    def _start_epoch(self) -> int:
+        """Position the data at ``batch_in_epoch`` and start the clocks; the epoch's
+        micro-batches."""
+        cfg = self.cfg
+        set_train_mode(self.model, cfg.model.freeze_bn)
+        self.train_set.set_epoch(self.epoch)
+        self.sampler.set_epoch(self.epoch)
+        self.sampler.set_start(self.batch_in_epoch * cfg.data.batch_size)
+        if self.batch_in_epoch == 0:
+            self.epoch_sums.reset()
+            self.window.reset()
+            self.skipped_count = 0
+            self.skipped_paths = []
+        self.epoch_sums.start_clock()
+        self.window.start_clock()
+        self.grad_norm = float("nan")
+        return self.steps_per_epoch * cfg.optim.accumulate_steps
+
+    def _micro_batch(self, batch, micro: int) -> bool:
+        """Forward and backward one micro-batch; then, after the last of an optimizer step,
+        the step. Whether a step was taken."""
+        for entry in batch.skipped:
+            if len(self.skipped_paths) < SHOWN_SKIPPED and entry.path not in self.skipped_paths:
+                self.skipped_paths.append(entry.path)
+        last_micro = (micro + 1) % self.cfg.optim.accumulate_steps == 0
+        stats = self._forward_backward(batch, sync=last_micro)
+        self.epoch_sums.add(*stats[:3])
+        self.window.add(*stats[:3])
+        self.skipped_count += int(stats[3])
+        self.batch_in_epoch = micro + 1
+        if last_micro:
+            self._optimizer_step()
+        return last_micro
+
+    def _forward_backward(self, batch, *, sync: bool) -> list[float]:
+        """Loss and gradients of one micro-batch (gradients all-reduced when ``sync``).
+
+        Returns:
+            Summed over every process: the loss sum, correct clips, clips, skipped samples.
+
+        Raises:
+            NonFiniteLossError: the loss is not finite on some process.
+        """
+        ctx, cfg = self.ctx, self.cfg
+        clips, labels = batch
+        clips = clips.to(ctx.device, non_blocking=True)
+        labels = labels.to(ctx.device, non_blocking=True)
+        n = clips.shape[0]
+        x = clips.view(n, -1, cfg.model.num_segments, *clips.shape[2:])[:, 0]  # (N, T, 3, H, W)
+        no_sync = self.ddp is not None and not sync
+        with self.ddp.no_sync() if no_sync else contextlib.nullcontext():
+            with autocast_context(ctx.device, cfg.train.amp):
+                logits = (self.ddp or self.model)(to_layout(x, cfg.model.channels_last))
+            loss = F.cross_entropy(logits.float(), labels)
+            finite = bool(torch.isfinite(loss))
+            stats = torch.tensor(
+                [
+                    loss.item() * n if finite else 0.0,
+                    (logits.argmax(1) == labels).sum().item(),
+                    n,
+                    0.0 if finite else 1.0,
+                    len(batch.skipped),
+                ],
+                dtype=torch.float64,
+                device=ctx.device if ctx.device.type == "cuda" else "cpu",
+            )
+            stats = all_reduce_sum(stats, ctx).cpu()
+            if stats[3] > 0:
+                raise self._non_finite("loss", loss.item())
+            self.scaler.scale(loss / cfg.optim.accumulate_steps).backward()
+        loss_sum, correct, clips_seen, _, skipped = stats.tolist()
+        return [loss_sum, correct, clips_seen, skipped]
+
+    def _optimizer_step(self) -> None:
+        """Clip the gradients, step the optimizer and the schedule."""
+        self.lr_of_step = self.schedule.get_last_lr()[0]
+        clip_norm = self.cfg.optim.clip_grad_norm
+        if clip_norm is not None:
+            self.scaler.unscale_(self.optimizer)
+            self.grad_norm = float(nn.utils.clip_grad_norm_(self.model.parameters(), clip_norm))
+            if not math.isfinite(self.grad_norm) and not self.scaler.is_enabled():
+                raise self._non_finite("gradient norm", self.grad_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        self.schedule.set_step(self.step)
+
+    def _log_step(self, bar, epoch_fraction: float) -> None:
+        """Write the window's step row; the window starts again."""
+        window = self.window
+        row = {
+            "kind": "step",
+            "epoch": self.epoch + epoch_fraction,
+            "step": self.step,
+            "loss": window.mean_loss,
+            "top1": window.top1,
+            "lr": self.lr_of_step,
+            "grad_norm": self.grad_norm,
+            "clips_per_s": window.clips_per_s,
+        }
+        self.log.write(row)
+        bar.set_postfix(
+            loss=f"{row['loss']:.3f}",
+            lr=f"{row['lr']:.3g}",
+            clips_s=f"{row['clips_per_s']:.1f}",
+        )
+        window.reset()
+
+    def _epoch_training_row(self) -> dict[str, Any]:
         sums = self.epoch_sums
         row = {
-            "train_loss": float(sums[0] / sums[2]),
-            "train_top1": float(100 * sums[1] / sums[2]),
+            "train_loss": sums.mean_loss,
+            "train_top1": sums.top1,
             # the learning rate of the epoch's last step
             "lr": self.optimizer.param_groups[0]["base_lr"] * self.schedule.factor(self.step - 1),
-            "train_time": float(sums[3]),
-            "clips_per_s": float(sums[2] / max(float(sums[3]), 1e-9)),
+            "train_time": sums.seconds,
+            "clips_per_s": sums.clips / max(sums.seconds, 1e-9),
             "train_skipped": self.skipped_count,
         }
         paths = self._gather_skipped()
         if self.skipped_count:
             row["train_skipped_paths"] = paths
-            if ctx.is_main:
+            if self.ctx.is_main:
                 logger.warning(
                     "epoch %d: %d training samples could not be read and were replaced "
                     "(data.bad_sample_policy=skip): %s%s",
@@ -620,31 +534,40 @@ class Trainer:
                 )
         return row
 
-    def validate(self) -> EvalResult:
-        predictions = predict(
-            self.model,
-            self.val_set,
-            batch_size=self.cfg.eval.batch_size,
-            num_workers=self.cfg.eval.num_workers
-            if self.cfg.eval.num_workers is not None
-            else self.cfg.data.num_workers,
-            ctx=self.ctx,
-            amp=self.cfg.train.amp,
-            channels_last=self.cfg.model.channels_last,
-            progress=self.progress,
-            desc="validate",
+    # -- the run -----------------------------------------------------------------------------
+
+    def run(self, resume_path: Path | None, resume: str | os.PathLike | None) -> TrainResult:
+        """Train to the last epoch, writing the training log (``metrics.jsonl``) and, at the
+        end, the curves. ``resume_path``: the checkpoint :meth:`resume` took, if any."""
+        self.log = MetricsWriter(
+            self.work_dir, enabled=self.ctx.is_main, tensorboard=self.cfg.train.tensorboard
         )
-        check_scored(predictions, self.cfg.data.val_list, len(self.val_set))
-        return EvalResult(
-            predictions.scores,
-            predictions.labels,
-            [self.val_set.records[i].path for i in predictions.indices],
-            self.classes,
-            (self.cfg.eval.num_clips, self.cfg.eval.num_crops),
-            skipped=predictions.skipped,
-        )
+        try:
+            if resume_path is not None:
+                if self.ctx.is_main:
+                    logger.info(
+                        "resumed from %s: epoch %d, step %d (%d batches into the epoch)",
+                        resume_path,
+                        self.epoch,
+                        self.step,
+                        self.batch_in_epoch,
+                    )
+                self.log.truncate_after(self.step)
+            else:
+                if resume == "auto" and self.ctx.is_main:
+                    logger.info("no checkpoint to resume from in %s: starting", self.work_dir)
+                self.log.truncate_after(-1)
+            result = self.fit()
+        finally:
+            self.log.close()
+        if self.ctx.is_main:
+            plot_curves(
+                read_metrics(self.work_dir), self.work_dir / CURVES_FILE, title=self.cfg.name
+            )
+        return result
 
     def fit(self) -> TrainResult:
+        """The epochs left: train, validate when due, log, checkpoint."""
         cfg, ctx = self.cfg, self.ctx
         epochs = cfg.schedule.epochs
         if ctx.is_main:
@@ -669,29 +592,7 @@ class Trainer:
                 (self.epoch + 1) % cfg.train.eval_interval == 0 or self.epoch + 1 == epochs
             )
             if evaluate_now:
-                if cfg.data.bad_sample_policy == "raise":
-                    # A video that cannot be read stops the run: keep the epoch's training
-                    # first (a resumed run repeats only the validation).
-                    self.save_last()
-                result = self.validate()
-                row.update(
-                    val_loss=result.loss,
-                    val_top1=result.top1,
-                    val_top5=result.top5,
-                    val_mean_class=result.mean_class_acc,
-                    val_skipped=len(result.skipped),
-                )
-                if result.skipped:
-                    row["val_skipped_paths"] = [s.path for s in result.skipped[:SHOWN_SKIPPED]]
-                    if ctx.is_main:
-                        logger.warning(
-                            "epoch %d: %d validation videos could not be read and are left out "
-                            "of val_top1: %s%s",
-                            self.epoch + 1,
-                            len(result.skipped),
-                            ", ".join(row["val_skipped_paths"]),
-                            ", ..." if len(result.skipped) > SHOWN_SKIPPED else "",
-                        )
+                row.update(self._validation_row())
             row["step"] = self.step
             row["time"] = row.pop("train_time") + time.perf_counter() - eval_start
             self.epoch += 1
@@ -701,12 +602,57 @@ class Trainer:
                 self.best_top1 = row["val_top1"]
                 self.best_row = dict(row)
             if ctx.is_main:
-                self.metrics.write(row)
+                self.log.write(row)
                 logger.info(_epoch_line(row, epochs))
             if improved:
                 self.save_best(row)  # before last.pt: a kill in between repeats the epoch
             self.save_last()
         return self._result()
+
+    def validate(self) -> EvalResult:
+        cfg = self.cfg
+        workers = cfg.eval.num_workers
+        return evaluate_dataset(
+            self.model,
+            self.val_set,
+            list_file=cfg.data.val_list,
+            views=self.prep.views,
+            classes=self.classes,
+            batch_size=cfg.eval.batch_size,
+            num_workers=workers if workers is not None else cfg.data.num_workers,
+            ctx=self.ctx,
+            amp=cfg.train.amp,
+            channels_last=cfg.model.channels_last,
+            progress=self.progress,
+            desc="validate",
+        )
+
+    def _validation_row(self) -> dict[str, Any]:
+        """Validate; the epoch row's validation part."""
+        if self.cfg.data.bad_sample_policy == "raise":
+            # A video that cannot be read stops the run: keep the epoch's training first (a
+            # resumed run repeats only the validation).
+            self.save_last()
+        result = self.validate()
+        row = {
+            "val_loss": result.loss,
+            "val_top1": result.top1,
+            "val_top5": result.top5,
+            "val_mean_class": result.mean_class_acc,
+            "val_skipped": len(result.skipped),
+        }
+        if result.skipped:
+            row["val_skipped_paths"] = [s.path for s in result.skipped[:SHOWN_SKIPPED]]
+            if self.ctx.is_main:
+                logger.warning(
+                    "epoch %d: %d validation videos could not be read and are left out of "
+                    "val_top1: %s%s",
+                    self.epoch + 1,
+                    len(result.skipped),
+                    ", ".join(row["val_skipped_paths"]),
+                    ", ..." if len(result.skipped) > SHOWN_SKIPPED else "",
+                )
+        return row
 
     def _result(self) -> TrainResult:
         rows = read_metrics(self.work_dir) if self.ctx.is_main else []
@@ -804,30 +750,16 @@ def train(
         >>> result = train(cfg, "runs/tsm10")                      # doctest: +SKIP
         >>> result.final["val_top1"], result.checkpoint            # doctest: +SKIP
     """
+    work_dir = Path(work_dir) if work_dir is not None else default_work_dir(config)
     ctx = init_distributed(config.train.device, config.dist.backend, config.dist.timeout_min)
     previous_deterministic = torch.are_deterministic_algorithms_enabled()
-    lock = None
+    lock = WorkDirLock(work_dir) if ctx.is_main else None
     started = False
     try:
-        work_dir = Path(work_dir) if work_dir is not None else default_work_dir(config)
         trainer = Trainer(config, work_dir, ctx, progress)  # checks the config: no data read yet
         if resume is None and int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0:
             resume = "auto"
-        # The main process locks the folder and decides what the run does with it; the other
-        # processes follow its decision (or its refusal).
-        decision: tuple[str, Any] = ("ok", None)
-        refusal: BaseException | None = None
-        if ctx.is_main:
-            lock = WorkDirLock(work_dir)
-            try:
-                lock.acquire()
-                decision = ("ok", resume_checkpoint(work_dir, resume))
-            except (ValueError, OSError) as error:
-                refusal, decision = error, ("refused", str(error))
-        decision = broadcast_object(decision, ctx)
-        if decision[0] == "refused":
-            raise refusal if refusal is not None else WorkDirError(decision[1])
-        resume_path = decision[1]
+        resume_path = _claim_work_dir(lock, ctx, resume)
         checkpoint = None
         if resume_path is not None:
             checkpoint = ckpt.load_training_checkpoint(resume_path)
@@ -846,37 +778,31 @@ def train(
                 (work_dir / CONFIG_FILE).write_text(trainer.cfg.to_yaml(), encoding="utf-8")
             barrier(ctx)
             with _run_logging(work_dir, ctx.is_main):
-                trainer.metrics = MetricsWriter(
-                    work_dir, enabled=ctx.is_main, tensorboard=trainer.cfg.train.tensorboard
-                )
-                try:
-                    if resume_path is not None:
-                        if ctx.is_main:
-                            logger.info(
-                                "resumed from %s: epoch %d, step %d (%d batches into the epoch)",
-                                resume_path,
-                                trainer.epoch,
-                                trainer.step,
-                                trainer.batch_in_epoch,
-                            )
-                        trainer.metrics.truncate_after(trainer.step)
-                    else:
-                        if resume == "auto" and ctx.is_main:
-                            logger.info("no checkpoint to resume from in %s: starting", work_dir)
-                        trainer.metrics.truncate_after(-1)
-                    result = trainer.fit()
-                finally:
-                    trainer.metrics.close()
-                if ctx.is_main:
-                    plot_curves(
-                        read_metrics(work_dir), work_dir / CURVES_FILE, title=trainer.cfg.name
-                    )
-        return result
+                return trainer.run(resume_path, resume)
     finally:
         if lock is not None:
             lock.release(remove_dir=not started)
         torch.use_deterministic_algorithms(previous_deterministic)
         cleanup(ctx)
+
+
+def _claim_work_dir(
+    lock: WorkDirLock | None, ctx: DistContext, resume: str | os.PathLike | None
+) -> Path | None:
+    """Lock the work dir (main process) and decide what the run does with it: the checkpoint
+    to resume from, or ``None``. The other processes follow the decision, or the refusal."""
+    decision: tuple[str, Any] = ("ok", None)
+    refusal: BaseException | None = None
+    if lock is not None:
+        try:
+            lock.acquire()
+            decision = ("ok", resume_checkpoint(lock.work_dir, resume))
+        except (ValueError, OSError) as error:
+            refusal, decision = error, ("refused", str(error))
+    decision = broadcast_object(decision, ctx)
+    if decision[0] == "refused":
+        raise refusal if refusal is not None else WorkDirError(decision[1])
+    return decision[1]
 
 
 @contextlib.contextmanager

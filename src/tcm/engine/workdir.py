@@ -18,12 +18,12 @@ import os
 import socket
 from pathlib import Path
 
-from tcm.engine import checkpointing as ckpt
-from tcm.engine.metrics import METRICS_FILE, read_metrics
+from tcm.engine import training_checkpoint as ckpt
+from tcm.engine.training_log import TRAINING_LOG_FILE, read_metrics
 from tcm.errors import WorkDirError
 
 LOCK_FILE = ".tcm-train.lock"
-RUN_FILES = (ckpt.LAST, ckpt.BEST, METRICS_FILE)
+RUN_FILES = (ckpt.LAST, ckpt.BEST, TRAINING_LOG_FILE)
 """Files whose presence means that a folder holds a run."""
 
 
@@ -131,7 +131,7 @@ def resume_checkpoint(work_dir: str | os.PathLike, resume: str | os.PathLike | N
     if str(resume) == "auto":
         path = ckpt.find_resume_checkpoint(work_dir)
         finished = ckpt.BEST in present or any(
-            row.get("kind") == "epoch" for row in read_metrics(work_dir / METRICS_FILE)
+            row.get("kind") == "epoch" for row in read_metrics(work_dir / TRAINING_LOG_FILE)
         )
         if path is None and finished:
             raise WorkDirError(

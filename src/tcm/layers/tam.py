@@ -43,13 +43,19 @@ class TemporalAttention(nn.Module):
         kernel_size = kernel_size or attention_kernel_size(num_segments)
         self.conv = nn.Conv1d(1, 1, kernel_size, padding=(kernel_size - 1) // 2, bias=False)
 
+    def weights(self, x: torch.Tensor) -> torch.Tensor:
+        """The weights of each clip's frames and channels: ``(N*T, C, H, W)`` -> ``(N, T, C)``,
+        in ``(0, 1)``."""
+        channels = x.shape[1]
+        clips = x.view(-1, self.num_segments, *x.shape[1:])  # (N, T, C, H, W)
+        pooled = clips.mean(dim=(3, 4)).transpose(1, 2)  # (N, C, T)
+        weights = self.conv(pooled.reshape(-1, 1, self.num_segments))  # (N*C, 1, T)
+        return weights.sigmoid().view(-1, channels, self.num_segments).transpose(1, 2)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         channels, height, width = x.shape[1:]
         clips = x.view(-1, self.num_segments, channels, height, width)  # (N, T, C, H, W)
-        pooled = clips.mean(dim=(3, 4)).transpose(1, 2)  # (N, C, T)
-        weights = self.conv(pooled.reshape(-1, 1, self.num_segments))  # (N*C, 1, T)
-        weights = weights.sigmoid().view(-1, channels, self.num_segments).transpose(1, 2)
-        return (clips * weights[..., None, None]).view(-1, channels, height, width)
+        return (clips * self.weights(x)[..., None, None]).view(-1, channels, height, width)
 
 
 class TAM(nn.Module):

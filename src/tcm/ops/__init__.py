@@ -7,6 +7,7 @@ Each has a compiled CPU path and a pure-PyTorch reference path, chosen by
 from tcm.ops.backend import extension_available, get_backend, set_backend, use_backend
 from tcm.ops.correlation import (
     local_correlation,
+    local_correlation_exportable,
     local_correlation_reference,
     local_correlation_torch,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "kernel_soft_argmax",
     "kernel_soft_argmax_torch",
     "local_correlation",
+    "local_correlation_exportable",
     "local_correlation_reference",
     "local_correlation_torch",
     "mtdm_fields",

@@ -4,9 +4,13 @@ Backends:
 
 - ``"auto"`` (default): the compiled CPU kernels for CPU tensors of a floating dtype when they
   can be built or loaded (see :mod:`tcm.ops._extension`); the pure-PyTorch path otherwise (other
-  devices, tracing, scripting, ONNX export, ``torch.compile``), which is also the reference.
+  devices), which is also the reference.
 - ``"torch"``: always the pure-PyTorch path.
 - ``"extension"``: the compiled kernels wherever they apply; raises when they cannot be loaded.
+
+Whatever the backend, while a graph is captured (:func:`is_capturing`: tracing, scripting, ONNX
+export, ``torch.export``, ``torch.compile``) the operators take their export-friendly
+pure-PyTorch form, whose graph holds for any batch size and converts to ONNX.
 
 Set it with :func:`set_backend`, temporarily with :func:`use_backend`, or for a whole process
 with the environment variable ``TCM_OPS_BACKEND``. ``TCM_DISABLE_EXTENSIONS=1`` never builds
@@ -83,7 +87,7 @@ def _require_extension() -> ModuleType:
     return module
 
 
-def _is_capturing() -> bool:
+def is_capturing() -> bool:
     """Tracing, scripting, exporting or compiling: graphs must see plain PyTorch ops."""
     if torch.jit.is_tracing() or torch.jit.is_scripting():
         return True
@@ -106,7 +110,7 @@ def _is_plain_cpu_float(t: torch.Tensor) -> bool:
 
 def kernels_for(*tensors: torch.Tensor) -> ModuleType | None:
     """The compiled kernels if they should run on ``tensors``, else ``None`` (pure PyTorch)."""
-    if _backend == "torch" or _is_capturing():
+    if _backend == "torch" or is_capturing():
         return None
     if not all(_is_plain_cpu_float(t) for t in tensors):
         return None

@@ -7,13 +7,14 @@ indices ``i`` (vertical) and ``j`` (horizontal) in ``0 .. P-1``::
 
 with zeros where ``b`` is read out of bounds. Output shape: ``(B, P * P, H, W)``.
 
-Three implementations, all differentiable:
+Four implementations, all differentiable:
 
 - :func:`local_correlation`: the entry point. On CPU tensors it runs the compiled kernels
   (``csrc/correlation.cpp``, forward and backward, memory bounded by about twice the inputs
-  plus the output) when they build here; otherwise, and wherever graphs are captured (tracing,
-  ONNX export, ``torch.compile``) or on other devices, :func:`local_correlation_torch`. The
-  choice follows :mod:`tcm.ops.backend`.
+  plus the output) when they build here; on other devices, :func:`local_correlation_torch`;
+  wherever graphs are captured (tracing, scripting, ONNX export, ``torch.export``,
+  ``torch.compile``), :func:`local_correlation_exportable`. The choice follows
+  :mod:`tcm.ops.backend`.
 - :func:`local_correlation_reference`: one multiply-and-sum per displacement; small
   temporaries, slow. The ground truth for tests.
 - :func:`local_correlation_torch`: for each vertical offset, a batched matrix product of every row of
@@ -22,6 +23,10 @@ Three implementations, all differentiable:
   ``W / P`` times the needed products (about 2x at 28x28, patch 15) but never builds the
   all-pairs ``(H W)^2`` volume: its temporaries are bounded by ``max_temp_bytes`` by splitting
   the batch, so TCM at stride 4 of a 224 input (56x56) stays within a few hundred MB.
+- :func:`local_correlation_exportable`: the same products in a graph that does not depend on
+  the input's shape: no chunking (a traced chunk count would freeze the batch size), shifted
+  rows stacked by slicing and the band picked with a gather (``unfold`` and ``as_strided``
+  have no ONNX form). Its temporaries grow with the batch.
 
 Both accept any floating dtype and device; half-precision inputs (and inputs under autocast)
 are computed and returned in float32, since the soft-argmax that follows scales correlations
@@ -123,6 +128,8 @@ def local_correlation(
         torch.Size([2, 225, 28, 28])
     """
     _check_pair(a, b, patch_size)
+    if backend.is_capturing():
+        return local_correlation_exportable(a, b, patch_size)
     kernels = backend.kernels_for(a, b)
     if kernels is None:
         return local_correlation_torch(a, b, patch_size, max_temp_bytes)
@@ -189,3 +196,35 @@ def _correlate_rows(a: torch.Tensor, b: torch.Tensor, patch_size: int) -> torch.
         products.storage_offset(),
     )  # (B, P_i, H, W, P_j)
     return band.permute(0, 1, 4, 2, 3).reshape(batch, patch_size * patch_size, height, width)
+
+
+def local_correlation_exportable(a: torch.Tensor, b: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """Local correlation in operators every exporter handles, with any batch size.
+
+    For each vertical offset, every row of ``a`` is multiplied with the matching row of ``b``
+    (one batched matrix product over all offsets), and the band ``x' = x + j - d`` is picked
+    with a gather: only padding, slicing, matmul and gather, none sized by the batch.
+
+    Args:
+        a, b: ``(B, C, H, W)`` feature maps.
+        patch_size: odd number of displacements per axis, ``P``.
+
+    Returns:
+        ``(B, P * P, H, W)`` correlations in ``a``'s dtype.
+    """
+    height, width = a.shape[-2:]
+    radius = patch_size // 2
+    b_padded = F.pad(b, (0, 0, radius, radius))  # (B, C, H + 2d, W)
+    b_rows = torch.stack(
+        [b_padded[:, :, i : i + height] for i in range(patch_size)], dim=1
+    )  # (B, P, C, H, W)
+    b_rows = b_rows.permute(0, 1, 3, 2, 4)  # (B, P, H, C, W)
+    a_rows = a.permute(0, 2, 3, 1).unsqueeze(1)  # (B, 1, H, W, C)
+    products = torch.matmul(a_rows, b_rows)  # (B, P, H, W, W'): a at x times b at x'
+    products = F.pad(products, (radius, radius))  # (B, P, H, W, W + 2d), x' shifted by d
+    columns = torch.arange(width, device=a.device)[:, None] + torch.arange(
+        patch_size, device=a.device
+    )  # (W, P): padded column x + j of displacement j
+    index = columns.expand(*products.shape[:3], width, patch_size)  # (B, P, H, W, P)
+    band = torch.gather(products, 4, index)  # (B, P_i, H, W, P_j)
+    return band.permute(0, 1, 4, 2, 3).flatten(1, 2)  # (B, P*P, H, W)

@@ -14,7 +14,12 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from tcm.ops import backend
-from tcm.ops.correlation import _check_pair, _compute_dtype, local_correlation_torch
+from tcm.ops.correlation import (
+    _check_pair,
+    _compute_dtype,
+    local_correlation_exportable,
+    local_correlation_torch,
+)
 from tcm.ops.soft_argmax import kernel_soft_argmax_torch
 
 
@@ -70,6 +75,9 @@ def mtdm_fields(
         torch.Size([13, 3, 28, 28])
     """
     _check_pair(a, b, patch_size)
+    if backend.is_capturing():
+        correlation = local_correlation_exportable(a, b, patch_size).relu()
+        return kernel_soft_argmax_torch(correlation, patch_size, sigma, temperature)
     kernels = backend.kernels_for(a, b)
     if kernels is None:
         correlation = local_correlation_torch(a, b, patch_size).relu()

@@ -12,12 +12,16 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 logger = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.jsonl"
+TRAINING_LOG_FILE = "metrics.jsonl"
 CURVES_FILE = "curves.png"
 
 
@@ -25,7 +29,7 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     """Rows of a ``metrics.jsonl`` file (or of the one in a work dir)."""
     path = Path(path)
     if path.is_dir():
-        path = path / METRICS_FILE
+        path = path / TRAINING_LOG_FILE
     if not path.is_file():
         return []
     rows = []
@@ -38,6 +42,75 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
+@dataclass
+class RunningSums:
+    """What a stretch of training (an epoch, or the window between two step rows) adds up:
+    summed over the clips of every process, with the time spent on it.
+
+    The time runs on a clock started by :meth:`reset` or :meth:`start_clock`; :meth:`bank`
+    folds the time so far into ``seconds`` (before a checkpoint, so that a resumed run goes on
+    from it).
+    """
+
+    loss: float = 0.0
+    """Sum of the clips' losses."""
+    correct: float = 0.0
+    """Clips whose top class is their label."""
+    clips: float = 0.0
+    seconds: float = 0.0
+    """Time banked before the clock's current start."""
+    _clock: float = field(default_factory=time.perf_counter, repr=False, compare=False)
+
+    def add(self, loss: float, correct: float, clips: float) -> None:
+        self.loss += loss
+        self.correct += correct
+        self.clips += clips
+
+    def reset(self) -> None:
+        """Zero every sum and restart the clock."""
+        self.loss = self.correct = self.clips = self.seconds = 0.0
+        self.start_clock()
+
+    def start_clock(self) -> None:
+        self._clock = time.perf_counter()
+
+    def elapsed(self) -> float:
+        """Seconds banked plus those since the clock started."""
+        return self.seconds + time.perf_counter() - self._clock
+
+    def bank(self) -> None:
+        """Fold the time since the clock started into ``seconds``; the clock restarts."""
+        now = time.perf_counter()
+        self.seconds += now - self._clock
+        self._clock = now
+
+    @property
+    def mean_loss(self) -> float:
+        return self.loss / self.clips
+
+    @property
+    def top1(self) -> float:
+        return 100 * self.correct / self.clips
+
+    @property
+    def clips_per_s(self) -> float:
+        return self.clips / max(self.elapsed(), 1e-9)
+
+    def to_tensor(self) -> torch.Tensor:
+        """float64 ``(4,)``: loss, correct, clips, seconds (the checkpoint's form)."""
+        return torch.tensor(
+            [self.loss, self.correct, self.clips, self.seconds], dtype=torch.float64
+        )
+
+    @classmethod
+    def from_tensor(cls, values: torch.Tensor | None) -> RunningSums:
+        """Read :meth:`to_tensor`'s output (``None``: zeros); the clock starts now."""
+        if values is None:
+            return cls()
+        loss, correct, clips, seconds = (float(v) for v in values.tolist())
+        return cls(loss, correct, clips, seconds)
+
+
 class MetricsWriter:
     """Appends rows to ``metrics.jsonl`` and mirrors numbers to TensorBoard when installed.
 
@@ -47,7 +120,7 @@ class MetricsWriter:
     def __init__(
         self, work_dir: str | Path, *, enabled: bool = True, tensorboard: bool = True
     ) -> None:
-        self.path = Path(work_dir) / METRICS_FILE
+        self.path = Path(work_dir) / TRAINING_LOG_FILE
         self.enabled = enabled
         self._tb = None
         if enabled and tensorboard:
