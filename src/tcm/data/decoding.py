@@ -2,7 +2,9 @@
 
 Both readers expose ``num_frames`` and ``get_frames(indices) -> uint8 array (N, H, W, 3)``
 (RGB, ``N = len(indices)``, indices 0-based, repeats allowed). Problems with the input raise
-:class:`BadVideoError` (a :class:`ValueError`) naming the file and the reason.
+:class:`BadVideoError` (a :class:`ValueError`) naming the file and the reason: the errors of
+PyAV, of PIL and of the system reading the path are wrapped into it, so that a caller that goes
+on past bad inputs catches :class:`BadVideoError` alone and a bug still propagates.
 
 :class:`VideoReader` decodes only as far as the last frame it needs, and seeks to a key frame
 when one lies between the current position and the next needed frame (skipping the frames in
@@ -60,6 +62,7 @@ TOO_FEW_FRAMES = "fewer frames than claimed"
 MISSING_FRAME = "missing frame"
 BAD_FRAME = "unreadable frame"
 BAD_LABEL = "label out of range"
+UNREADABLE = "unreadable"  # the system refused to read the path (permission, I/O error)
 
 # Magic bytes of containers, to tell a damaged video from a file that is not a video at all.
 _SIGNATURES = (
@@ -108,6 +111,7 @@ REASONS = (
     MISSING_FRAME,
     BAD_FRAME,
     BAD_LABEL,
+    UNREADABLE,
 )
 
 
@@ -134,12 +138,23 @@ def _looks_like_container(path: Path) -> bool:
     return any(head[offset : offset + len(magic)] == magic for offset, magic in _SIGNATURES)
 
 
+def unreadable(path: str | os.PathLike, error: OSError) -> BadVideoError:
+    """The :class:`BadVideoError` for a path the system refuses to read (``error``)."""
+    return BadVideoError(path, UNREADABLE, error.strerror or str(error))
+
+
 def _check_file(path: Path) -> None:
-    if not path.exists():
+    try:
+        exists = path.exists()
+        is_dir = exists and path.is_dir()
+        size = path.stat().st_size if exists else None
+    except OSError as error:  # e.g. a folder on the way that may not be searched
+        raise unreadable(path, error) from None
+    if not exists:
         raise BadVideoError(path, MISSING, "no such file")
-    if path.is_dir():
+    if is_dir:
         raise BadVideoError(path, NOT_A_VIDEO, "is a directory")
-    if path.stat().st_size == 0:
+    if size == 0:
         raise BadVideoError(path, EMPTY, "zero bytes")
 
 
@@ -175,7 +190,11 @@ class VideoReader:
         self._stream.thread_count = threads
         #: frames decoded so far (for tests and benchmarks of the seeking logic)
         self.frames_decoded = 0
-        self._build_index()
+        try:
+            self._build_index()
+        except BadVideoError:
+            self._container.close()
+            raise
 
     # -- metadata ------------------------------------------------------------------------
 
@@ -210,7 +229,12 @@ class VideoReader:
                 self.path, TRUNCATED, f"header declares {declared} frames, {len(pts)} present"
             )
         self._check_duration()
-        self._seek_to_start()
+        try:
+            self._seek_to_start()
+        except av.error.FFmpegError as error:
+            raise BadVideoError(
+                self.path, TRUNCATED, f"cannot seek to the start: {error}"
+            ) from None
 
     def _check_duration(self) -> None:
         """Without a frame count in the header (WebM, MKV), compare the packets' time span with
@@ -428,8 +452,12 @@ class FrameFolderReader:
         start_index: int = 1,
     ) -> None:
         self.path = Path(path)
-        if not self.path.is_dir():
-            if self.path.exists():
+        try:
+            is_dir, exists = self.path.is_dir(), self.path.exists()
+        except OSError as error:
+            raise unreadable(self.path, error) from None
+        if not is_dir:
+            if exists:
                 raise BadVideoError(self.path, NOT_A_VIDEO, "expected a folder of frames")
             raise BadVideoError(self.path, MISSING, "no such folder")
         self.template = check_frame_template(template)
@@ -437,7 +465,10 @@ class FrameFolderReader:
         if num_frames is None:
             from tcm.data.annotations import count_frames
 
-            num_frames = count_frames(self.path)
+            try:
+                num_frames = count_frames(self.path)
+            except OSError as error:
+                raise unreadable(self.path, error) from None
         if num_frames <= 0:
             raise BadVideoError(self.path, EMPTY, "no frame")
         self._count = num_frames
@@ -461,7 +492,7 @@ class FrameFolderReader:
                 detail = f"{count_frames(self.path)} on disk, {self._count} claimed"
                 raise BadVideoError(self.path, TOO_FEW_FRAMES, detail) from None
             raise BadVideoError(self.path, MISSING_FRAME, f"{path.name} absent") from None
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, Image.DecompressionBombError) as error:
             raise BadVideoError(self.path, BAD_FRAME, f"{path.name}: {error}") from None
 
     def get_frames(self, indices: Sequence[int]) -> np.ndarray:
@@ -509,7 +540,11 @@ def open_media(
     """A reader for ``path``: a folder gives a :class:`FrameFolderReader`, a file a
     :class:`VideoReader`. ``num_frames`` (from a list file) is checked against the video."""
     path = Path(path)
-    if path.is_dir():
+    try:
+        is_dir = path.is_dir()
+    except OSError as error:
+        raise unreadable(path, error) from None
+    if is_dir:
         return FrameFolderReader(
             path, num_frames=num_frames, template=frame_template, start_index=frame_start_index
         )

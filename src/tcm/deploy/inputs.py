@@ -24,7 +24,7 @@ import torch
 
 from tcm.data.annotations import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, VideoRecord
 from tcm.data.datasets import VideoDataset, build_dataset
-from tcm.data.decoding import MISSING, BadVideoError, open_media
+from tcm.data.decoding import MISSING, BadVideoError, open_media, unreadable
 from tcm.data.preprocessing import Preprocessing
 from tcm.data.transforms import normalize
 
@@ -38,14 +38,18 @@ def find_frame_template(folder: str | os.PathLike) -> tuple[str, int]:
     ``img_00001.jpg`` gives ``("img_{:05d}.jpg", 1)``, ``000000.png`` gives ``("{:06d}.png", 0)``.
 
     Raises:
-        BadVideoError: the folder holds no image, or names without a number.
+        BadVideoError: the folder holds no image, names without a number, or cannot be read.
     """
     folder = Path(folder)
-    names = sorted(
-        entry.name
-        for entry in os.scandir(folder)
-        if entry.is_file() and entry.name.lower().endswith(IMAGE_EXTENSIONS)
-    )
+    try:
+        with os.scandir(folder) as entries:
+            names = sorted(
+                entry.name
+                for entry in entries
+                if entry.is_file() and entry.name.lower().endswith(IMAGE_EXTENSIONS)
+            )
+    except OSError as error:
+        raise unreadable(folder, error) from None
     if not names:
         raise BadVideoError(folder, "empty", "no image file in the folder")
     numbers = list(re.finditer(r"\d+", names[0]))
@@ -122,7 +126,11 @@ def read_clip(path: str | os.PathLike, prep: Preprocessing) -> torch.Tensor:
         BadVideoError: the input cannot be read (``.reason`` says why).
     """
     path = Path(path)
-    if not path.exists():
+    try:
+        exists = path.exists()
+    except OSError as error:
+        raise unreadable(path, error) from None
+    if not exists:
         raise BadVideoError(path, MISSING, "no such file or folder")
     clip, _ = _dataset(path, prep)[0]
     return clip

@@ -28,8 +28,10 @@ from tcm.utils.devices import pick_device
 
 logger = logging.getLogger(__name__)
 
-# Errors that mean "this input cannot be read" (the others are bugs and propagate).
-READ_ERRORS = (BadVideoError, ValueError, OSError, RuntimeError)
+# Errors that mean "this input cannot be read": the readers wrap every failure of PyAV, PIL
+# and the file system into BadVideoError. Anything else raised while reading or classifying
+# (a RuntimeError of the model, a ValueError of a transform) is a bug and propagates.
+READ_ERRORS = (BadVideoError,)
 UNREADABLE = "unreadable"
 
 

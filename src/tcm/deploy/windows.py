@@ -38,7 +38,14 @@ import av
 import numpy as np
 import torch
 
-from tcm.data.decoding import MISSING, NO_VIDEO_STREAM, NOT_A_VIDEO, BadVideoError, frame_to_rgb
+from tcm.data.decoding import (
+    MISSING,
+    NO_VIDEO_STREAM,
+    NOT_A_VIDEO,
+    BadVideoError,
+    frame_to_rgb,
+    unreadable,
+)
 from tcm.data.preprocessing import Preprocessing
 from tcm.data.sampling import build_sampler
 from tcm.data.transforms import center_crop, resize, three_crop
@@ -226,9 +233,13 @@ class VideoStream:
         self.live = live
         if not live:
             path = Path(source)
-            if not path.exists():
+            try:
+                exists, is_dir = path.exists(), path.is_dir()
+            except OSError as error:
+                raise unreadable(path, error) from None
+            if not exists:
                 raise BadVideoError(path, MISSING, "no such file")
-            if path.is_dir():
+            if is_dir:
                 raise BadVideoError(path, NOT_A_VIDEO, "a folder; windows need a video file")
         try:
             self._container = av.open(

@@ -59,7 +59,10 @@ class RunningSums:
     clips: float = 0.0
     seconds: float = 0.0
     """Time banked before the clock's current start."""
-    _clock: float = field(default_factory=time.perf_counter, repr=False, compare=False)
+    _clock: float = field(default=0.0, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.start_clock()
 
     def add(self, loss: float, correct: float, clips: float) -> None:
         self.loss += loss
