@@ -104,27 +104,26 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _one_input(long, source: str, args: argparse.Namespace) -> bool:
-    """Run one input; ``False`` when it could not be read or held no complete window."""
+def _progress_bar(run, source: str, args: argparse.Namespace):
+    """A bar over the input's seconds (elapsed time only when the length is unknown)."""
     from tqdm import tqdm
 
-    from tcm.deploy.predictor import READ_ERRORS
-    from tcm.deploy.timeline import BadStretch
-
-    threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
-    try:
-        run = long.open(source, live=args.stream, input_format=args.input_format)
-    except READ_ERRORS as error:
-        _report_failure(source, error, args.json)
-        return False
-    show_bar = not (args.no_progress or args.stream)
     total = round(run.duration, 2) if run.duration else None
-    bar = tqdm(total=total, unit="s", disable=not show_bar, file=sys.stderr, desc=Path(source).name)
+    show = not (args.no_progress or args.stream)
+    bar = tqdm(total=total, unit="s", disable=not show, file=sys.stderr, desc=Path(source).name)
     bar.bar_format = (
         "{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s [{elapsed}<{remaining}]"
     )
     if total is None:
         bar.bar_format = "{desc}: {n:.1f} s [{elapsed}]"
+    return bar
+
+
+def _follow(run, source: str, args: argparse.Namespace) -> None:
+    """Run the windows of one input to its end (or Ctrl-C), printing as they come."""
+    from tcm.deploy.timeline import BadStretch
+
+    bar = _progress_bar(run, source, args)
     try:
         with run:
             try:
@@ -147,6 +146,19 @@ def _one_input(long, source: str, args: argparse.Namespace) -> bool:
                 bar.write(f"tcm predict: {source}: stopped at {run.position:.2f} s", sys.stderr)
     finally:
         bar.close()
+
+
+def _one_input(long, source: str, args: argparse.Namespace) -> bool:
+    """Run one input; ``False`` when it could not be read or held no complete window."""
+    from tcm.deploy.predictor import READ_ERRORS
+
+    threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
+    try:
+        run = long.open(source, live=args.stream, input_format=args.input_format)
+    except READ_ERRORS as error:
+        _report_failure(source, error, args.json)
+        return False
+    _follow(run, source, args)
     timeline = run.timeline
     if not timeline.windows:
         message = (

@@ -369,6 +369,22 @@ class VideoDataset(Dataset):
         )
 
 
+def _class_names(
+    class_names: Sequence[str] | str | os.PathLike | None, num_classes: int | None
+) -> list[str] | None:
+    """The names given, or read from a ``classes.txt``; their count must be ``num_classes``."""
+    if class_names is None:
+        return None
+    names = (
+        read_classes(class_names)
+        if isinstance(class_names, str | os.PathLike)
+        else list(class_names)
+    )
+    if num_classes is not None and num_classes != len(names):
+        raise ValueError(f"num_classes={num_classes} but {len(names)} class names given")
+    return names
+
+
 def build_dataset(
     list_file: str | os.PathLike | Sequence[VideoRecord],
     root: str | os.PathLike,
@@ -413,16 +429,8 @@ def build_dataset(
         torch.Size([8, 3, 224, 224])
     """
     records = read_list(list_file) if isinstance(list_file, str | os.PathLike) else list(list_file)
-    names = None
-    if class_names is not None:
-        names = (
-            read_classes(class_names)
-            if isinstance(class_names, str | os.PathLike)
-            else list(class_names)
-        )
-        if num_classes is not None and num_classes != len(names):
-            raise ValueError(f"num_classes={num_classes} but {len(names)} class names given")
-        num_classes = len(names)
+    names = _class_names(class_names, num_classes)
+    num_classes = len(names) if names is not None else num_classes
     sampler = build_sampler(prep.sampling, prep.num_segments, stride=prep.dense_stride)
     if train:
         transform = build_train_transform(

@@ -670,6 +670,29 @@ def _write_clip(job: tuple[SynthConfig, str, int, str]) -> str:
     return path
 
 
+def _plan_clips(root: Path, config: SynthConfig) -> tuple[dict[str, list[str]], list[tuple]]:
+    """The list lines of each split and the clips to render (``_write_clip`` jobs); creates
+    the class folders."""
+    sizes = config.split_sizes()
+    records: dict[str, list[str]] = {split: [] for split in SPLITS if sizes[split] > 0}
+    jobs = []
+    for label, class_name in enumerate(config.classes):
+        (root / clip_path(class_name, 0)).parent.mkdir(parents=True, exist_ok=True)
+        for index in range(config.clips_per_class):
+            relative = clip_path(class_name, index)
+            split = (
+                "train"
+                if index < sizes["train"]
+                else "val"
+                if index < sizes["train"] + sizes["val"]
+                else "test"
+            )
+            records[split].append(f"{relative} {label}")
+            jobs.append((config, class_name, index, str(root / relative)))
+
+    return records, jobs
+
+
 def write_synth_dataset(
     out: str | os.PathLike,
     config: SynthConfig | None = None,
@@ -699,23 +722,7 @@ def write_synth_dataset(
     root = Path(out)
     _check_not_foreign(root)
     root.mkdir(parents=True, exist_ok=True)
-    sizes = config.split_sizes()
-    records: dict[str, list[str]] = {split: [] for split in SPLITS if sizes[split] > 0}
-    jobs = []
-    for label, class_name in enumerate(config.classes):
-        (root / clip_path(class_name, 0)).parent.mkdir(parents=True, exist_ok=True)
-        for index in range(config.clips_per_class):
-            relative = clip_path(class_name, index)
-            split = (
-                "train"
-                if index < sizes["train"]
-                else "val"
-                if index < sizes["train"] + sizes["val"]
-                else "test"
-            )
-            records[split].append(f"{relative} {label}")
-            jobs.append((config, class_name, index, str(root / relative)))
-
+    records, jobs = _plan_clips(root, config)
     workers = workers or os.cpu_count() or 1
     map_in_processes(
         _write_clip,

@@ -403,6 +403,11 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{path} must be a mapping, got {value!r}")
         return copy.deepcopy(dict(value))
+    return _coerce_scalar(value, tp, path)
+
+
+def _coerce_scalar(value: Any, tp: Any, path: str) -> Any:
+    """``value`` as a ``bool``, ``int``, ``float`` or ``str`` field."""
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{path} must be true or false, got {value!r}")
@@ -649,6 +654,17 @@ def check_config(cfg: TrainConfig, *, training: bool = True) -> tuple[int, list[
     Raises:
         ConfigError: with the key at fault and what to do.
     """
+    _check_values(cfg)
+    lists = _check_files(cfg, training)
+    num_classes, names = resolve_classes(cfg)
+    counted_by = f"data.classes: {cfg.data.classes}" if names is not None else "model.num_classes"
+    for key, path in lists.items():
+        check_list_labels(path, key, num_classes, counted_by)
+    return num_classes, names
+
+
+def _check_values(cfg: TrainConfig) -> None:
+    """Values that must be in range or agree with each other."""
     from tcm.data.decoding import check_frame_template
     from tcm.models import list_models
 
@@ -703,6 +719,9 @@ def check_config(cfg: TrainConfig, *, training: bool = True) -> tuple[int, list[
         if value and not _is_url(value) and not Path(value).expanduser().is_file():
             raise ConfigError(f"model.{key}: {value} does not exist")
 
+
+def _check_files(cfg: TrainConfig, training: bool) -> dict[str, str]:
+    """The data folder and the list files the command reads: ``{key: path}`` of the lists."""
     root = cfg.data.root
     if not root:
         raise ConfigError(
@@ -725,11 +744,7 @@ def check_config(cfg: TrainConfig, *, training: bool = True) -> tuple[int, list[
         lists[key] = _need_file(
             cfg.data.test_list or cfg.data.val_list, key, "list file to test on"
         )
-    num_classes, names = resolve_classes(cfg)
-    counted_by = f"data.classes: {cfg.data.classes}" if names is not None else "model.num_classes"
-    for key, path in lists.items():
-        check_list_labels(path, key, num_classes, counted_by)
-    return num_classes, names
+    return lists
 
 
 def check_list_labels(

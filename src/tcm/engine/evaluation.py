@@ -142,6 +142,12 @@ def predict(
         np.concatenate(labels) if labels else np.zeros(0, np.int64),
         skipped,
     )
+    return _gather_predictions(local, ctx)
+
+
+def _gather_predictions(local: tuple, ctx: DistContext) -> Predictions:
+    """Every process's ``(indices, scores, labels, skipped)`` in one :class:`Predictions`, in
+    dataset order (every process receives it)."""
     parts = all_gather_objects(local, ctx)
     num_classes = max(p[1].shape[1] for p in parts)
     indices = np.concatenate([p[0] for p in parts])
@@ -238,16 +244,9 @@ def evaluate(
         >>> result.top1, result.top5                                       # doctest: +SKIP
     """
     from tcm.data import build_dataset
-    from tcm.models import model_from_checkpoint
 
-    if isinstance(checkpoint_or_model, nn.Module):
-        model = checkpoint_or_model
-        default = Preprocessing(num_segments=model.num_segments, mean=model.mean, std=model.std)
-    else:
-        model, checkpoint = model_from_checkpoint(checkpoint_or_model)
-        default = Preprocessing.from_checkpoint(checkpoint)
-        if classes is None:
-            classes = checkpoint.get("classes")
+    model, default, recorded_classes = _model_and_preprocessing(checkpoint_or_model)
+    classes = classes if classes is not None else recorded_classes
     prep = (prep or default).replace(num_clips=num_clips, num_crops=num_crops)
     ctx = ctx or DistContext(device=pick_device(device))
     model = model.to(ctx.device)
@@ -275,13 +274,31 @@ def evaluate(
         progress=progress,
     )
     if result.skipped and ctx.is_main:
-        logger.warning(
-            "%d of %d videos could not be read and are left out of the metrics: %s",
-            len(result.skipped),
-            len(dataset),
-            ", ".join(s.path for s in result.skipped[:5])
-            + (" ..." if len(result.skipped) > 5 else ""),
-        )
+        _warn_skipped(result, len(dataset))
     if out_dir is not None and ctx.is_main:
         result.save(out_dir)
     return result
+
+
+def _model_and_preprocessing(checkpoint_or_model) -> tuple[nn.Module, Preprocessing, list | None]:
+    """The model, its test preprocessing and class names: a checkpoint's, or for a model the
+    standard test recipe with the model's frames, mean and std (and no names)."""
+    from tcm.models import model_from_checkpoint
+
+    if isinstance(checkpoint_or_model, nn.Module):
+        model = checkpoint_or_model
+        return model, Preprocessing(model.num_segments, mean=model.mean, std=model.std), None
+    model, checkpoint = model_from_checkpoint(checkpoint_or_model)
+    return model, Preprocessing.from_checkpoint(checkpoint), checkpoint.get("classes")
+
+
+def _warn_skipped(result: EvalResult, total: int) -> None:
+    shown = ", ".join(s.path for s in result.skipped[:5])
+    more = " ..." if len(result.skipped) > 5 else ""
+    logger.warning(
+        "%d of %d videos could not be read and are left out of the metrics: %s%s",
+        len(result.skipped),
+        total,
+        shown,
+        more,
+    )

@@ -100,33 +100,16 @@ def _augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return torch.where(flip[:, None, None, None], crops.flip(-1), crops)
 
 
-def pretrain_trunk(
-    out: str | os.PathLike, config: StillsConfig | None = None, progress: bool = False
-) -> Path:
-    """Train the trunk on stills and write its weights to ``out/trunk.pth``; cached.
-
-    The file is reused when ``out/stills.json`` records the same config. Returns its path.
-    """
-    config = config or StillsConfig()
-    out = Path(out)
-    path, stamp = out / "trunk.pth", out / "stills.json"
-    settings = json.loads(json.dumps(asdict(config)))
-    if path.is_file() and stamp.is_file() and json.loads(stamp.read_text()) == settings:
-        logger.info("reusing the still-image trunk %s", path)
-        return path
-    out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    images, labels = render_stills(config)
-    torch.manual_seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
-    model = create_model(
-        "tsn_resnet10",
-        num_classes=len(SHAPES),
-        num_segments=1,
-        dropout=0.0,
-        widths=config.widths,
-        stem_width=config.stem_width,
-    )
+def _train_on_stills(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    config: StillsConfig,
+    generator: torch.Generator,
+    progress: bool,
+) -> float:
+    """SGD with a cosine schedule over augmented ``images`` (uint8 ``(N, 3, S, S)``); the
+    shape accuracy of the last epoch, in percent."""
     steps = config.epochs * (len(images) // config.batch_size)
     optimizer = torch.optim.SGD(
         model.parameters(), lr=config.lr, momentum=0.9, weight_decay=1e-4, nesterov=True
@@ -160,13 +143,44 @@ def pretrain_trunk(
                 bar.update()
     if bar is not None:
         bar.close()
+    return 100.0 * correct / max(seen, 1)
+
+
+def pretrain_trunk(
+    out: str | os.PathLike, config: StillsConfig | None = None, progress: bool = False
+) -> Path:
+    """Train the trunk on stills and write its weights to ``out/trunk.pth``; cached.
+
+    The file is reused when ``out/stills.json`` records the same config. Returns its path.
+    """
+    config = config or StillsConfig()
+    out = Path(out)
+    path, stamp = out / "trunk.pth", out / "stills.json"
+    settings = json.loads(json.dumps(asdict(config)))
+    if path.is_file() and stamp.is_file() and json.loads(stamp.read_text()) == settings:
+        logger.info("reusing the still-image trunk %s", path)
+        return path
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    images, labels = render_stills(config)
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    model = create_model(
+        "tsn_resnet10",
+        num_classes=len(SHAPES),
+        num_segments=1,
+        dropout=0.0,
+        widths=config.widths,
+        stem_width=config.stem_width,
+    )
+    accuracy = _train_on_stills(model, images, labels, config, generator, progress)
     atomic_save(model.backbone.state_dict(), path)
     stamp.write_text(json.dumps(settings, indent=2) + "\n")
     logger.info(
         "still-image trunk: %d images, %d epochs, last-epoch shape accuracy %.1f%%, %.0f s -> %s",
         len(images),
         config.epochs,
-        100.0 * correct / max(seen, 1),
+        accuracy,
         time.perf_counter() - started,
         path,
     )
