@@ -11,9 +11,8 @@ A checkpoint is a dict saved with ``torch.save`` and always read with ``weights_
         ...                                 # training state, when written by ``tcm train``
     }
 
-``data`` holds what inference needs to preprocess a video as in testing: ``num_segments``,
-``sampling`` (``"segments"`` or ``"dense"``, with ``dense_stride``), ``resize`` (short side as
-an int, or ``[H, W]``), ``input_size``, ``mean`` and ``std``.
+``data`` is the model's :class:`tcm.data.Preprocessing` (:meth:`~tcm.data.Preprocessing.to_dict`):
+sampling, resize, crop size, training augmentation, test views, ``mean`` and ``std``.
 
 Everything a later command needs (building the model, naming classes, preprocessing inputs)
 comes from the checkpoint alone.

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import corrupt_packets, write_moving_square
+from conftest import MEAN, STD, corrupt_packets, tiny_checkpoint, write_moving_square
 from tcm.cli.main import main
 from tcm.deploy import Predictor
 
@@ -149,3 +149,15 @@ def test_windows_let_a_bug_through(checkpoint_path, inputs, monkeypatch, capsys)
     with pytest.raises(RuntimeError, match="must match the size"):
         predict(inputs["good"], "--checkpoint", checkpoint_path, "--window", "1", "--no-progress")
     assert "gave no result" not in capsys.readouterr().err
+
+
+def test_frames_smaller_than_the_crop_are_reported_and_the_others_go_on(inputs, tmp_path):
+    # No resize: a 40x48 video cannot give the model's 64x64 crop.
+    checkpoint = tiny_checkpoint(
+        data={"num_segments": 4, "resize": None, "input_size": 64, "mean": MEAN, "std": STD}
+    )
+    small = write_moving_square(tmp_path / "small.mp4", height=40, width=48)
+    large = write_moving_square(tmp_path / "large.mp4", height=80, width=96)
+    first, second = Predictor(checkpoint).predict_many([small, large])
+    assert first.error == "frames smaller than the crop" and "small.mp4" in first.message
+    assert second.ok

@@ -36,10 +36,17 @@ import torch
 from torch.utils.data import Dataset
 
 from tcm.data.annotations import VideoRecord, read_classes, read_list
-from tcm.data.decoding import BAD_LABEL, DEFAULT_FRAME_TEMPLATE, BadVideoError, open_media
+from tcm.data.decoding import (
+    BAD_LABEL,
+    DEFAULT_FRAME_TEMPLATE,
+    TOO_SMALL,
+    BadVideoError,
+    open_media,
+)
 from tcm.data.preprocessing import Preprocessing
 from tcm.data.sampling import ClipSampler, build_sampler
 from tcm.data.transforms import (
+    CropOutsideFrameError,
     build_test_transform,
     build_train_transform,
     mirror_classes,
@@ -308,18 +315,27 @@ class VideoDataset(Dataset):
             num_frames = record.num_frames or reader.num_frames
             indices = self.sampler(num_frames, train=self.train, rng=rng, num_clips=self.num_clips)
             frames = reader.get_frames(indices.reshape(-1))  # (C*T, H, W, 3)
-        t = indices.shape[1]
         frames_t = torch.from_numpy(frames).permute(0, 3, 1, 2)  # (C*T, 3, H, W), channels-last
-        views, label = [], record.label
-        for c in range(indices.shape[0]):
-            out, out_label = self.transform(frames_t[c * t : (c + 1) * t], record.label, rng)
-            if c == 0:
-                label = out_label
-            views.append(out.reshape(-1, t, *out.shape[-3:]))  # (crops, T, 3, h, w)
-        clip = torch.cat(views).flatten(0, 1)  # (V*T, 3, h, w)
+        try:
+            clip, label = self._views(frames_t, indices.shape[1], record.label, rng)
+        except CropOutsideFrameError as error:
+            raise BadVideoError(path, TOO_SMALL, f"{error}; resize the frames first") from None
         if self.uint8:
             return clip.contiguous(), int(label)
         return normalize(clip, self.mean, self.std), int(label)
+
+    def _views(
+        self, frames: torch.Tensor, t: int, label: int, rng: np.random.Generator | None
+    ) -> tuple[torch.Tensor, int]:
+        """Transform each clip of ``T`` frames: uint8 ``(C*T, 3, H, W)`` -> ``(V*T, 3, h, w)``
+        and the label (a flip may swap it)."""
+        views, out_label = [], label
+        for c in range(frames.shape[0] // t):
+            out, view_label = self.transform(frames[c * t : (c + 1) * t], label, rng)
+            if c == 0:
+                out_label = view_label
+            views.append(out.reshape(-1, t, *out.shape[-3:]))  # (crops, T, 3, h, w)
+        return torch.cat(views).flatten(0, 1), out_label
 
     def __getitem__(self, index: int) -> ClipSample:
         if not self.train:

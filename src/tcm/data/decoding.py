@@ -62,6 +62,7 @@ TOO_FEW_FRAMES = "fewer frames than claimed"
 MISSING_FRAME = "missing frame"
 BAD_FRAME = "unreadable frame"
 BAD_LABEL = "label out of range"
+TOO_SMALL = "frames smaller than the crop"
 UNREADABLE = "unreadable"  # the system refused to read the path (permission, I/O error)
 
 # Magic bytes of containers, to tell a damaged video from a file that is not a video at all.
@@ -102,6 +103,7 @@ class BadVideoError(ValueError):
 
 
 REASONS = (
+    TOO_SMALL,
     MISSING,
     EMPTY,
     TRUNCATED,

@@ -29,6 +29,10 @@ Size = int | tuple[int, int]
 # --------------------------------------------------------------------------------------------
 
 
+class CropOutsideFrameError(ValueError):
+    """A crop larger than the frames (small frames and no resize to enlarge them)."""
+
+
 def _pair(size: Size) -> tuple[int, int]:
     return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
@@ -80,7 +84,7 @@ def crop(clip: torch.Tensor, top: int, left: int, height: int, width: int) -> to
     """
     full_h, full_w = clip.shape[-2:]
     if top < 0 or left < 0 or top + height > full_h or left + width > full_w:
-        raise ValueError(
+        raise CropOutsideFrameError(
             f"crop {height}x{width} at ({top}, {left}) does not fit a {full_h}x{full_w} clip"
         )
     return clip[..., top : top + height, left : left + width]
@@ -180,7 +184,7 @@ def random_crop_params(
     """Uniform crop box ``(top, left, h, w)`` of ``size`` inside ``height x width``."""
     crop_h, crop_w = _pair(size)
     if crop_h > height or crop_w > width:
-        raise ValueError(f"crop {crop_h}x{crop_w} larger than the {height}x{width} clip")
+        raise CropOutsideFrameError(f"crop {crop_h}x{crop_w} larger than the {height}x{width} clip")
     top = int(rng.integers(height - crop_h + 1))
     left = int(rng.integers(width - crop_w + 1))
     return top, left, crop_h, crop_w
