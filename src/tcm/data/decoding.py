@@ -146,7 +146,8 @@ class VideoReader:
     Args:
         path: the video file.
         threads: decoder threads (1 suits DataLoader workers, which parallelise over videos;
-            0 lets FFmpeg choose).
+            more decode several frames at once, which pays when workers are fewer than cores
+            and frames are large; 0 lets FFmpeg choose).
 
     Example:
         >>> with VideoReader("clip.mp4") as reader:           # doctest: +SKIP
@@ -170,6 +171,9 @@ class VideoReader:
             raise BadVideoError(self.path, NO_VIDEO_STREAM)
         self._stream = self._container.streams.video[0]
         self._stream.thread_count = threads
+        if threads != 1:
+            # Frame threads: slice threads alone do nothing for the usual one-slice frames.
+            self._stream.thread_type = "AUTO"
         #: frames decoded so far (for tests and benchmarks of the seeking logic)
         self.frames_decoded = 0
         self._build_index()
@@ -253,12 +257,13 @@ class VideoReader:
     def _frames(self, start: int, wanted: set[int] | None = None):
         """Yield ``(index, frame)`` from the key frame ``start`` (0 = beginning) on.
 
-        With ``wanted`` (frame indices) and a single-threaded decoder, packets of other frames
-        are decoded with ``skip_frame="NONREF"``: the decoder drops them when no other frame
-        references them (B-frames), which is where most of the time between wanted frames goes.
+        With ``wanted`` (frame indices), packets of other frames are decoded with
+        ``skip_frame="NONREF"``: the decoder drops them when no other frame references them
+        (B-frames), which is where most of the time between wanted frames goes. Frame threads
+        take the setting with each packet, so this holds for any number of threads.
         """
         context = self._stream.codec_context
-        skip = wanted is not None and self._by_pts and self._stream.thread_count == 1
+        skip = wanted is not None and self._by_pts
         wanted_pts = {self._pts[i] for i in wanted} if skip else set()
         context.skip_frame = "DEFAULT"
         if start > 0:
