@@ -19,6 +19,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterator, Sequence
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -242,6 +243,22 @@ class VideoReader:
     def fps(self) -> float:
         rate = self._stream.average_rate or self._stream.guessed_rate
         return float(rate) if rate else 0.0
+
+    @property
+    def frame_rate(self) -> Fraction | None:
+        """Average frame rate as a fraction (``None`` when the container gives none)."""
+        return self._stream.average_rate or self._stream.guessed_rate or None
+
+    @property
+    def time_base(self) -> Fraction:
+        """Unit of :attr:`timestamps`, in seconds."""
+        return self._stream.time_base
+
+    @property
+    def timestamps(self) -> list[int] | None:
+        """Presentation timestamp of each frame (in :attr:`time_base` units), in frame order;
+        ``None`` when the container's timestamps do not give the order (frames are counted)."""
+        return list(self._pts) if self._by_pts else None
 
     @property
     def size(self) -> tuple[int, int]:
