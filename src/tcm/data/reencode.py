@@ -26,9 +26,14 @@ from pathlib import Path
 
 import av
 from av.video.frame import PictureType
-from av.video.reformatter import VideoReformatter
+from av.video.reformatter import ColorRange, VideoReformatter
 
-from tcm.data.decoding import TRUNCATED, BadVideoError, VideoReader
+from tcm.data.decoding import (
+    REFORMAT_IN_CALLING_THREAD,
+    TRUNCATED,
+    BadVideoError,
+    VideoReader,
+)
 from tcm.utils.parallel import map_in_processes
 
 logger = logging.getLogger(__name__)
@@ -87,7 +92,7 @@ def _encoder_options(codec: str, gop: int, crf: int) -> dict[str, str]:
             "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=0",
             "threads": "1",
         }
-    return {"threads": "1"}
+    return {"qmin": "3", "qmax": "3", "threads": "1"}  # MPEG-4 part 2: a fixed quantiser
 
 
 def reencode_video(
@@ -161,8 +166,6 @@ def _write(
         stream.codec_context.time_base = time_base
         stream.codec_context.gop_size = gop
         stream.codec_context.max_b_frames = 0
-        if codec == "mpeg4":
-            stream.codec_context.qmin = stream.codec_context.qmax = 3
         for frame in reader.iter_frames():
             if count == len(pts):
                 break  # a frame beyond the packets: reported below as a count mismatch
@@ -174,7 +177,8 @@ def _write(
                 height=height,
                 format="yuv420p",
                 interpolation="BICUBIC",
-                dst_color_range="MPEG",
+                dst_color_range=ColorRange.MPEG,
+                **REFORMAT_IN_CALLING_THREAD,
             )
             image.pts, image.time_base = pts[count], time_base
             image.pict_type = PictureType.NONE  # key frames by `gop`, not the source's types
