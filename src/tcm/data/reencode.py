@@ -168,7 +168,7 @@ def _write(
         stream.codec_context.max_b_frames = 0
         for frame in reader.iter_frames():
             if count == len(pts):
-                break  # a frame beyond the packets: reported below as a count mismatch
+                break  # frame indices end with the index; a file's own count never grows
             # Full-range sources (MJPEG's yuvj420p) are brought to the limited range the
             # output is read in.
             image = reformatter.reformat(
