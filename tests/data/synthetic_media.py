@@ -61,3 +61,36 @@ def frame_indices_of(frames: np.ndarray) -> list[int]:
     width = frames.shape[2]
     levels = frames[:, :, width // 2 :].reshape(len(frames), -1).mean(axis=1)
     return [round((level - 16) / 9) for level in levels]
+
+
+def write_textured_video(
+    path: Path,
+    *,
+    num_frames: int = 60,
+    height: int = 64,
+    width: int = 96,
+    fps: int = 12,
+    gop: int = 24,
+    b_frames: int = 3,
+) -> Path:
+    """H.264 of a random texture that moves every frame, with ``b_frames`` B-frames in a
+    pyramid (the middle ones are references, the others not) and a key frame every ``gop``
+    frames: a frame decoded from the wrong references differs from the full decode."""
+    rng = np.random.default_rng(0)
+    texture = rng.integers(0, 256, (2 * height, 2 * width, 3), dtype=np.uint8)
+    options = {
+        "bf": str(b_frames),
+        "g": str(gop),
+        "preset": "medium",
+        "x264-params": "b-pyramid=normal:ref=3:scenecut=0",
+    }
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps, options=options)
+        stream.width, stream.height = width, height
+        stream.pix_fmt = "yuv420p"
+        for i in range(num_frames):
+            top, left = (3 * i) % height, (5 * i) % width
+            image = texture[top : top + height, left : left + width].copy()
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode(None))
+    return path

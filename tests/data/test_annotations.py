@@ -246,6 +246,37 @@ def test_prepare_ucf101_videos_and_extraction(tmp_path, synthetic_videos, capsys
     assert (frames / "YoYo/v_YoYo_g02_c01/img_00024.jpg").is_file()
 
 
+def test_prepare_ucf101_reencode_lists_the_new_files_and_reports_failures(
+    tmp_path, synthetic_videos, capsys
+):
+    from tcm.data.decoding import VideoReader
+
+    annotations, root, out = tmp_path / "ann", tmp_path / "videos", tmp_path / "lists"
+    annotations.mkdir()
+    (annotations / "classInd.txt").write_text("1 Archery\n2 YoYo\n")
+    (annotations / "trainlist01.txt").write_text(
+        "Archery/v_Archery_g01_c01.avi 1\nYoYo/v_YoYo_g01_c01.avi 2\n"
+    )
+    (annotations / "testlist01.txt").write_text("YoYo/v_YoYo_g02_c01.avi\n")
+    for relative in ("Archery/v_Archery_g01_c01.avi", "YoYo/v_YoYo_g02_c01.avi"):
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_bytes(synthetic_videos["mjpeg"].read_bytes())
+    (root / "YoYo/v_YoYo_g01_c01.avi").write_text("not a video\n" * 20)
+    fast = tmp_path / "fast"
+    args = ["prepare", "ucf101", "--annotations", str(annotations), "--root", str(root)]
+    args += ["--out", str(out), "--workers", "1", "--no-progress"]
+    assert main([*args, "--reencode", str(fast), "--gop", "4", "--short-side", "32"]) == 0
+    printed = capsys.readouterr().out
+    assert "train: 1 videos could not be rewritten" in printed and "v_YoYo_g01_c01.avi" in printed
+    assert "v_YoYo_g01_c01.avi: not a video" in (out / "failed_train.txt").read_text()
+    assert read_list(out / "train.txt") == [VideoRecord("Archery/v_Archery_g01_c01.mp4", 0)]
+    assert read_list(out / "val.txt") == [VideoRecord("YoYo/v_YoYo_g02_c01.mp4", 1)]
+    with VideoReader(fast / "YoYo/v_YoYo_g02_c01.mp4") as copy:
+        assert copy.num_frames == 24 and copy.size == (32, 42)
+    assert main([*args, "--reencode", str(root)]) == 2  # over the originals
+    assert "other than --root" in capsys.readouterr().err
+
+
 def test_mirror_classes_whatever_the_order():
     from tcm.data.transforms import mirror_classes
 

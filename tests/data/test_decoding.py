@@ -9,7 +9,7 @@ import av
 import numpy as np
 import pytest
 from PIL import Image
-from synthetic_media import frame_indices_of, write_video
+from synthetic_media import frame_indices_of, write_textured_video, write_video
 
 from tcm.data.decoding import BadVideoError, FrameFolderReader, VideoReader, open_media
 
@@ -39,15 +39,16 @@ def test_real_video_matches_full_decode(shared_data, name, frames, size):
         np.testing.assert_array_equal(row, reference[index])
 
 
-def test_real_mp4_random_segment_samples_match_full_decode(shared_data):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_real_mp4_random_segment_samples_match_full_decode(shared_data, threads):
     from tcm.data.sampling import SegmentSampler
 
     path = shared_data / "videos" / "kinetics_arm_wrestling.mp4"
     reference = _decode_all(path)
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(threads)
     for _ in range(8):
         indices = SegmentSampler(8)(len(reference), train=True, rng=rng)[0]
-        with VideoReader(path) as reader:
+        with VideoReader(path, threads=threads) as reader:
             got = reader.get_frames(indices)
         for row, index in zip(got, indices):
             np.testing.assert_array_equal(row, reference[index])
@@ -99,6 +100,34 @@ def test_synthetic_codecs(synthetic_videos, name):
         assert reader.num_frames == 24
         indices = [23, 0, 5, 12, 12, 18]
         assert frame_indices_of(reader.get_frames(indices)) == indices
+
+
+@pytest.fixture(scope="module")
+def b_frame_video(tmp_path_factory):
+    """60 frames of moving texture, key frames at 0, 24, 48, reference and non-reference
+    B-frames: the decoded frames and the full decode to compare them with."""
+    path = write_textured_video(tmp_path_factory.mktemp("bframes") / "bframes.mp4")
+    return path, _decode_all(path)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_frames_with_b_frames_match_full_decode(b_frame_video, threads):
+    path, reference = b_frame_video
+    rng = np.random.default_rng(threads)
+    selections = [[i] for i in range(len(reference))]
+    selections += [rng.choice(len(reference), size, replace=False) for size in (2, 3, 5, 8) * 6]
+    for indices in selections:
+        with VideoReader(path, threads=threads) as reader:
+            got = reader.get_frames(indices)
+        for row, index in zip(got, indices):
+            np.testing.assert_array_equal(row, reference[index], err_msg=f"frame {index}")
+
+
+def test_b_frames_nobody_needs_are_not_decoded(b_frame_video):
+    path, reference = b_frame_video
+    with VideoReader(path) as reader:
+        np.testing.assert_array_equal(reader.get_frames([22])[0], reference[22])
+        assert reader.frames_decoded < 22  # non-reference B-frames before 22 were dropped
 
 
 def test_h264_seek_with_short_gop(synthetic_videos):

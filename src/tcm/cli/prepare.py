@@ -1,4 +1,5 @@
-"""``tcm prepare``: official annotation files -> ``classes.txt``, ``train.txt``, ``val.txt``."""
+"""``tcm prepare``: official annotation files -> ``classes.txt``, ``train.txt``, ``val.txt``;
+optionally the videos rewritten once as JPEG folders or as files quick to sample from."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from tcm.data.decoding import DEFAULT_FRAME_TEMPLATE
 logger = logging.getLogger(__name__)
 
 SHOWN_MISSING = 5
+REENCODE_SHORT_SIDE = 256
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,7 +31,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Read the official annotation files of a dataset and write classes.txt (one name "
             "per line, index = line number - 1), train.txt and val.txt ('path label' for "
             "videos, 'path num_frames label' for frame folders, frames counted on disk). "
-            "Entries whose media are missing are reported and listed in missing_<split>.txt."
+            "Entries whose media are missing are reported and listed in missing_<split>.txt. "
+            "With --extract-frames or --reencode the videos are rewritten once (in parallel, "
+            "resumable: finished outputs are kept) and the lists name the new copies; videos "
+            "that fail are reported and listed in failed_<split>.txt."
         ),
     )
     parser.add_argument("dataset", choices=sorted(PARSERS), help="dataset of the annotations")
@@ -43,45 +48,95 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--split", type=int, default=1, choices=(1, 2, 3), help="UCF-101 / HMDB-51 split"
     )
-    parser.add_argument(
+    rewrite = parser.add_mutually_exclusive_group()
+    rewrite.add_argument(
         "--extract-frames",
         type=Path,
         metavar="FRAMES_DIR",
         help="extract the videos' frames to JPEG folders here and list the folders",
     )
-    parser.add_argument("--workers", type=int, default=4, help="parallel extraction processes")
+    rewrite.add_argument(
+        "--reencode",
+        type=Path,
+        metavar="VIDEOS_DIR",
+        help=(
+            "re-encode the videos here as MP4 with a key frame every --gop frames and the "
+            "same frames and timestamps, and list them: training samples clips several times "
+            "faster from them (train with data.root=VIDEOS_DIR)"
+        ),
+    )
+    parser.add_argument(
+        "--workers", type=int, default=4, help="parallel extraction or re-encoding processes"
+    )
     parser.add_argument(
         "--frame-template", default=DEFAULT_FRAME_TEMPLATE, help="name of extracted frames"
     )
-    parser.add_argument("--short-side", type=int, help="resize extracted frames to this short side")
+    parser.add_argument(
+        "--short-side",
+        type=int,
+        help=(
+            "resize extracted frames to this short side (default: as they are); shrink "
+            f"re-encoded videos to it (default {REENCODE_SHORT_SIDE}, never enlarged)"
+        ),
+    )
+    parser.add_argument(
+        "--gop",
+        type=int,
+        default=8,
+        help="re-encoding: frames from one key frame to the next (default 8)",
+    )
+    parser.add_argument(
+        "--crf",
+        type=int,
+        default=20,
+        help="re-encoding: x264 quality, lower is better and larger (default 20)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
 
-def _extract(
+def _rewrite(
     records: list[VideoRecord], args: argparse.Namespace
 ) -> tuple[list[VideoRecord], list[str]]:
-    from tcm.data.extract import extract_all
-
+    """Extract or re-encode the videos of ``records``: the records of the new copies (failed
+    videos left out) and the errors."""
     videos = [r for r in records if r.num_frames is None]
-    results = extract_all(
-        [r.path for r in videos],
-        args.root,
-        args.extract_frames,
-        workers=args.workers,
-        progress=not args.no_progress,
-        template=args.frame_template,
-        short_side=args.short_side,
-    )
+    if args.extract_frames is not None:
+        from tcm.data.extract import extract_all
+
+        results = extract_all(
+            [r.path for r in videos],
+            args.root,
+            args.extract_frames,
+            workers=args.workers,
+            progress=not args.no_progress,
+            template=args.frame_template,
+            short_side=args.short_side,
+        )
+        copies = [(result.folder, result.num_frames, result.error) for result in results]
+    else:
+        from tcm.data.reencode import reencode_all
+
+        results = reencode_all(
+            [r.path for r in videos],
+            args.root,
+            args.reencode,
+            workers=args.workers,
+            progress=not args.no_progress,
+            short_side=args.short_side or REENCODE_SHORT_SIDE,
+            gop=args.gop,
+            crf=args.crf,
+        )
+        copies = [(result.output, None, result.error) for result in results]
     out, failed = [], []
-    for record, result in zip(videos, results):
-        if result.error:
-            failed.append(result.error)
+    for record, (path, num_frames, error) in zip(videos, copies):
+        if error:
+            failed.append(error)
         else:
-            out.append(VideoRecord(result.folder, record.label, result.num_frames))
+            out.append(VideoRecord(path, record.label, num_frames))
     skipped = len(records) - len(videos)
     if skipped:
-        logger.warning("%d entries are frame folders already; not extracted", skipped)
+        logger.warning("%d entries are frame folders already; not rewritten", skipped)
     return out, failed
 
 
@@ -95,6 +150,15 @@ def run(args: argparse.Namespace) -> int:
     if args.extract_frames is not None:
         check_output_dir(args.extract_frames, "--extract-frames folder")
         check_frame_template(args.frame_template, "--frame-template")
+    if args.reencode is not None:
+        check_output_dir(args.reencode, "--reencode folder")
+        if args.reencode.resolve() == args.root.resolve():
+            raise ValueError("--reencode needs a folder other than --root (the originals)")
+        if args.gop < 1:
+            raise ValueError(f"--gop must be at least 1, got {args.gop}")
+    if args.short_side is not None and args.short_side < 1:
+        raise ValueError(f"--short-side must be positive, got {args.short_side}")
+    rewriting = args.extract_frames is not None or args.reencode is not None
     annotations = parse_annotations(args.dataset, args.annotations, split=args.split)
     output_dir(args.out, "--out folder")
     write_classes(args.out / "classes.txt", annotations.classes)
@@ -116,12 +180,24 @@ def run(args: argparse.Namespace) -> int:
             )
         elif missing_file.exists():
             missing_file.unlink()
-        if args.extract_frames is not None:
-            records, failed = _extract(records, args)
+        failed_file = args.out / f"failed_{split}.txt"
+        if rewriting:
+            records, failed = _rewrite(records, args)
             if failed:
-                print(f"{split}: {len(failed)} videos could not be extracted, e.g. {failed[0]}")
+                failed_file.write_text("".join(f"{error}\n" for error in failed), encoding="utf-8")
+                shown = "\n  ".join(failed[:SHOWN_MISSING])
+                more = len(failed) - SHOWN_MISSING
+                print(
+                    f"{split}: {len(failed)} videos could not be rewritten, left out of the "
+                    f"list (all in {failed_file}):\n  {shown}"
+                    + (f"\n  ... ({more} more)" if more > 0 else "")
+                )
+            elif failed_file.exists():
+                failed_file.unlink()
         count = write_list(args.out / f"{split}.txt", records)
         print(f"{args.out / f'{split}.txt'}: {count} entries")
     if args.extract_frames is not None:
         print(f"frames in {args.extract_frames} (template {args.frame_template}, first index 1)")
+    if args.reencode is not None:
+        print(f"videos in {args.reencode}: train with data.root={args.reencode}")
     return 0

@@ -21,6 +21,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterator, Sequence
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -40,6 +41,12 @@ DEFAULT_FRAME_TEMPLATE = "img_{:05d}.jpg"
 # process id.
 _converters = threading.local()
 
+#: Options of ``VideoReformatter.reformat`` that keep the conversion in the calling thread.
+#: PyAV 17 gave it a pool of swscale threads, which costs more than it saves on frames of a few
+#: hundred pixels: with the cores busy (other loader workers, PyTorch's threads) the
+#: conversion of a clip's 8 frames took 5-9 ms instead of 1. Earlier versions take no option.
+REFORMAT_IN_CALLING_THREAD = {"threads": 1} if int(av.__version__.split(".")[0]) >= 17 else {}
+
 
 def frame_to_rgb(frame: av.VideoFrame) -> np.ndarray:
     """A decoded frame as an ``(H, W, 3)`` uint8 RGB array (one converter per thread and process)."""
@@ -49,7 +56,7 @@ def frame_to_rgb(frame: av.VideoFrame) -> np.ndarray:
     converter = by_process.get(os.getpid())
     if converter is None:
         converter = by_process[os.getpid()] = VideoReformatter()
-    return converter.reformat(frame, format="rgb24").to_ndarray()
+    return converter.reformat(frame, format="rgb24", **REFORMAT_IN_CALLING_THREAD).to_ndarray()
 
 
 # Reasons carried by BadVideoError, as reported by ``tcm check-data``.
@@ -166,7 +173,8 @@ class VideoReader:
     Args:
         path: the video file.
         threads: decoder threads (1 suits DataLoader workers, which parallelise over videos;
-            0 lets FFmpeg choose).
+            more decode several frames at once, which pays when workers are fewer than cores
+            and frames are large; 0 lets FFmpeg choose).
 
     Example:
         >>> with VideoReader("clip.mp4") as reader:           # doctest: +SKIP
@@ -190,6 +198,9 @@ class VideoReader:
             raise BadVideoError(self.path, NO_VIDEO_STREAM)
         self._stream = self._container.streams.video[0]
         self._stream.thread_count = threads
+        if threads != 1:
+            # Frame threads: slice threads alone do nothing for the usual one-slice frames.
+            self._stream.thread_type = "AUTO"
         #: frames decoded so far (for tests and benchmarks of the seeking logic)
         self.frames_decoded = 0
         try:
@@ -269,6 +280,22 @@ class VideoReader:
         return float(rate) if rate else 0.0
 
     @property
+    def frame_rate(self) -> Fraction | None:
+        """Average frame rate as a fraction (``None`` when the container gives none)."""
+        return self._stream.average_rate or self._stream.guessed_rate or None
+
+    @property
+    def time_base(self) -> Fraction:
+        """Unit of :attr:`timestamps`, in seconds."""
+        return self._stream.time_base
+
+    @property
+    def timestamps(self) -> list[int] | None:
+        """Presentation timestamp of each frame (in :attr:`time_base` units), in frame order;
+        ``None`` when the container's timestamps do not give the order (frames are counted)."""
+        return list(self._pts) if self._by_pts else None
+
+    @property
     def size(self) -> tuple[int, int]:
         """``(height, width)`` of the decoded frames."""
         return self._stream.codec_context.height, self._stream.codec_context.width
@@ -282,12 +309,13 @@ class VideoReader:
     def _frames(self, start: int, wanted: set[int] | None = None):
         """Yield ``(index, frame)`` from the key frame ``start`` (0 = beginning) on.
 
-        With ``wanted`` (frame indices) and a single-threaded decoder, packets of other frames
-        are decoded with ``skip_frame="NONREF"``: the decoder drops them when no other frame
-        references them (B-frames), which is where most of the time between wanted frames goes.
+        With ``wanted`` (frame indices), packets of other frames are decoded with
+        ``skip_frame="NONREF"``: the decoder drops them when no other frame references them
+        (B-frames), which is where most of the time between wanted frames goes. Frame threads
+        take the setting with each packet, so this holds for any number of threads.
         """
         context = self._stream.codec_context
-        skip = wanted is not None and self._by_pts and self._stream.thread_count == 1
+        skip = wanted is not None and self._by_pts
         wanted_pts = {self._pts[i] for i in wanted} if skip else set()
         context.skip_frame = "DEFAULT"
         if start > 0:
