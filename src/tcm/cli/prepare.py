@@ -140,9 +140,10 @@ def _rewrite(
     return out, failed
 
 
-def run(args: argparse.Namespace) -> int:
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Folders and options, before anything is read or written."""
     from tcm.data.decoding import check_frame_template
-    from tcm.utils.files import check_output_dir, output_dir
+    from tcm.utils.files import check_output_dir
 
     if not args.root.is_dir():
         raise FileNotFoundError(f"data root {args.root} is not a folder")
@@ -158,6 +159,28 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--gop must be at least 1, got {args.gop}")
     if args.short_side is not None and args.short_side < 1:
         raise ValueError(f"--short-side must be positive, got {args.short_side}")
+
+
+def _report_missing(args: argparse.Namespace, split: str, resolved, total: int) -> None:
+    """Name the entries of ``split`` with no media (and list them all in ``missing_SPLIT.txt``)."""
+    missing_file = args.out / f"missing_{split}.txt"
+    if resolved.missing:
+        missing_file.write_text("".join(f"{key}\n" for key in resolved.missing), encoding="utf-8")
+        shown = ", ".join(resolved.missing[:SHOWN_MISSING])
+        more = len(resolved.missing) - SHOWN_MISSING
+        print(
+            f"{split}: {len(resolved.missing)} of {total} entries have no media under "
+            f"{args.root}: {shown}{f', ... ({more} more)' if more > 0 else ''} "
+            f"(all in {missing_file})"
+        )
+    elif missing_file.exists():
+        missing_file.unlink()
+
+
+def run(args: argparse.Namespace) -> int:
+    from tcm.utils.files import output_dir
+
+    _check_arguments(args)
     rewriting = args.extract_frames is not None or args.reencode is not None
     annotations = parse_annotations(args.dataset, args.annotations, split=args.split)
     output_dir(args.out, "--out folder")
@@ -166,20 +189,7 @@ def run(args: argparse.Namespace) -> int:
     for split, entries in annotations.splits.items():
         resolved = resolve_media(args.root, entries)
         records = resolved.records
-        missing_file = args.out / f"missing_{split}.txt"
-        if resolved.missing:
-            missing_file.write_text(
-                "".join(f"{key}\n" for key in resolved.missing), encoding="utf-8"
-            )
-            shown = ", ".join(resolved.missing[:SHOWN_MISSING])
-            more = len(resolved.missing) - SHOWN_MISSING
-            print(
-                f"{split}: {len(resolved.missing)} of {len(entries)} entries have no media under "
-                f"{args.root}: {shown}{f', ... ({more} more)' if more > 0 else ''} "
-                f"(all in {missing_file})"
-            )
-        elif missing_file.exists():
-            missing_file.unlink()
+        _report_missing(args, split, resolved, len(entries))
         failed_file = args.out / f"failed_{split}.txt"
         if rewriting:
             records, failed = _rewrite(records, args)
