@@ -64,6 +64,14 @@ using Vec = typename VecOf<T>::type;
 template <typename T>
 constexpr int kLanes = kVectorBytes / sizeof(T);
 
+// Vectors of N lanes (the correlation also uses half registers).
+template <typename T, int N>
+struct LanesOf {
+  typedef T type __attribute__((vector_size(N * sizeof(T))));
+};
+template <typename T, int N>
+using VecN = typename LanesOf<T, N>::type;
+
 template <typename V>
 inline V vzero() {
   V v;
@@ -96,6 +104,12 @@ inline void copy_row(T* dst, const T* src, int64_t count) {
   constexpr int L = kLanes<T>;
   int64_t x = 0;
   for (; x + L <= count; x += L) store(dst + x, load<Vec<T>>(src + x));
+  if constexpr (L >= 4) {
+    if (x + L / 2 <= count) {
+      store(dst + x, load<VecN<T, L / 2>>(src + x));
+      x += L / 2;
+    }
+  }
   for (; x < count; ++x) dst[x] = src[x];
 }
 
@@ -177,12 +191,13 @@ struct SoftArgmax {
 };
 
 // corr: (K, ld) values of L pixels at column 0 of each row. Writes u, v, conf (vectors); when
-// grad_corr is given, also the gradient of sum(gu * u + gv * v + gc * conf) w.r.t. corr.
+// grad_corr is given, also the gradient of sum(gu * u + gv * v + gc * conf) w.r.t. corr, as
+// (K, grad_ld) values (grad_ld = ld by default).
 // scratch: K + 2 P vectors.
 template <typename T>
 void soft_argmax_vector(const T* corr, int64_t ld, const SoftArgmax<T>& s, Vec<T>* scratch,
                         Vec<T>& u, Vec<T>& v, Vec<T>& conf, const Vec<T>* grads = nullptr,
-                        T* grad_corr = nullptr) {
+                        T* grad_corr = nullptr, int64_t grad_ld = 0) {
   using V = Vec<T>;
   const int64_t P = s.P, K = P * P;
   V* values = scratch;      // K: logits, then exponentials
@@ -250,7 +265,7 @@ void soft_argmax_vector(const T* corr, int64_t ld, const SoftArgmax<T>& s, Vec<T
         const V c = load<V>(corr + k * ld);
         d_corr = c > zero ? d_corr : zero;
       }
-      store(grad_corr + k * ld, d_corr);
+      store(grad_corr + k * (grad_ld > 0 ? grad_ld : ld), d_corr);
     }
   }
 }
@@ -302,13 +317,6 @@ void check_pair(const at::Tensor& a, const at::Tensor& b, int64_t P) {
 // time), so no multiply-add is wasted. The maps are first copied with their rows padded
 // (B, C, H, Wx), one pass over each input.
 
-template <typename T, int N>
-struct LanesOf {
-  typedef T type __attribute__((vector_size(N * sizeof(T))));
-};
-template <typename T, int N>
-using VecN = typename LanesOf<T, N>::type;
-
 constexpr int kRows = 3;
 #if defined(__AVX512F__)
 constexpr int kColumns = 8;  // 24 accumulators + 3 + 1 of the 32 registers
@@ -338,6 +346,7 @@ struct Plan {
   int64_t shift_blocks;   // blocks of them
   int64_t blocks;  // row blocks per pair
   int64_t ld;      // row length of a block's volume buffer (K, ld): kRows rows of Wa
+  int64_t ld_vectors;  // ld rounded up to whole vectors of kLanes
 };
 
 template <typename T>
@@ -361,7 +370,8 @@ Plan make_plan(const at::Tensor& a, int64_t P) {
   p.Wp = p.Wa + p.shift_blocks * p.shift_columns - 1;
   p.Cp = round_up(p.C, kColumns);
   p.blocks = (p.H + kRows - 1) / kRows;
-  p.ld = round_up(kRows * p.Wa, kLanes<T>);
+  p.ld = kRows * p.Wa;
+  p.ld_vectors = round_up(p.ld, kLanes<T>);
   return p;
 }
 
@@ -487,7 +497,8 @@ void correlate_block(const Plan& p, const T* a_rows, const T* b_pad, int64_t y0,
 }
 
 // Runs fn(n, y0, rows, buf, plan) for every block of kRows output rows (rows of them in the
-// map), buf = (K, ld) correlations of the block (see correlate_block).
+// map), buf = (K, ld) correlations of the block (see correlate_block), followed by a vector of
+// slack so that whole vectors may be read from any column of the last row.
 template <typename T, typename Fn>
 void for_each_correlation_block(const at::Tensor& a, const at::Tensor& b, int64_t P, Fn fn) {
   const Plan p = make_plan<T>(a, P);
@@ -496,7 +507,7 @@ void for_each_correlation_block(const at::Tensor& a, const at::Tensor& b, int64_
   const T* a_ptr = a_rows.data_ptr<T>();
   const T* b_ptr = b_pad.data_ptr<T>();
   const bool few = p.shift_columns != kColumns;
-  parallel_tasks<T>(p.B * p.blocks, p.K * p.ld, [&](int64_t task, T* buf) {
+  parallel_tasks<T>(p.B * p.blocks, p.K * p.ld + kLanes<T>, [&](int64_t task, T* buf) {
     const int64_t n = task / p.blocks, y0 = task % p.blocks * kRows;
     const T* a_pair = a_ptr + n * p.C * p.H * p.Wa;
     const T* b_pair = b_ptr + n * p.Cp * p.H * p.Wp;
@@ -535,7 +546,10 @@ at::Tensor correlation_forward(at::Tensor a, at::Tensor b, int64_t P) {
 }
 
 // MTDM's fields [u, v, conf] of ReLU(correlation(a, b)), (B, 3, H, W). With keep_volume, also
-// returns the ReLU'd volume (B, K, H, W) for the backward; otherwise an empty tensor.
+// returns the ReLU'd volume for mtdm_fields_backward, in the forward's block layout: a flat
+// (B * blocks * K * ld + lanes) tensor where block j of pair n holds rows 3 j .. 3 j + 2 as
+// (K, ld) values (see for_each_correlation_block), followed by a vector of slack. Otherwise an
+// empty tensor.
 std::vector<at::Tensor> mtdm_fields_forward(at::Tensor a, at::Tensor b, int64_t P, double sigma,
                                             double temperature, bool keep_volume) {
   check_pair(a, b, P);
@@ -543,25 +557,31 @@ std::vector<at::Tensor> mtdm_fields_forward(at::Tensor a, at::Tensor b, int64_t 
   b = b.contiguous();
   const int64_t B = a.size(0), H = a.size(2), W = a.size(3);
   at::Tensor fields = at::empty({B, 3, H, W}, a.options());
-  at::Tensor volume = keep_volume ? empty_large({B, P * P, H, W}, a.options()) : at::Tensor();
+  at::Tensor volume;
   AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "tcm_mtdm_fields_forward", [&] {
     using V = Vec<scalar_t>;
     constexpr int L = kLanes<scalar_t>;
     const SoftArgmax<scalar_t> s = soft_argmax_params<scalar_t>(P, sigma, temperature, true);
     scalar_t* fields_ptr = fields.data_ptr<scalar_t>();
+    if (keep_volume) {
+      const Plan plan = make_plan<scalar_t>(a, P);
+      volume = empty_large({B * plan.blocks * plan.K * plan.ld + L}, a.options());
+      volume.narrow(0, volume.numel() - L, L).zero_();
+    }
     scalar_t* volume_ptr = keep_volume ? volume.data_ptr<scalar_t>() : nullptr;
     for_each_correlation_block<scalar_t>(
         a, b, P, [&](int64_t n, int64_t y0, int64_t rows, const scalar_t* buf, const Plan& p) {
           thread_local std::vector<V> scratch;
           scratch.resize(p.K + 2 * P);
           if (volume_ptr != nullptr) {
-            for (int64_t k = 0; k < p.K; ++k) {
-              for (int64_t r = 0; r < rows; ++r) {
-                scalar_t* dst = volume_ptr + ((n * p.K + k) * H + y0 + r) * W;
-                const scalar_t* src = buf + k * p.ld + r * p.Wa;
-                for (int64_t x = 0; x < W; ++x) dst[x] = src[x] > 0 ? src[x] : scalar_t(0);
-              }
+            scalar_t* dst = volume_ptr + (n * p.blocks + y0 / kRows) * p.K * p.ld;
+            const V zero = vzero<V>();
+            int64_t i = 0;
+            for (; i + L <= p.K * p.ld; i += L) {
+              const V c = load<V>(buf + i);
+              store(dst + i, c > zero ? c : zero);
             }
+            for (; i < p.K * p.ld; ++i) dst[i] = buf[i] > 0 ? buf[i] : scalar_t(0);
           }
           // The block's rows side by side: one vector may hold pixels of several rows.
           scalar_t* u_plane = fields_ptr + n * 3 * H * W;
@@ -665,25 +685,31 @@ at::Tensor soft_argmax_backward(at::Tensor volume, at::Tensor grad_fields, int64
 // ---------------------------------------------------------------------------------------------
 // Correlation backward (see "Local correlation: blocked outer products" above).
 
-// Rows (x contiguous) of a gradient volume (B, K, H, W) with any strides but the last.
+// Rows (x contiguous) of a gradient volume: row y of displacement k of pair n.
 template <typename T>
 struct VolumeRows {
   const T* data;
-  int64_t W, sn, sk, sy;
-  const T* row(int64_t n, int64_t k, int64_t y) const { return data + n * sn + k * sk + y * sy; }
-  // Asks for rows [y0, y1) of displacement k ahead of their use: the gathers below read one
-  // short run per displacement, too short for the hardware's prefetchers to pick up.
-  void prefetch(int64_t n, int64_t k, int64_t y0, int64_t y1) const {
-    constexpr int64_t kLine = 64 / sizeof(T);
-    for (int64_t y = y0; y < y1; ++y) {
-      const T* r = row(n, k, y);
-      for (int64_t x = 0; x < W; x += kLine) __builtin_prefetch(r + x);
+  int64_t sn, sk;
+  std::vector<int64_t> y_offset;  // where row y starts in a displacement's plane
+  int64_t block_ld = 0;           // in the block layout: the length of a block's rows
+  const T* row(int64_t n, int64_t k, int64_t y) const { return data + n * sn + k * sk + y_offset[y]; }
+
+  // A (B, K, H, W) tensor with any strides but the last.
+  static VolumeRows planes(const at::Tensor& g) {
+    VolumeRows rows{g.data_ptr<T>(), g.stride(0), g.stride(1), {}};
+    for (int64_t y = 0; y < g.size(2); ++y) rows.y_offset.push_back(y * g.stride(2));
+    return rows;
+  }
+
+  // The block layout of mtdm_fields_forward's volume, with rows of length ld.
+  static VolumeRows blocks(const T* data, const Plan& p, int64_t ld) {
+    VolumeRows rows{data, p.blocks * p.K * ld, ld, {}, ld};
+    for (int64_t y = 0; y < p.H; ++y) {
+      rows.y_offset.push_back(y / kRows * p.K * ld + y % kRows * p.Wa);
     }
+    return rows;
   }
 };
-
-// Displacements ahead whose gradient rows are prefetched.
-constexpr int64_t kPrefetchAhead = 4;
 
 // Writes acc's rows [0, rows) and channels [c0, C) to out (C, H, W) of one pair at row y0,
 // columns x0 .. x0 + L - 1 cut at W.
@@ -704,10 +730,12 @@ void store_block(const VecN<T, L> (&acc)[kRows][kColumns], const Plan& p, int64_
   }
 }
 
-// grad_a rows y0 .. y0 + rows - 1 of one pair. g: the block's gradients (rows, K, Wa);
-// b_pad: the pair's (Cp, H, Wp) copy of b shifted by the radius; out: grad_a (C, H, W).
+// grad_a rows y0 .. y0 + rows - 1 of one pair. g: the block's gradients, displacement k of row
+// y0 + r at g + r * r_stride + k * k_stride (zero beyond x = W); b_pad: the pair's (Cp, H, Wp)
+// copy of b shifted by the radius; out: grad_a (C, H, W).
 template <typename T, int L>
-void grad_a_block(const Plan& p, const T* g, const T* b_pad, int64_t y0, int64_t rows, T* out) {
+void grad_a_block(const Plan& p, const T* g, int64_t r_stride, int64_t k_stride, const T* b_pad,
+                  int64_t y0, int64_t rows, T* out) {
   using V = VecN<T, L>;
   const int64_t d = p.radius;
   const int64_t first = std::max<int64_t>(0, y0 - d), last = std::min(p.H, y0 + rows + d);
@@ -721,8 +749,8 @@ void grad_a_block(const Plan& p, const T* g, const T* b_pad, int64_t y0, int64_t
         with_rows(lo, hi, [&](auto r0, auto r1) {
           constexpr int R0 = decltype(r0)::value, R1 = decltype(r1)::value;
           // Row r meets b's row yy at displacement i = yy - y0 - r + d.
-          const T* u = g + (R0 * p.K + (yy - y0 - R0 + d) * p.P) * p.Wa + x0;
-          outer_products<T, L, R0, R1, kColumns>(acc, u, (p.K - p.P) * p.Wa, p.Wa,
+          const T* u = g + R0 * r_stride + (yy - y0 - R0 + d) * p.P * k_stride + x0;
+          outer_products<T, L, R0, R1, kColumns>(acc, u, r_stride - p.P * k_stride, k_stride,
                                        b_pad + (c0 * p.H + yy) * p.Wp + x0, p.H * p.Wp, 1,
                                        p.P);
         });
@@ -796,24 +824,27 @@ void correlation_backward_impl(const VolumeRows<T>& grad, const at::Tensor& a,
     at::Tensor b_pad = padded_planes<T>(b, d, p.Wp, p.Cp);
     const T* b_ptr = b_pad.data_ptr<T>();
     T* out = grad_a->data_ptr<T>();
-    for_each_chunk(chunk_rows * p.K * p.Wa, [&](int64_t n, int64_t y0, int64_t y1, T* g) {
-      // g[y - y0][k] = gradient of displacement k at row y (zero beyond x = W).
-      for (int64_t k = 0; k < p.K; ++k) {
-        if (k + kPrefetchAhead < p.K) grad.prefetch(n, k + kPrefetchAhead, y0, y1);
-        for (int64_t y = y0; y < y1; ++y) {
-          copy_row(g + ((y - y0) * p.K + k) * p.Wa, grad.row(n, k, y), p.W);
+    // The block layout is read in place; other layouts are gathered per chunk as
+    // g[y - y0][k] = gradient of displacement k at row y (zero beyond x = W).
+    const bool in_place = grad.block_ld > 0;
+    const int64_t g_size = in_place ? 0 : chunk_rows * p.K * p.Wa;
+    for_each_chunk(g_size, [&](int64_t n, int64_t y0, int64_t y1, T* g) {
+      if (!in_place) {
+        for (int64_t k = 0; k < p.K; ++k) {
+          for (int64_t y = y0; y < y1; ++y) {
+            copy_row(g + ((y - y0) * p.K + k) * p.Wa, grad.row(n, k, y), p.W);
+          }
         }
       }
       const T* b_pair = b_ptr + n * p.Cp * p.H * p.Wp;
       T* out_pair = out + n * p.C * p.H * p.W;
       for (int64_t yb = y0; yb < y1; yb += kRows) {
         const int64_t rows = std::min<int64_t>(kRows, y1 - yb);
-        const T* g_block = g + (yb - y0) * p.K * p.Wa;
-        if (half) {
-          grad_a_block<T, kHalfLanes<T>>(p, g_block, b_pair, yb, rows, out_pair);
-        } else {
-          grad_a_block<T, kLanes<T>>(p, g_block, b_pair, yb, rows, out_pair);
-        }
+        const T* g_block = in_place ? grad.row(n, 0, yb) : g + (yb - y0) * p.K * p.Wa;
+        const int64_t r_stride = in_place ? p.Wa : p.K * p.Wa;
+        const int64_t k_stride = in_place ? grad.block_ld : p.Wa;
+        (half ? grad_a_block<T, kHalfLanes<T>> : grad_a_block<T, kLanes<T>>)(
+            p, g_block, r_stride, k_stride, b_pair, yb, rows, out_pair);
       }
     });
   }
@@ -826,11 +857,6 @@ void correlation_backward_impl(const VolumeRows<T>& grad, const at::Tensor& a,
       // that meet b's row yy (zero where that row is outside the map), shifted right by d;
       // the rows for successive yy are successive rows of the gradient.
       for (int64_t k = 0; k < p.K; ++k) {
-        if (k + kPrefetchAhead < p.K) {
-          const int64_t ahead = d - (k + kPrefetchAhead) / P;
-          grad.prefetch(n, k + kPrefetchAhead, std::max(y0 + ahead, int64_t(0)),
-                        std::min(y1 + ahead, p.H));
-        }
         const int64_t shift = d - k / P;
         for (int64_t yy = y0; yy < y1; ++yy) {
           T* dst = g + ((yy - y0) * p.K + k) * p.Wp + d;
@@ -869,10 +895,70 @@ std::vector<at::Tensor> correlation_backward(at::Tensor grad, at::Tensor a, at::
   at::Tensor grad_a = need_a ? empty_large(a.sizes(), a.options()) : at::Tensor();
   at::Tensor grad_b = need_b ? empty_large(b.sizes(), b.options()) : at::Tensor();
   AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "tcm_correlation_backward", [&] {
-    const VolumeRows<scalar_t> rows{grad.data_ptr<scalar_t>(), grad.size(3), grad.stride(0),
-                                    grad.stride(1), grad.stride(2)};
-    correlation_backward_impl<scalar_t>(rows, a, b, P, need_a ? &grad_a : nullptr,
+    correlation_backward_impl<scalar_t>(VolumeRows<scalar_t>::planes(grad), a, b, P,
+                                        need_a ? &grad_a : nullptr,
                                         need_b ? &grad_b : nullptr);
+  });
+  return {grad_a, grad_b};
+}
+
+// Gradients w.r.t. a and b of MTDM's fields, from the ReLU'd volume mtdm_fields_forward kept
+// (block layout) and the fields' gradient (B, 3, H, W): the soft-argmax's backward block by
+// block into a gradient volume of the same layout, then the correlation's backward from it.
+std::vector<at::Tensor> mtdm_fields_backward(at::Tensor a, at::Tensor b, at::Tensor volume,
+                                             at::Tensor grad_fields, int64_t P, double sigma,
+                                             double temperature, bool need_a, bool need_b) {
+  check_pair(a, b, P);
+  a = a.contiguous();
+  b = b.contiguous();
+  grad_fields = grad_fields.contiguous().to(a.scalar_type());
+  const int64_t B = a.size(0), H = a.size(2), W = a.size(3);
+  TORCH_CHECK(grad_fields.sizes() == at::IntArrayRef({B, 3, H, W}),
+              "expected a (B, 3, H, W) gradient of the fields");
+  at::Tensor grad_a = need_a ? empty_large(a.sizes(), a.options()) : at::Tensor();
+  at::Tensor grad_b = need_b ? empty_large(b.sizes(), b.options()) : at::Tensor();
+  AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "tcm_mtdm_fields_backward", [&] {
+    using T = scalar_t;
+    using V = Vec<T>;
+    constexpr int L = kLanes<T>;
+    const Plan p = make_plan<T>(a, P);
+    TORCH_CHECK(volume.scalar_type() == a.scalar_type() &&
+                    volume.numel() == B * p.blocks * p.K * p.ld + L,
+                "the volume is not the one mtdm_fields_forward kept for these maps");
+    const SoftArgmax<T> s = soft_argmax_params<T>(P, sigma, temperature, true);
+    // (B, blocks, K, ld_vectors): whole vectors may be written from any column.
+    at::Tensor grad_volume = empty_large({B * p.blocks * p.K * p.ld_vectors}, a.options());
+    const T* volume_ptr = volume.contiguous().data_ptr<T>();
+    const T* fields_ptr = grad_fields.data_ptr<T>();
+    T* grad_ptr = grad_volume.data_ptr<T>();
+    parallel_tasks<T>(B * p.blocks, 3 * p.ld_vectors, [&](int64_t task, T* grads) {
+      thread_local std::vector<V> scratch;
+      scratch.resize(p.K + 2 * P);
+      const int64_t n = task / p.blocks, y0 = task % p.blocks * kRows;
+      const int64_t rows = std::min<int64_t>(kRows, H - y0);
+      // The block's gradients of u, v, conf side by side as its correlations; zero elsewhere.
+      for (int64_t f = 0; f < 3; ++f) {
+        for (int64_t r = 0; r < kRows; ++r) {
+          T* dst = grads + f * p.ld_vectors + r * p.Wa;
+          if (r < rows) {
+            copy_row(dst, fields_ptr + ((n * 3 + f) * H + y0 + r) * W, W);
+          } else {
+            std::fill_n(dst, W, T(0));
+          }
+        }
+      }
+      const T* corr = volume_ptr + task * p.K * p.ld;
+      T* grad_corr = grad_ptr + task * p.K * p.ld_vectors;
+      for (int64_t col0 = 0; col0 < rows * p.Wa; col0 += L) {
+        V u, v, conf;
+        const V g[3] = {load<V>(grads + col0), load<V>(grads + p.ld_vectors + col0),
+                        load<V>(grads + 2 * p.ld_vectors + col0)};
+        soft_argmax_vector<T>(corr + col0, p.ld, s, scratch.data(), u, v, conf, g,
+                              grad_corr + col0, p.ld_vectors);
+      }
+    });
+    correlation_backward_impl<T>(VolumeRows<T>::blocks(grad_ptr, p, p.ld_vectors), a, b, P,
+                                 need_a ? &grad_a : nullptr, need_b ? &grad_b : nullptr);
   });
   return {grad_a, grad_b};
 }
@@ -885,7 +971,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("correlation_backward", &correlation_backward,
         "grad (B,P*P,H,W), a, b -> [grad_a, grad_b]");
   m.def("mtdm_fields_forward", &mtdm_fields_forward,
-        "(B,C,H,W) x2 -> [fields (B,3,H,W), ReLU'd volume (B,P*P,H,W) or empty]");
+        "(B,C,H,W) x2 -> [fields (B,3,H,W), ReLU'd volume (blocks of rows) or empty]");
+  m.def("mtdm_fields_backward", &mtdm_fields_backward,
+        "a, b, kept volume, grad fields (B,3,H,W) -> [grad_a, grad_b]");
   m.def("soft_argmax_forward", &soft_argmax_forward, "(B,P*P,H,W) -> (B,3,H,W)");
   m.def("soft_argmax_backward", &soft_argmax_backward,
         "volume (B,P*P,H,W), grad fields (B,3,H,W) -> grad volume (B,P*P,H,W)");
