@@ -13,7 +13,9 @@ Three implementations, all differentiable:
   (``csrc/correlation.cpp``, forward and backward, memory bounded by about twice the inputs
   plus the output) when they build here; otherwise, and wherever graphs are captured (tracing,
   ONNX export, ``torch.compile``) or on other devices, :func:`local_correlation_torch`. The
-  choice follows :mod:`tcm.ops.backend`.
+  choice follows :mod:`tcm.ops.backend`. Volumes of 32 MB or more reuse the memory of freed
+  ones (the kernels keep at most 256 MB of it): new memory that large costs about as much as
+  computing the volume.
 - :func:`local_correlation_reference`: one multiply-and-sum per displacement; small
   temporaries, slow. The ground truth for tests.
 - :func:`local_correlation_torch`: for each vertical offset, a batched matrix product of every row of

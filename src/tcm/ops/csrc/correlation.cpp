@@ -12,7 +12,7 @@
 // -march=native. Work is split into tasks of a few rows of one pair, handed to torch's threads
 // (torch.set_num_threads) one at a time. Temporaries: copies of the inputs with padded rows
 // (about 1.2 to 1.7 times their size) and per-thread buffers; the volume is written only when
-// it is asked for.
+// it is asked for, into memory of a freed volume where there is one (VolumeCache).
 //
 // - Correlation, forward and backward: blocked outer products of vectors over x held in
 //   registers, like the inner kernel of a matrix multiply (see "Local correlation" below).
@@ -28,7 +28,9 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <type_traits>
 #include <vector>
 
@@ -113,20 +115,94 @@ inline void copy_row(T* dst, const T* src, int64_t count) {
   for (; x < count; ++x) dst[x] = src[x];
 }
 
-// at::empty for the large buffers of these kernels, which are written right after: where the
-// kernel offers transparent huge pages on request (Linux, "madvise" mode), it is asked for them,
-// so that first writes take one page fault per 2 MB instead of one per 4 kB (at TCM's shape
-// the faults of a new correlation volume otherwise cost about as much as computing it).
-at::Tensor empty_large(at::IntArrayRef sizes, const at::TensorOptions& options) {
-  at::Tensor t = at::empty(sizes, options);
+constexpr uintptr_t kHugePage = uintptr_t(2) << 20;
+
+// Where the kernel offers transparent huge pages on request (Linux, "madvise" mode), asks for
+// them over [data, data + bytes): first writes then take one page fault per 2 MB instead of
+// one per 4 kB.
+void advise_huge_pages(void* data, size_t bytes) {
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
-  constexpr uintptr_t kHugePage = uintptr_t(2) << 20;
-  const uintptr_t begin = reinterpret_cast<uintptr_t>(t.data_ptr());
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(data);
   const uintptr_t first = (begin + kHugePage - 1) & ~(kHugePage - 1);
-  const uintptr_t last = (begin + t.nbytes()) & ~(kHugePage - 1);
+  const uintptr_t last = (begin + bytes) & ~(kHugePage - 1);
   if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
 #endif
+}
+
+// at::empty for the large buffers of these kernels, which are written right after.
+at::Tensor empty_large(at::IntArrayRef sizes, const at::TensorOptions& options) {
+  at::Tensor t = at::empty(sizes, options);
+  advise_huge_pages(t.data_ptr(), t.nbytes());
   return t;
+}
+
+// Correlation volumes (tens of MB) come from a small cache of the ones freed before. The C
+// library hands buffers this large straight from the system and gives them back when they are
+// freed (glibc: always above 32 MB), so every new volume would be written into fresh pages,
+// each costing a page fault and the system's zeroing: at TCM's shape about as much as
+// computing the volume, and several times that on virtual machines whose host backs guest
+// memory lazily. A freed volume whose size is asked for again is reused instead; at most
+// kCachedBytes are kept, the oldest freed first (as PyTorch's caching allocator does on GPUs).
+class VolumeCache {
+ public:
+  static constexpr size_t kMinBytes = size_t(32) << 20;
+  static constexpr size_t kCachedBytes = size_t(256) << 20;
+
+  static VolumeCache& instance() {
+    static VolumeCache* cache = new VolumeCache();  // never destroyed: volumes may outlive it
+    return *cache;
+  }
+
+  // A tensor of the given sizes whose memory returns to the cache when it is freed.
+  at::Tensor empty(at::IntArrayRef sizes, const at::TensorOptions& options) {
+    const size_t bytes = c10::multiply_integers(sizes) * options.dtype().itemsize();
+    void* data = take(bytes);
+    return at::from_blob(
+        data, sizes, [bytes](void* freed) { instance().give(freed, bytes); }, options);
+  }
+
+ private:
+  void* take(size_t bytes) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      for (auto it = free_.begin(); it != free_.end(); ++it) {
+        if (it->second == bytes) {
+          void* data = it->first;
+          cached_ -= bytes;
+          free_.erase(it);
+          return data;
+        }
+      }
+    }
+    void* data = nullptr;
+    TORCH_CHECK(posix_memalign(&data, kHugePage, bytes) == 0, "tcm: out of memory for ", bytes,
+                " bytes");
+    advise_huge_pages(data, bytes);
+    return data;
+  }
+
+  void give(void* data, size_t bytes) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    free_.emplace_back(data, bytes);
+    cached_ += bytes;
+    while (cached_ > kCachedBytes) {
+      std::free(free_.front().first);
+      cached_ -= free_.front().second;
+      free_.erase(free_.begin());
+    }
+  }
+
+  std::mutex mutex_;
+  std::vector<std::pair<void*, size_t>> free_;  // (data, bytes), oldest first
+  size_t cached_ = 0;
+};
+
+// A buffer for a correlation volume (or its gradient): from VolumeCache when it is large
+// enough for the C library to hand it straight from the system, else empty_large.
+at::Tensor empty_volume(at::IntArrayRef sizes, const at::TensorOptions& options) {
+  const size_t bytes = c10::multiply_integers(sizes) * options.dtype().itemsize();
+  if (bytes < VolumeCache::kMinBytes) return empty_large(sizes, options);
+  return VolumeCache::instance().empty(sizes, options);
 }
 
 // Runs fn(task, buffer) for every task in [0, count) on torch's threads (at::parallel_for,
@@ -530,7 +606,7 @@ at::Tensor correlation_forward(at::Tensor a, at::Tensor b, int64_t P) {
   a = a.contiguous();
   b = b.contiguous();
   const int64_t B = a.size(0), H = a.size(2), W = a.size(3);
-  at::Tensor out = empty_large({B, P * P, H, W}, a.options());
+  at::Tensor out = empty_volume({B, P * P, H, W}, a.options());
   AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "tcm_correlation_forward", [&] {
     scalar_t* out_ptr = out.data_ptr<scalar_t>();
     for_each_correlation_block<scalar_t>(
@@ -565,7 +641,7 @@ std::vector<at::Tensor> mtdm_fields_forward(at::Tensor a, at::Tensor b, int64_t 
     scalar_t* fields_ptr = fields.data_ptr<scalar_t>();
     if (keep_volume) {
       const Plan plan = make_plan<scalar_t>(a, P);
-      volume = empty_large({B * plan.blocks * plan.K * plan.ld + L}, a.options());
+      volume = empty_volume({B * plan.blocks * plan.K * plan.ld + L}, a.options());
       volume.narrow(0, volume.numel() - L, L).zero_();
     }
     scalar_t* volume_ptr = keep_volume ? volume.data_ptr<scalar_t>() : nullptr;
@@ -651,7 +727,7 @@ at::Tensor soft_argmax_backward(at::Tensor volume, at::Tensor grad_fields, int64
   volume = volume.contiguous();
   grad_fields = grad_fields.contiguous().to(volume.scalar_type());
   const int64_t B = volume.size(0), K = P * P, H = volume.size(2), W = volume.size(3);
-  at::Tensor grad_volume = empty_large(volume.sizes(), volume.options());
+  at::Tensor grad_volume = empty_volume(volume.sizes(), volume.options());
   AT_DISPATCH_FLOATING_TYPES(volume.scalar_type(), "tcm_soft_argmax_backward", [&] {
     using V = Vec<scalar_t>;
     constexpr int L = kLanes<scalar_t>;
@@ -927,7 +1003,7 @@ std::vector<at::Tensor> mtdm_fields_backward(at::Tensor a, at::Tensor b, at::Ten
                 "the volume is not the one mtdm_fields_forward kept for these maps");
     const SoftArgmax<T> s = soft_argmax_params<T>(P, sigma, temperature, true);
     // (B, blocks, K, ld_vectors): whole vectors may be written from any column.
-    at::Tensor grad_volume = empty_large({B * p.blocks * p.K * p.ld_vectors}, a.options());
+    at::Tensor grad_volume = empty_volume({B * p.blocks * p.K * p.ld_vectors}, a.options());
     const T* volume_ptr = volume.contiguous().data_ptr<T>();
     const T* fields_ptr = grad_fields.data_ptr<T>();
     T* grad_ptr = grad_volume.data_ptr<T>();
