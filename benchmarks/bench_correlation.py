@@ -11,6 +11,10 @@ contenders and reporting medians so that load on the machine affects all alike:
   loop, so each path's useful arithmetic (2 x pairs x P^2 x H x W x C FLOP forward, twice that
   backward) can be given as a fraction of it.
 
+Then, at the demo's shape (``make demo``: 16 clips of 8 frames, 208 pairs of 8x8 maps with 64
+channels, patch 15, each training job on one thread), MTDM's fields forward and
+forward+backward on one thread, compiled against pure PyTorch.
+
 Peak extra memory: each measurement runs in a fresh process that builds the inputs, warms the
 path up on a tiny input (loading libraries, starting threads), resets the kernel's record of
 the peak resident set (Linux: ``/proc/self/clear_refs``), then runs one call and reads that
@@ -34,16 +38,12 @@ import textwrap
 import torch
 
 import tcm.ops as ops
-from side_by_side import medians, time_side_by_side
+from side_by_side import median_side_by_side
 
 PAIRS, CHANNELS, SIZE, PATCH = 56, 64, 28, 15
+DEMO_PAIRS, DEMO_SIZE = 208, 8
 FORWARD_FLOP = 2 * PAIRS * PATCH * PATCH * SIZE * SIZE * CHANNELS
 MATMUL_SIZE = 2048
-
-
-def side_by_side(contenders: dict, repeats: int) -> dict[str, float]:
-    """Median seconds per contender, alternating runs after one warm-up each."""
-    return medians(time_side_by_side(contenders, repeats))
 
 
 def on_backend(name: str, fn):
@@ -64,6 +64,28 @@ def correlation_calls(op, a, b, grad):
         op(a, b, PATCH).backward(grad)
 
     return forward, forward_backward
+
+
+def demo_shape_figures(paths: dict[str, str], repeats: int) -> dict[str, dict[str, float]]:
+    """MTDM's fields at the demo's shape on one thread: seconds per path, forward and both."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        a = torch.randn(DEMO_PAIRS, CHANNELS, DEMO_SIZE, DEMO_SIZE, requires_grad=True)
+        b = torch.randn(DEMO_PAIRS, CHANNELS, DEMO_SIZE, DEMO_SIZE, requires_grad=True)
+        grad = torch.randn(DEMO_PAIRS, 3, DEMO_SIZE, DEMO_SIZE)
+        forward, both = {}, {}
+        for label, name in paths.items():
+            fwd, fwd_bwd = correlation_calls(ops.mtdm_fields, a, b, grad)
+            forward[label], both[label] = on_backend(name, fwd), on_backend(name, fwd_bwd)
+        fwd_times = median_side_by_side(forward, repeats)
+        both_times = median_side_by_side(both, repeats)
+    finally:
+        torch.set_num_threads(threads)
+    return {
+        label: {"forward_s": fwd_times[label], "forward_backward_s": both_times[label]}
+        for label in paths
+    }
 
 
 def matmul_call():
@@ -144,8 +166,8 @@ def main() -> None:
         both[f"MTDM fields, {label}"] = on_backend(name, fwd_bwd)
     forward["torch.mm"] = both["torch.mm"] = matmul_call()
 
-    fwd_times = side_by_side(forward, args.repeats)
-    both_times = side_by_side(both, args.repeats)
+    fwd_times = median_side_by_side(forward, args.repeats)
+    both_times = median_side_by_side(both, args.repeats)
     matmul_rate = (
         2 * MATMUL_SIZE**3 / statistics.median([fwd_times["torch.mm"], both_times["torch.mm"]])
     )
@@ -189,6 +211,17 @@ def main() -> None:
         f"{volume / 2**20:.1f} MB; MTDM fields count the same useful arithmetic as the "
         "correlation)"
     )
+    demo = demo_shape_figures(paths, args.repeats)
+    print(
+        f"demo shape, MTDM fields: {DEMO_PAIRS} pairs x {CHANNELS} ch x "
+        f"{DEMO_SIZE}x{DEMO_SIZE}, patch {PATCH}, fp32, 1 thread"
+    )
+    for label, times in demo.items():
+        print(
+            f"{label:28s} {times['forward_s'] * 1e3:7.1f}ms forward "
+            f"{times['forward_backward_s'] * 1e3:7.1f}ms fwd+bwd"
+        )
+    figures["demo_shape_fields"] = demo
     if args.json:
         with open(args.json, "w", encoding="utf-8") as out:
             json.dump(figures, out, indent=2)

@@ -28,3 +28,10 @@ def time_side_by_side(
 def medians(samples: dict[str, list[float]]) -> dict[str, float]:
     """Median seconds per contender."""
     return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def median_side_by_side(
+    contenders: dict[str, Callable[[], object]], repeats: int, warmup: int = 1
+) -> dict[str, float]:
+    """Median seconds per contender, runs alternating (see :func:`time_side_by_side`)."""
+    return medians(time_side_by_side(contenders, repeats, warmup))

@@ -165,6 +165,20 @@ def test_half_inputs_run_in_float32(compiled):
         torch.testing.assert_close(auto, ops.mtdm_fields(a, b, 5), atol=1e-5, rtol=1e-5)
 
 
+def test_large_volumes_reuse_the_memory_of_freed_ones(compiled):
+    # Above 32 MB (here 37 MB) a volume comes from the kernels' cache of freed volumes.
+    a, b = torch.randn(40, 4, 32, 32), torch.randn(40, 4, 32, 32)
+    with ops.use_backend("extension"):
+        first = ops.local_correlation(a, b, 15)
+        address, expected = first.data_ptr(), first.clone()
+        del first
+        second = ops.local_correlation(a, b, 15)
+    assert second.data_ptr() == address
+    torch.testing.assert_close(second, expected, rtol=0, atol=0)
+    with ops.use_backend("torch"):
+        torch.testing.assert_close(second, ops.local_correlation(a, b, 15))
+
+
 def test_auto_picks_the_compiled_path_on_cpu_but_not_while_tracing(compiled):
     a = torch.randn(1, 4, 5, 5)
     assert backend.get_backend() == "auto"

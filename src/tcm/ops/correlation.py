@@ -14,7 +14,9 @@ Four implementations, all differentiable:
   plus the output) when they build here; on other devices, :func:`local_correlation_torch`;
   wherever graphs are captured (tracing, scripting, ONNX export, ``torch.export``,
   ``torch.compile``), :func:`local_correlation_exportable`. The choice follows
-  :mod:`tcm.ops.backend`.
+  :mod:`tcm.ops.backend`. Volumes of 32 MB or more reuse the memory of freed
+  ones (the kernels keep at most 256 MB of it): new memory that large costs about as much as
+  computing the volume.
 - :func:`local_correlation_reference`: one multiply-and-sum per displacement; small
   temporaries, slow. The ground truth for tests.
 - :func:`local_correlation_torch`: for each vertical offset, a batched matrix product of every row of

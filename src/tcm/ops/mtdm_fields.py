@@ -1,11 +1,12 @@
 """MTDM's displacement fields of frame pairs: ReLU'd local correlation, then kernel soft-argmax.
 
 :func:`mtdm_fields` equals ``kernel_soft_argmax(local_correlation(a, b, P).relu(), P, ...)``.
-On the compiled CPU path the three steps are one kernel: each row's correlations stay in a
-per-thread buffer and only the ``(B, 3, H, W)`` fields are written, so inference never
+On the compiled CPU path the three steps are one kernel: each block of rows' correlations stay
+in a per-thread buffer and only the ``(B, 3, H, W)`` fields are written, so inference never
 materialises the ``(B, P*P, H, W)`` volume. When a gradient is needed the ReLU'd volume is kept
-for the backward (the same memory the unfused path keeps), which recomputes the softmax from
-it and runs the correlation's backward.
+for the backward by blocks of rows, as the kernel computed it (about the memory of the unfused
+path's volume); the backward recomputes the softmax from it and runs the correlation's
+backward.
 """
 
 from __future__ import annotations
@@ -40,12 +41,9 @@ class _CompiledMTDMFields(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_fields):
         a, b, volume = ctx.saved_tensors
-        patch_size = ctx.args[0]
-        grad_volume = ctx.kernels.soft_argmax_backward(volume, grad_fields, *ctx.args, True)
-        del volume
         need_a, need_b = ctx.needs_input_grad[:2]
-        grad_a, grad_b = ctx.kernels.correlation_backward(
-            grad_volume, a, b, patch_size, need_a, need_b
+        grad_a, grad_b = ctx.kernels.mtdm_fields_backward(
+            a, b, volume, grad_fields, *ctx.args, need_a, need_b
         )
         return grad_a, grad_b, None, None, None, None, None
 
