@@ -396,7 +396,7 @@ void check_pair(const at::Tensor& a, const at::Tensor& b, int64_t P) {
 constexpr int kRows = 3;
 #if defined(__AVX512F__)
 constexpr int kColumns = 8;  // 24 accumulators + 3 + 1 of the 32 registers
-constexpr int kFewColumns = 5;  // for the forward where 5 divides P (15 = 3 x 5, not 2 x 8)
+constexpr int kFewColumns = 5;  // the forward's, where they waste less (15 = 3 x 5, not 2 x 8)
 #else
 constexpr int kColumns = 4;  // 12 accumulators + 3 + 1 of the 16 registers
 constexpr int kFewColumns = 4;
