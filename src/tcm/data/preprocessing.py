@@ -136,8 +136,7 @@ class Preprocessing:
                 "the checkpoint records no preprocessing; using the reference test recipe "
                 "(resize 240x320, centre crop 224, ImageNet mean/std)"
             )
-        data.setdefault("num_segments", checkpoint["model"]["num_segments"])
-        data["num_segments"] = data["num_segments"] or checkpoint["model"]["num_segments"]
+        data["num_segments"] = data.get("num_segments") or checkpoint["model"]["num_segments"]
         return cls.from_dict(data)
 
     @property
