@@ -91,6 +91,24 @@ def test_frame_folder_zero_based_and_printf_template(shared_data, tmp_path):
     )
 
 
+def test_frame_folder_repeats_grey_frames_and_rejects_mixed_sizes(tmp_path):
+    rng = np.random.default_rng(0)
+    grey = rng.integers(0, 256, (12, 16), dtype=np.uint8)
+    Image.fromarray(grey).save(tmp_path / "img_00001.png")
+    colour = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
+    Image.fromarray(colour).save(tmp_path / "img_00002.png")
+    reader = FrameFolderReader(tmp_path, num_frames=2, template="img_{:05d}.png")
+    got = reader.get_frames([1, 0, 1, 0])
+    assert got.shape == (4, 12, 16, 3) and got.flags.writeable
+    np.testing.assert_array_equal(got[0], colour)
+    np.testing.assert_array_equal(got[2], colour)
+    np.testing.assert_array_equal(got[1], np.repeat(grey[..., None], 3, axis=2))
+    np.testing.assert_array_equal(got[3], got[1])
+    Image.fromarray(colour[:8]).save(tmp_path / "img_00002.png")
+    with pytest.raises(BadVideoError, match="different sizes"):
+        reader.get_frames([0, 1])
+
+
 # -- synthetic files -------------------------------------------------------------------------
 
 

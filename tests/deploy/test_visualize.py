@@ -56,17 +56,22 @@ def test_fields_measure_the_motion_in_input_pixels(tmp_path):
 
 
 def test_attention_matches_the_layer(checkpoint_path, media):
-    """The recomputed attention scales ETA's input into ETA's output."""
+    """The layer adds TAM's features scaled by the recorded attention: y = x + features * a."""
     predictor = Predictor(checkpoint_path)
-    eta = predictor.model.backbone.tcm_layers["layer2"].tam.ETA
+    layer = predictor.model.backbone.tcm_layers["layer2"]
     seen = {}
-    handle = eta.register_forward_hook(lambda m, i, o: seen.update(x=i[0], y=o))
+    handles = [
+        layer.register_forward_hook(lambda m, i, o: seen.update(x=i[0], y=o)),
+        layer.tam.conv4.register_forward_hook(lambda m, i, o: seen.update(features=o)),
+    ]
     try:
         maps = collect_tcm_maps(predictor.model, predictor.load(media["video_a"]))
     finally:
-        handle.remove()
-    expected = seen["x"] * maps.attention[:, :, None, None]
-    torch.testing.assert_close(seen["y"], expected, atol=1e-6, rtol=1e-5)
+        for handle in handles:
+            handle.remove()
+    frames = layer.num_segments
+    expected = seen["x"][:frames] + seen["features"][:frames] * maps.attention[:, :, None, None]
+    torch.testing.assert_close(seen["y"][:frames], expected, atol=1e-5, rtol=1e-5)
 
 
 def test_flow_colours():

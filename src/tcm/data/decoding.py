@@ -514,7 +514,8 @@ class FrameFolderReader:
         path = self.frame_path(index)
         try:
             with Image.open(path) as image:
-                return np.asarray(image.convert("RGB"))
+                # JPEG frames decode as RGB: converting them would only copy
+                return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
         except FileNotFoundError:
             if not self.frame_path(self._count - 1).exists():
                 from tcm.data.annotations import count_frames
@@ -527,17 +528,25 @@ class FrameFolderReader:
 
     def get_frames(self, indices: Sequence[int]) -> np.ndarray:
         """Load the frames at ``indices`` (0-based). Returns uint8 ``(len(indices), H, W, 3)``."""
-        cache: dict[int, np.ndarray] = {}
-        for index in indices:
-            index = int(index)
+        out: np.ndarray | None = None
+        first_row: dict[int, int] = {}  # frame index -> its first row in ``out``
+        for row, index in enumerate(int(i) for i in indices):
             if not 0 <= index < self._count:
                 raise ValueError(f"frame index {index} out of range [0, {self._count})")
-            if index not in cache:
-                cache[index] = self._load(index)
-        shapes = {frame.shape for frame in cache.values()}
-        if len(shapes) > 1:
-            raise BadVideoError(self.path, BAD_FRAME, f"frames of different sizes {sorted(shapes)}")
-        return np.stack([cache[int(i)] for i in indices])
+            if index in first_row:
+                frame = out[first_row[index]]
+            else:
+                frame = self._load(index)
+                first_row[index] = row
+            if out is None:
+                out = np.empty((len(indices), *frame.shape), dtype=frame.dtype)
+            elif frame.shape != out.shape[1:]:
+                sizes = sorted({frame.shape, out.shape[1:]})
+                raise BadVideoError(self.path, BAD_FRAME, f"frames of different sizes {sizes}")
+            out[row] = frame
+        if out is None:
+            raise ValueError("no frame index given")
+        return out
 
     def check_all(self) -> int:
         """Decode every frame; returns the count. Raises :class:`BadVideoError` on the first bad one."""

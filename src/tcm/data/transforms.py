@@ -126,13 +126,16 @@ def normalize(clip: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -
     """uint8 ``(*, 3, H, W)`` in 0..255 -> float32 ``(x / 255 - mean) / std``, contiguous.
 
     ``mean`` and ``std`` are per channel, for pixels in 0..1 (the model's configuration).
+    A float clip (already in 0..1) is only standardised, and never changed in place.
     """
     mean_t = torch.as_tensor(mean, dtype=torch.float32).view(3, 1, 1)
     std_t = torch.as_tensor(std, dtype=torch.float32).view(3, 1, 1)
+    scale = (1.0 / 255.0 if clip.dtype == torch.uint8 else 1.0) / std_t
     out = clip.to(torch.float32, memory_format=torch.contiguous_format)
-    if clip.dtype == torch.uint8:
-        out = out.mul_(1.0 / 255.0)
-    return out.sub_(mean_t).div_(std_t)
+    # x * scale - mean / std in one pass, written over the float copy.
+    if out is clip:
+        return torch.addcmul(-mean_t / std_t, out, scale)
+    return torch.addcmul(-mean_t / std_t, out, scale, out=out)
 
 
 def multi_scale_crop_params(

@@ -10,7 +10,8 @@ the TCM layer of a stage record
   input_size / h`` input pixels, so a displacement in input pixels is ``u * d * stride``. The
   last frame's fields repeat the previous frame's (MTDM has ``T - 1`` pairs).
 - TAM's temporal attention ``(T, C)``: ``sigmoid(conv1d(mean over H, W))``, read with
-  :meth:`~tcm.layers.tam.TemporalAttention.weights` from the input of ``tam.ETA``.
+  :meth:`~tcm.layers.tam.TemporalAttention.weights` from its input, the output of
+  ``tam.conv4``.
 
 The figure has one row per sampled frame: the frame as the model sees it (centre crop), the
 fast field (colour: hue = direction as on the colour wheel, brightness = magnitude; or arrows
@@ -108,13 +109,13 @@ def collect_tcm_maps(model: torch.nn.Module, clip: torch.Tensor, stage: str | No
     def keep_fields(_module, _inputs, output):
         record["fields"] = output[:frames].detach().float().cpu()  # (T, 6, h, w)
 
-    def keep_attention(_module, inputs):
-        first_clip = inputs[0][:frames]  # (T, C, h, w)
+    def keep_attention(_module, _inputs, features):  # TAM's features, the attention's input
+        first_clip = features[:frames]  # (T, C, h, w)
         record["attention"] = eta.weights(first_clip)[0].detach().float().cpu()  # (T, C)
 
     handles = [
         layer.mtdm.register_forward_hook(keep_fields),
-        eta.register_forward_pre_hook(keep_attention),
+        layer.tam.conv4.register_forward_hook(keep_attention),
     ]
     try:
         device = next(model.parameters()).device

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from tcm.layers.conv_bn import ConvBNReLU, conv_bn_relu
 from tcm.ops import mtdm_fields
 
 #: The two tempos of the reference, in the order of MTDM's output channels.
@@ -71,11 +72,7 @@ class MTDM(nn.Module):
         self.tempos = tempos
         self.out_channels = 3 * len(tempos)
         # Name kept from the reference release so its checkpoints map one-to-one.
-        self.chnl_reduction = nn.Sequential(
-            nn.Conv2d(in_channels, reduced_channels, kernel_size=1, bias=False),
-            nn.BatchNorm2d(reduced_channels),
-            nn.ReLU(inplace=True),
-        )
+        self.chnl_reduction = ConvBNReLU(*conv_bn_relu(in_channels, reduced_channels, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         reduced = _normalize_channels(self.chnl_reduction(x))

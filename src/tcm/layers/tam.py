@@ -7,21 +7,7 @@ import math
 import torch
 from torch import nn
 
-
-def _conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int, groups: int = 1):
-    """Conv (no bias), BN, ReLU as three layers, so sequential indices match the reference."""
-    return [
-        nn.Conv2d(
-            in_channels,
-            out_channels,
-            kernel_size,
-            padding=kernel_size // 2,
-            groups=groups,
-            bias=False,
-        ),
-        nn.BatchNorm2d(out_channels),
-        nn.ReLU(inplace=True),
-    ]
+from tcm.layers.conv_bn import ConvBNReLU, conv_bn_relu
 
 
 def attention_kernel_size(num_segments: int) -> int:
@@ -57,6 +43,13 @@ class TemporalAttention(nn.Module):
         clips = x.view(-1, self.num_segments, channels, height, width)  # (N, T, C, H, W)
         return (clips * self.weights(x)[..., None, None]).view(-1, channels, height, width)
 
+    def add_weighted(self, base: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``base + self(x)`` in one pass over the maps: ``(N*T, C, H, W)`` each, and out."""
+        channels, height, width = x.shape[1:]
+        clips = x.view(-1, self.num_segments, channels, height, width)  # (N, T, C, H, W)
+        weights = self.weights(x)[..., None, None]  # (N, T, C, 1, 1)
+        return torch.addcmul(base.view_as(clips), clips, weights).reshape(base.shape)
+
 
 class TAM(nn.Module):
     """Lift the 6 displacement channels to ``out_channels`` and re-weight them over time.
@@ -83,19 +76,31 @@ class TAM(nn.Module):
             raise ValueError(f"TAM's convs work in 3 groups; got in_channels={in_channels}")
         # Groups of 3 over the 6 field channels: (u_f, v_f), (conf_f, u_s), (v_s, conf_s),
         # as in the reference release, whose checkpoints expect it.
-        self.conv1 = nn.Sequential(
-            *_conv_bn_relu(in_channels, in_channels, 3, groups=3),
-            *_conv_bn_relu(in_channels, in_channels, 3, groups=3),
-            *_conv_bn_relu(in_channels, in_channels, 3, groups=3),
-            *_conv_bn_relu(in_channels, 16, 1),
+        self.conv1 = ConvBNReLU(
+            *conv_bn_relu(in_channels, in_channels, 3, groups=3),
+            *conv_bn_relu(in_channels, in_channels, 3, groups=3),
+            *conv_bn_relu(in_channels, in_channels, 3, groups=3),
+            *conv_bn_relu(in_channels, 16, 1),
         )
-        self.conv2 = nn.Sequential(*_conv_bn_relu(16, 16, 3, groups=16), *_conv_bn_relu(16, 32, 1))
-        self.conv3 = nn.Sequential(*_conv_bn_relu(32, 32, 3, groups=32), *_conv_bn_relu(32, 64, 1))
-        self.conv4 = nn.Sequential(
-            *_conv_bn_relu(64, 64, 3, groups=64), *_conv_bn_relu(64, out_channels, 1)
+        self.conv2 = ConvBNReLU(*conv_bn_relu(16, 16, 3, groups=16), *conv_bn_relu(16, 32, 1))
+        self.conv3 = ConvBNReLU(*conv_bn_relu(32, 32, 3, groups=32), *conv_bn_relu(32, 64, 1))
+        self.conv4 = ConvBNReLU(
+            *conv_bn_relu(64, 64, 3, groups=64), *conv_bn_relu(64, out_channels, 1)
         )
         # Name kept from the reference release ("ETA") for checkpoint compatibility.
         self.ETA = TemporalAttention(num_segments) if temporal_attention else nn.Identity()
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The convolutions without the temporal attention: ``(N*T, 6, H, W) -> (N*T, C, H, W)``."""
+        return self.conv4(self.conv3(self.conv2(self.conv1(x))))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.ETA(self.conv4(self.conv3(self.conv2(self.conv1(x)))))
+        return self.ETA(self.features(x))
+
+    def add_to(self, base: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``base + self(x)``, the re-weighting and the sum in one pass:
+        ``base (N*T, C, H, W)``, ``x (N*T, 6, H, W)`` -> ``(N*T, C, H, W)``."""
+        features = self.features(x)
+        if isinstance(self.ETA, TemporalAttention):
+            return self.ETA.add_weighted(base, features)
+        return base + self.ETA(features)
