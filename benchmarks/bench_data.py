@@ -4,9 +4,11 @@ Training clips (8 segments, multi-scale crop, flip, normalisation; 224x224), one
 one thread unless said, made side by side (alternating, so load on the machine affects all
 alike) from the same video stored four ways:
 
-- the original file (H.264, 4 key frames in 280 frames), 1 decoder thread;
-- the original file with ``--decode-threads`` decoder threads (``data.decode_threads``);
-- the file re-encoded by ``tcm prepare --reencode`` (a key frame every 8 frames, no B-frames);
+- the original file (H.264, 4 key frames in 280 frames), 1 decoder;
+- the original file with ``--decode-threads`` decoders in parallel threads
+  (``data.decode_threads``: each decodes some of the stretches that start at a key frame);
+- the file re-encoded by ``tcm prepare --reencode`` (a key frame every 8 frames, no B-frames),
+  with 1 decoder and with ``--decode-threads``;
 - JPEG frame folders, extracted by ``tcm prepare --extract-frames`` at the video's size.
 
 Then where a clip's time goes for each (open and index, decode, colour conversion to RGB, each
@@ -15,6 +17,7 @@ augmentation step, normalisation) and how many frames are decoded per clip; the 
 
 Usage:
     python benchmarks/bench_data.py [--video PATH] [--repeats 40] [--workers 2]
+        [--decode-threads 2]
 """
 
 from __future__ import annotations
@@ -137,13 +140,69 @@ def print_breakdown(datasets: dict[str, VideoDataset], repeats: int) -> None:
     )
 
 
+def _sources(video: Path, scratch: Path, extracted: int, threads: int) -> dict[str, tuple]:
+    """``(records, root, decoders)`` of each way of storing the clip, by row name."""
+    original = [VideoRecord(video.name, 0)]
+    reencoded = [VideoRecord(f"{video.stem}.mp4", 0)]
+    return {
+        "original": (original, video.parent, 1),
+        f"original, {threads} threads": (original, video.parent, threads),
+        "re-encoded": (reencoded, scratch / "reencoded", 1),
+        f"re-encoded, {threads} threads": (reencoded, scratch / "reencoded", threads),
+        "JPEG frames": ([VideoRecord(video.stem, 0, extracted)], scratch / "frames", 1),
+    }
+
+
+def print_clip_rates(datasets: dict[str, VideoDataset], repeats: int, segments: int) -> None:
+    """Training clips per second of each dataset, side by side, against the first."""
+    seconds = medians(
+        time_side_by_side(
+            {name: _clip_maker(dataset) for name, dataset in datasets.items()}, repeats
+        )
+    )
+    base = next(iter(seconds.values()))
+    print(
+        f"\ntraining clips per worker, {segments} segments, 224x224, median of "
+        f"{repeats} clips each, side by side:"
+    )
+    for name, value in seconds.items():
+        print(
+            f"  {name:<24s} {1 / value:7.1f} clips/s  {1000 * value:7.1f} ms/clip  "
+            f"x{base / value:.2f}"
+        )
+
+
+def print_loader_rates(sources: dict[str, tuple], prep, workers: int, repeats: int) -> None:
+    """Clips per second through a DataLoader of ``workers`` processes, original and
+    re-encoded file."""
+    count = 8 * max(repeats // 4, 4 * workers)
+    print(f"\nDataLoader, {workers} workers, batch 8, {count} clips:")
+    for name in ("original", "re-encoded"):
+        records, root, _ = sources[name]
+        many = build_dataset(records * count, root, prep, train=True)
+        loader = DataLoader(many, batch_size=8, num_workers=workers, collate_fn=collate_clips)
+        start = time.perf_counter()
+        batches = iter(loader)
+        first = len(next(batches)[1])
+        warm = time.perf_counter()
+        seen = sum(len(batch[1]) for batch in batches)
+        end = time.perf_counter()
+        print(
+            f"  {name:<12s} {seen / (end - warm):6.1f} clips/s after the first batch, "
+            f"{(first + seen) / (end - start):6.1f} with start-up "
+            f"({os.cpu_count()} CPU cores)"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--video", type=Path, default=DEFAULT_VIDEO)
     parser.add_argument("--repeats", type=int, default=40, help="clips per contender")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers (0: skip)")
     parser.add_argument("--segments", type=int, default=8)
-    parser.add_argument("--decode-threads", type=int, default=2)
+    parser.add_argument(
+        "--decode-threads", type=int, default=2, help="decoders of the threaded rows (0: cores)"
+    )
     args = parser.parse_args()
     if not args.video.is_file():
         raise SystemExit(f"video not found: {args.video}")
@@ -164,46 +223,14 @@ def main() -> None:
         print(f"re-encoded in {reencode_s:.1f} s, frames extracted in {extract_s:.1f} s")
 
         prep = Preprocessing(num_segments=args.segments, mean=MEAN, std=STD)
-        sources = {
-            "original": ([VideoRecord(video.name, 0)], video.parent, 1),
-            f"original, {args.decode_threads} threads": (
-                [VideoRecord(video.name, 0)],
-                video.parent,
-                args.decode_threads,
-            ),
-            "re-encoded": (
-                [VideoRecord(f"{video.stem}.mp4", 0)],
-                scratch / "reencoded",
-                1,
-            ),
-            "JPEG frames": ([VideoRecord(video.stem, 0, extracted)], scratch / "frames", 1),
-        }
+        sources = _sources(video, scratch, extracted, args.decode_threads)
         datasets = {
             name: build_dataset(records, root, prep, train=True, decode_threads=threads)
             for name, (records, root, threads) in sources.items()
         }
-        seconds = medians(
-            time_side_by_side(
-                {name: _clip_maker(dataset) for name, dataset in datasets.items()}, args.repeats
-            )
-        )
-        base = seconds["original"]
-        print(
-            f"\ntraining clips per worker, {args.segments} segments, 224x224, median of "
-            f"{args.repeats} clips each, side by side:"
-        )
-        for name, value in seconds.items():
-            print(
-                f"  {name:<24s} {1 / value:7.1f} clips/s  {1000 * value:7.1f} ms/clip  "
-                f"x{base / value:.2f}"
-            )
-
+        print_clip_rates(datasets, args.repeats, args.segments)
         print_breakdown(
-            {
-                "original": datasets["original"],
-                "re-encoded": datasets["re-encoded"],
-                "JPEG frames": datasets["JPEG frames"],
-            },
+            {name: datasets[name] for name in ("original", "re-encoded", "JPEG frames")},
             args.repeats,
         )
 
@@ -212,25 +239,7 @@ def main() -> None:
         print(f"\ntest clip, centre crop, original file: {1 / test_s:.1f} clips/s")
 
         if args.workers > 0:
-            count = 8 * max(args.repeats // 4, 4 * args.workers)
-            print(f"\nDataLoader, {args.workers} workers, batch 8, {count} clips:")
-            for name in ("original", "re-encoded"):
-                records, root, _ = sources[name]
-                many = build_dataset(records * count, root, prep, train=True)
-                loader = DataLoader(
-                    many, batch_size=8, num_workers=args.workers, collate_fn=collate_clips
-                )
-                start = time.perf_counter()
-                batches = iter(loader)
-                first = len(next(batches)[1])
-                warm = time.perf_counter()
-                seen = sum(len(batch[1]) for batch in batches)
-                end = time.perf_counter()
-                print(
-                    f"  {name:<12s} {seen / (end - warm):6.1f} clips/s after the first batch, "
-                    f"{(first + seen) / (end - start):6.1f} with start-up "
-                    f"({os.cpu_count()} CPU cores)"
-                )
+            print_loader_rates(sources, prep, args.workers, args.repeats)
 
 
 if __name__ == "__main__":

@@ -213,7 +213,8 @@ class VideoDataset(Dataset):
         bad_sample_policy: ``"raise"`` or ``"skip"`` (see the module docstring).
         max_retries: replacements tried for one item under ``"skip"`` before giving up.
         seed: base seed of the per-item generators.
-        decode_threads: FFmpeg threads per video.
+        decode_threads: decoders per video file in parallel threads (0: one per core); see
+            :class:`~tcm.data.decoding.VideoReader`.
     """
 
     def __init__(
@@ -431,7 +432,8 @@ def build_dataset(
         frame_template, frame_start_index: file names in frame folders.
         bad_sample_policy: ``"raise"`` or ``"skip"``.
         seed: base of the per-item random generators.
-        decode_threads: FFmpeg threads per video.
+        decode_threads: decoders per video file in parallel threads (0: one per core); see
+            :class:`~tcm.data.decoding.VideoReader`.
 
     Returns:
         A :class:`VideoDataset` whose items are ``(clip (V*T, 3, S, S), label)``.

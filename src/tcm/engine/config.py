@@ -161,7 +161,9 @@ class DataConfig:
     num_workers: int = 4
     """DataLoader worker processes per training process."""
     decode_threads: int = 1
-    """FFmpeg threads per video."""
+    """Decoders per video file, in parallel threads, each taking some of the stretches of a clip
+    that start at a key frame (0: one per CPU core). 1 suits ``num_workers`` at or above the
+    cores; more pays only for clips that span several key frames."""
 
 
 @dataclass

@@ -233,6 +233,7 @@ def evaluate(
         bad_sample_policy: ``"raise"`` (stop at a video that cannot be read) or ``"skip"``
             (leave it out, listed in :attr:`EvalResult.skipped`).
         frame_template, frame_start_index: file names in frame folders.
+        decode_threads: decoders per video file in parallel threads (0: one per core).
 
     Returns:
         :class:`EvalResult` (``top1``, ``top5``, ``mean_class_acc``, ``per_class_acc``,
