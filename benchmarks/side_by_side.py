@@ -35,3 +35,15 @@ def median_side_by_side(
 ) -> dict[str, float]:
     """Median seconds per contender, runs alternating (see :func:`time_side_by_side`)."""
     return medians(time_side_by_side(contenders, repeats, warmup))
+
+
+def paired_ratios(samples: dict[str, list[float]], numerator: str, denominator: str) -> list[float]:
+    """``numerator / denominator`` for each round of :func:`time_side_by_side`: the two runs of
+    a round are adjacent in time, so a slow spell of the machine cancels out of their ratio."""
+    return [a / b for a, b in zip(samples[numerator], samples[denominator], strict=True)]
+
+
+def quartiles(values: list[float]) -> tuple[float, float, float]:
+    """First quartile, median and third quartile."""
+    first, median, third = statistics.quantiles(values, n=4, method="inclusive")
+    return first, median, third
