@@ -2,14 +2,15 @@
 
 Training clips (8 segments, multi-scale crop, flip, normalisation; 224x224), one process and
 one thread unless said, made side by side (alternating, so load on the machine affects all
-alike) from the same video stored four ways:
+alike) from the same video stored three ways:
 
 - the original file (H.264, 4 key frames in 280 frames), 1 decoder;
 - the original file with ``--decode-threads`` decoders in parallel threads
   (``data.decode_threads``: each decodes some of the stretches that start at a key frame);
 - the file re-encoded by ``tcm prepare --reencode`` (a key frame every 8 frames, no B-frames),
   with 1 decoder and with ``--decode-threads``;
-- JPEG frame folders, extracted by ``tcm prepare --extract-frames`` at the video's size.
+- JPEG frame folders, extracted by ``tcm prepare --extract-frames`` at the video's size, read
+  in one thread and with ``--decode-threads`` threads (the images split between them).
 
 Then where a clip's time goes for each (open and index, decode, colour conversion to RGB, each
 augmentation step, normalisation) and how many frames are decoded per clip; the test clip
@@ -144,12 +145,14 @@ def _sources(video: Path, scratch: Path, extracted: int, threads: int) -> dict[s
     """``(records, root, decoders)`` of each way of storing the clip, by row name."""
     original = [VideoRecord(video.name, 0)]
     reencoded = [VideoRecord(f"{video.stem}.mp4", 0)]
+    frames = [VideoRecord(video.stem, 0, extracted)]
     return {
         "original": (original, video.parent, 1),
         f"original, {threads} threads": (original, video.parent, threads),
         "re-encoded": (reencoded, scratch / "reencoded", 1),
         f"re-encoded, {threads} threads": (reencoded, scratch / "reencoded", threads),
-        "JPEG frames": ([VideoRecord(video.stem, 0, extracted)], scratch / "frames", 1),
+        "JPEG frames": (frames, scratch / "frames", 1),
+        f"JPEG frames, {threads} threads": (frames, scratch / "frames", threads),
     }
 
 

@@ -12,10 +12,11 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from PIL import Image
 from synthetic_media import write_textured_video
 
 import tcm.data.decoding as decoding
-from tcm.data.decoding import TRUNCATED, BadVideoError, VideoReader
+from tcm.data.decoding import TRUNCATED, BadVideoError, FrameFolderReader, VideoReader
 from tcm.data.sampling import SegmentSampler
 
 
@@ -234,3 +235,32 @@ def test_close_closes_the_extra_decoders(gop12_video):
     assert _open_files_of(path) == 3
     reader.close()
     assert _open_files_of(path) == 0
+
+
+# -- frame folders ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def frame_folder(tmp_path):
+    rng = np.random.default_rng(3)
+    for number in range(1, 13):
+        image = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
+        Image.fromarray(image).save(tmp_path / f"img_{number:05d}.jpg", quality=90)
+    return tmp_path
+
+
+def test_frame_folder_same_frames_with_parallel_threads(frame_folder):
+    readers = {t: FrameFolderReader(frame_folder, threads=t) for t in (1, 2, 3, 0)}
+    assert readers[0].threads == os.cpu_count()
+    for indices in _selections(12, 4, 4):
+        expected = readers[1].get_frames(indices)
+        for threads in (2, 3, 0):
+            np.testing.assert_array_equal(readers[threads].get_frames(indices), expected)
+
+
+def test_frame_folder_missing_frame_in_a_thread_names_the_file(frame_folder):
+    (frame_folder / "img_00011.jpg").unlink()
+    reader = FrameFolderReader(frame_folder, num_frames=12, threads=2)
+    with pytest.raises(BadVideoError, match=r"img_00011\.jpg absent") as caught:
+        reader.get_frames([0, 2, 4, 10])  # frame 10 falls to the second thread
+    assert caught.value.path == str(frame_folder)

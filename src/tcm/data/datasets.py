@@ -213,8 +213,9 @@ class VideoDataset(Dataset):
         bad_sample_policy: ``"raise"`` or ``"skip"`` (see the module docstring).
         max_retries: replacements tried for one item under ``"skip"`` before giving up.
         seed: base seed of the per-item generators.
-        decode_threads: decoders per video file in parallel threads (0: one per core); see
-            :class:`~tcm.data.decoding.VideoReader`.
+        decode_threads: decoders per video file, or threads per frame folder, working in
+            parallel on one clip (0: one per core); see :class:`~tcm.data.decoding.VideoReader`
+            and :class:`~tcm.data.decoding.FrameFolderReader`.
     """
 
     def __init__(
@@ -432,8 +433,9 @@ def build_dataset(
         frame_template, frame_start_index: file names in frame folders.
         bad_sample_policy: ``"raise"`` or ``"skip"``.
         seed: base of the per-item random generators.
-        decode_threads: decoders per video file in parallel threads (0: one per core); see
-            :class:`~tcm.data.decoding.VideoReader`.
+        decode_threads: decoders per video file, or threads per frame folder, working in
+            parallel on one clip (0: one per core); see :class:`~tcm.data.decoding.VideoReader`
+            and :class:`~tcm.data.decoding.FrameFolderReader`.
 
     Returns:
         A :class:`VideoDataset` whose items are ``(clip (V*T, 3, S, S), label)``.

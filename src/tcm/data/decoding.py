@@ -564,6 +564,11 @@ def _share_out(runs: list[list[int]], loads: list[int]) -> list[list[list[int]]]
     return [sorted(share) for share in shares]
 
 
+def _map_list(function, items) -> list:
+    """``[function(item) for item in items]``, for handing to a thread pool."""
+    return [function(item) for item in items]
+
+
 def format_frame_name(template: str, index: int) -> str:
     """``template`` with the frame number: ``{}``-style (``img_{:05d}.jpg``) or ``%``-style."""
     if "{" in template:
@@ -608,6 +613,8 @@ class FrameFolderReader:
         num_frames: frames in the folder (from the list file); counted on disk when ``None``.
         template: file name of frame ``n``, ``{}``- or ``%``-style: ``"img_{:05d}.jpg"``.
         start_index: number of the first frame on disk (1 for ``img_00001.jpg``, or 0).
+        threads: images decoded in parallel threads by one :meth:`get_frames` call (0: one per
+            CPU core; PIL releases the GIL while decoding). 1 suits DataLoader workers.
     """
 
     def __init__(
@@ -617,7 +624,11 @@ class FrameFolderReader:
         num_frames: int | None = None,
         template: str = DEFAULT_FRAME_TEMPLATE,
         start_index: int = 1,
+        threads: int = 1,
     ) -> None:
+        if threads < 0:
+            raise ValueError(f"threads must be 0 (one per core) or more, got {threads}")
+        self.threads = threads or os.cpu_count() or 1
         self.path = Path(path)
         try:
             is_dir, exists = self.path.is_dir(), self.path.exists()
@@ -665,25 +676,38 @@ class FrameFolderReader:
 
     def get_frames(self, indices: Sequence[int]) -> np.ndarray:
         """Load the frames at ``indices`` (0-based). Returns uint8 ``(len(indices), H, W, 3)``."""
-        out: np.ndarray | None = None
-        first_row: dict[int, int] = {}  # frame index -> its first row in ``out``
-        for row, index in enumerate(int(i) for i in indices):
+        indices = [int(i) for i in indices]
+        if not indices:
+            raise ValueError("no frame index given")
+        for index in indices:
             if not 0 <= index < self._count:
                 raise ValueError(f"frame index {index} out of range [0, {self._count})")
-            if index in first_row:
-                frame = out[first_row[index]]
-            else:
-                frame = self._load(index)
-                first_row[index] = row
-            if out is None:
-                out = np.empty((len(indices), *frame.shape), dtype=frame.dtype)
-            elif frame.shape != out.shape[1:]:
-                sizes = sorted({frame.shape, out.shape[1:]})
-                raise BadVideoError(self.path, BAD_FRAME, f"frames of different sizes {sizes}")
-            out[row] = frame
-        if out is None:
-            raise ValueError("no frame index given")
+        unique = list(dict.fromkeys(indices))
+        loaded = dict(zip(unique, self._load_all(unique), strict=True))
+        shapes = {frame.shape for frame in loaded.values()}
+        if len(shapes) > 1:
+            raise BadVideoError(self.path, BAD_FRAME, f"frames of different sizes {sorted(shapes)}")
+        out = np.empty((len(indices), *shapes.pop()), dtype=np.uint8)
+        for row, index in enumerate(indices):
+            out[row] = loaded[index]
         return out
+
+    def _load_all(self, indices: list[int]) -> list[np.ndarray]:
+        """The frames at ``indices``, in order: in this thread, or with :attr:`threads` > 1 in
+        as many stretches, all but the first in the decoding threads' pool."""
+        count = min(self.threads, len(indices))
+        if count <= 1:
+            return [self._load(index) for index in indices]
+        stretches = [[int(i) for i in part] for part in np.array_split(indices, count)]
+        pool = _thread_pool(count - 1)
+        futures = [pool.submit(_map_list, self._load, part) for part in stretches[1:]]
+        try:
+            frames = _map_list(self._load, stretches[0])
+        finally:
+            wait(futures)  # no thread may still read when this returns or raises
+        for future in futures:  # the earliest failure first, as reading in order would
+            frames += future.result()
+        return frames
 
     def check_all(self) -> int:
         """Decode every frame; returns the count. Raises :class:`BadVideoError` on the first bad one."""
@@ -722,7 +746,11 @@ def open_media(
         raise unreadable(path, error) from None
     if is_dir:
         return FrameFolderReader(
-            path, num_frames=num_frames, template=frame_template, start_index=frame_start_index
+            path,
+            num_frames=num_frames,
+            template=frame_template,
+            start_index=frame_start_index,
+            threads=threads,
         )
     reader = VideoReader(path, threads=threads)
     if num_frames is not None and reader.num_frames < num_frames:

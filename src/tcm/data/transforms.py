@@ -132,10 +132,10 @@ def normalize(clip: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -
     std_t = torch.as_tensor(std, dtype=torch.float32).view(3, 1, 1)
     scale = (1.0 / 255.0 if clip.dtype == torch.uint8 else 1.0) / std_t
     out = clip.to(torch.float32, memory_format=torch.contiguous_format)
-    # x * scale - mean / std in one pass, written over the float copy.
     if out is clip:
-        return torch.addcmul(-mean_t / std_t, out, scale)
-    return torch.addcmul(-mean_t / std_t, out, scale, out=out)
+        out = out.clone()
+    # x * scale - mean / std: two passes over the float copy, not three
+    return out.mul_(scale).sub_(mean_t / std_t)
 
 
 def multi_scale_crop_params(

@@ -162,8 +162,9 @@ class DataConfig:
     """DataLoader worker processes per training process."""
     decode_threads: int = 1
     """Decoders per video file, in parallel threads, each taking some of the stretches of a clip
-    that start at a key frame (0: one per CPU core). 1 suits ``num_workers`` at or above the
-    cores; more pays only for clips that span several key frames."""
+    that start at a key frame; for frame folders, threads decoding a clip's images (0: one per
+    CPU core). 1 suits ``num_workers`` at or above the cores; more pays only when the cores
+    would otherwise idle, and for videos only for clips that span several key frames."""
 
 
 @dataclass
