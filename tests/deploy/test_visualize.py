@@ -62,7 +62,7 @@ def test_attention_matches_the_layer(checkpoint_path, media):
     seen = {}
     handles = [
         layer.register_forward_hook(lambda m, i, o: seen.update(x=i[0], y=o)),
-        layer.tam.conv4.register_forward_hook(lambda m, i, o: seen.update(features=o)),
+        layer.tam.conv4.register_forward_hook(lambda m, i, o: seen.update(features=o.clone())),
     ]
     try:
         maps = collect_tcm_maps(predictor.model, predictor.load(media["video_a"]))

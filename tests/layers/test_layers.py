@@ -94,3 +94,26 @@ def test_tcm_ablation_options():
     assert plain(x).shape == x.shape
     with pytest.raises(ValueError, match="tempos"):
         MTDM(16, num_segments=4, tempos=("fast", "medium"))
+
+
+@pytest.mark.parametrize("temporal_attention", [True, False])
+def test_tcm_inference_without_autograd_matches_and_leaves_the_input(temporal_attention):
+    """Without autograd TCM writes its sum over TAM's features and folds its batch norms;
+    the result is the one autograd sees, and the input is untouched."""
+    torch.manual_seed(0)
+    layer = TCM(in_channels=32, num_segments=4, temporal_attention=temporal_attention)
+    for module in layer.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    layer.eval()
+    x = torch.randn(8, 32, 12, 12)
+    before = x.clone()
+    with torch.no_grad():
+        fast = layer(x)
+    assert torch.equal(x, before)
+    tracked = layer(x.clone().requires_grad_())
+    torch.testing.assert_close(fast, tracked.detach(), atol=1e-6, rtol=1e-6)
+    with torch.no_grad():  # the attention and the sum as separate steps
+        expected = x + layer.tam(layer.mtdm(x))
+    torch.testing.assert_close(fast, expected, atol=1e-5, rtol=1e-5)

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from tcm.layers.conv_bn import ConvBNReLU, conv_bn_relu
+from tcm.ops.backend import is_capturing
 
 
 def attention_kernel_size(num_segments: int) -> int:
@@ -43,12 +44,20 @@ class TemporalAttention(nn.Module):
         clips = x.view(-1, self.num_segments, channels, height, width)  # (N, T, C, H, W)
         return (clips * self.weights(x)[..., None, None]).view(-1, channels, height, width)
 
-    def add_weighted(self, base: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """``base + self(x)`` in one pass over the maps: ``(N*T, C, H, W)`` each, and out."""
+    def add_weighted(
+        self, base: torch.Tensor, x: torch.Tensor, *, overwrite: bool = False
+    ) -> torch.Tensor:
+        """``base + self(x)`` in one pass over the maps: ``(N*T, C, H, W)`` each, and out.
+
+        With ``overwrite`` (inference only: nothing may need ``x`` afterwards) the sum is
+        written over ``x``: no new maps are allocated, and a large allocation costs a page
+        fault per 4 KB on its first use.
+        """
         channels, height, width = x.shape[1:]
         clips = x.view(-1, self.num_segments, channels, height, width)  # (N, T, C, H, W)
         weights = self.weights(x)[..., None, None]  # (N, T, C, 1, 1)
-        return torch.addcmul(base.view_as(clips), clips, weights).reshape(base.shape)
+        out = clips if overwrite else None
+        return torch.addcmul(base.view_as(clips), clips, weights, out=out).reshape(base.shape)
 
 
 class TAM(nn.Module):
@@ -100,7 +109,11 @@ class TAM(nn.Module):
     def add_to(self, base: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``base + self(x)``, the re-weighting and the sum in one pass:
         ``base (N*T, C, H, W)``, ``x (N*T, 6, H, W)`` -> ``(N*T, C, H, W)``."""
-        features = self.features(x)
+        features = self.features(x)  # (N*T, C, H, W), needed by nothing else
         if isinstance(self.ETA, TemporalAttention):
-            return self.ETA.add_weighted(base, features)
+            # Graphs (export, compile) get the plain op: out= is not exportable everywhere.
+            overwrite = not is_capturing() and (
+                not torch.is_grad_enabled() or not (features.requires_grad or base.requires_grad)
+            )
+            return self.ETA.add_weighted(base, features, overwrite=overwrite)
         return base + self.ETA(features)
