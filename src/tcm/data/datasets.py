@@ -337,6 +337,8 @@ class VideoDataset(Dataset):
             if c == 0:
                 out_label = view_label
             views.append(out.reshape(-1, t, *out.shape[-3:]))  # (crops, T, 3, h, w)
+        if len(views) == 1:  # a training clip: no copy
+            return views[0].flatten(0, 1), out_label
         return torch.cat(views).flatten(0, 1), out_label
 
     def __getitem__(self, index: int) -> ClipSample:
