@@ -47,17 +47,20 @@ class TemporalAttention(nn.Module):
     def add_weighted(
         self, base: torch.Tensor, x: torch.Tensor, *, overwrite: bool = False
     ) -> torch.Tensor:
-        """``base + self(x)`` in one pass over the maps: ``(N*T, C, H, W)`` each, and out.
+        """``base + self(x)``: ``(N*T, C, H, W)`` each, and out.
 
         With ``overwrite`` (inference only: nothing may need ``x`` afterwards) the sum is
-        written over ``x``: no new maps are allocated, and a large allocation costs a page
-        fault per 4 KB on its first use.
+        written over ``x`` in one pass: no new maps are allocated (a large allocation costs a
+        page fault per 4 KB on its first use). Without it, the product and the sum are two
+        steps, rounded as :meth:`forward` then a sum round them.
         """
         channels, height, width = x.shape[1:]
         clips = x.view(-1, self.num_segments, channels, height, width)  # (N, T, C, H, W)
         weights = self.weights(x)[..., None, None]  # (N, T, C, 1, 1)
-        out = clips if overwrite else None
-        return torch.addcmul(base.view_as(clips), clips, weights, out=out).reshape(base.shape)
+        if overwrite:
+            out = torch.addcmul(base.view_as(clips), clips, weights, out=clips)
+            return out.reshape(base.shape)
+        return base + (clips * weights).view(base.shape)
 
 
 class TAM(nn.Module):
