@@ -52,7 +52,7 @@ class TemporalAttention(nn.Module):
         With ``overwrite`` (inference only: nothing may need ``x`` afterwards) the sum is
         written over ``x`` in one pass: no new maps are allocated (a large allocation costs a
         page fault per 4 KB on its first use). Without it, the product and the sum are two
-        steps, rounded as :meth:`forward` then a sum round them.
+        steps, rounded exactly as ``base + self(x)``.
         """
         channels, height, width = x.shape[1:]
         clips = x.view(-1, self.num_segments, channels, height, width)  # (N, T, C, H, W)
@@ -110,8 +110,9 @@ class TAM(nn.Module):
         return self.ETA(self.features(x))
 
     def add_to(self, base: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """``base + self(x)``, the re-weighting and the sum in one pass:
-        ``base (N*T, C, H, W)``, ``x (N*T, 6, H, W)`` -> ``(N*T, C, H, W)``."""
+        """``base + self(x)``: ``base (N*T, C, H, W)``, ``x (N*T, 6, H, W)`` ->
+        ``(N*T, C, H, W)``. Without autograd the re-weighting and the sum take one pass over
+        TAM's own output (see :meth:`TemporalAttention.add_weighted`)."""
         features = self.features(x)  # (N*T, C, H, W), needed by nothing else
         if isinstance(self.ETA, TemporalAttention):
             # Graphs (export, compile) get the plain op: out= is not exportable everywhere.
