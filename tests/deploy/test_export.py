@@ -7,9 +7,9 @@ import json
 
 import pytest
 import torch
+from deploy_media import CLASSES, tiny_checkpoint
 
 import tcm
-from conftest import CLASSES, tiny_checkpoint
 from tcm.cli.main import main
 from tcm.deploy.export import export_checkpoint, load_torchscript, run_exported
 

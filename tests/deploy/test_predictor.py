@@ -6,9 +6,9 @@ import json
 
 import pytest
 import torch
+from deploy_media import CLASSES, tiny_checkpoint
 
 import tcm
-from conftest import CLASSES, tiny_checkpoint
 from tcm.cli.main import main
 from tcm.data.decoding import BadVideoError
 from tcm.deploy import Prediction, Predictor, Preprocessing, expand_inputs

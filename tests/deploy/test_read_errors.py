@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 
 import pytest
+from deploy_media import MEAN, STD, corrupt_packets, tiny_checkpoint, write_moving_square
 
-from conftest import MEAN, STD, corrupt_packets, tiny_checkpoint, write_moving_square
 from tcm.cli.main import main
 from tcm.deploy import Predictor
 

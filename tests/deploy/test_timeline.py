@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from deploy_media import MEAN, STD, corrupt_packets
 
 import tcm
-from conftest import MEAN, STD, corrupt_packets
 from tcm.checkpoint import atomic_save, make_checkpoint
 from tcm.cli.main import main
 from tcm.data.synth import (

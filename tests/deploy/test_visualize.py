@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from deploy_media import MEAN, STD
 from PIL import Image
 
 import tcm
-from conftest import MEAN, STD
 from tcm.checkpoint import make_checkpoint
 from tcm.cli.main import main
 from tcm.deploy import Predictor, visualize

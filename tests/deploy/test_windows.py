@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from deploy_media import corrupt_packets, tiny_checkpoint, write_moving_square
 
-from conftest import corrupt_packets, tiny_checkpoint, write_moving_square
 from tcm.data.decoding import BadVideoError
 from tcm.deploy import Predictor, Preprocessing, read_clip
 from tcm.deploy.timeline import (

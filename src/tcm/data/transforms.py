@@ -130,12 +130,13 @@ def normalize(clip: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -
     """
     mean_t = torch.as_tensor(mean, dtype=torch.float32).view(3, 1, 1)
     std_t = torch.as_tensor(std, dtype=torch.float32).view(3, 1, 1)
-    scale = (1.0 / 255.0 if clip.dtype == torch.uint8 else 1.0) / std_t
     out = clip.to(torch.float32, memory_format=torch.contiguous_format)
     if out is clip:
         out = out.clone()
-    # x * scale - mean / std: two passes over the float copy, not three
-    return out.mul_(scale).sub_(mean_t / std_t)
+    if clip.dtype == torch.uint8:
+        out = out.mul_(1.0 / 255.0)
+    # Three in-place steps, rounded as they always were: runs reproduce to the last bit.
+    return out.sub_(mean_t).div_(std_t)
 
 
 def multi_scale_crop_params(
