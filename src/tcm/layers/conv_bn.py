@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 
@@ -31,10 +30,8 @@ def conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tenso
         shift = shift + bn.bias
     if conv.bias is not None:
         shift = shift + conv.bias * scale
-    weight = conv.weight * scale.view(-1, 1, 1, 1)
-    if conv.padding_mode != "zeros":
-        return conv._conv_forward(x, weight, shift)
-    return F.conv2d(x, weight, shift, conv.stride, conv.padding, conv.dilation, conv.groups)
+    # The module's own convolution (padding mode and all) with the folded weights.
+    return conv._conv_forward(x, conv.weight * scale.view(-1, 1, 1, 1), shift)
 
 
 class ConvBNReLU(nn.Sequential):

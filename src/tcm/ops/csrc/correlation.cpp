@@ -806,12 +806,21 @@ void store_block(const VecN<T, L> (&acc)[kRows][kColumns], const Plan& p, int64_
   }
 }
 
-// grad_a rows y0 .. y0 + rows - 1 of one pair. g: the block's gradients, displacement k of row
-// y0 + r at g + r * r_stride + k * k_stride (zero beyond x = W); b_pad: the pair's (Cp, H, Wp)
-// copy of b shifted by the radius; out: grad_a (C, H, W).
-template <typename T, int L>
-void grad_a_block(const Plan& p, const T* g, int64_t r_stride, int64_t k_stride, const T* b_pad,
-                  int64_t y0, int64_t rows, T* out) {
+// The operands of one outer_products call of a gradient block (see outer_products).
+template <typename T>
+struct Operands {
+  const T* u;
+  int64_t u_r, u_t;
+  const T* v;
+  int64_t v_s, v_t;
+};
+
+// Gradient rows y0 .. y0 + rows - 1 of one pair (C, H, W) into out: for each block of L pixels
+// and kColumns channels, the sum over the rows yy within the radius of row block of
+// outer_products(operands(x0, c0, yy, R0)), R0 the block's first row that meets row yy.
+template <typename T, int L, typename Fn>
+inline __attribute__((always_inline)) void gradient_block(const Plan& p, int64_t y0,
+                                                          int64_t rows, T* out, Fn operands) {
   using V = VecN<T, L>;
   const int64_t d = p.radius;
   const int64_t first = std::max<int64_t>(0, y0 - d), last = std::min(p.H, y0 + rows + d);
@@ -824,16 +833,29 @@ void grad_a_block(const Plan& p, const T* g, int64_t r_stride, int64_t k_stride,
         const int64_t hi = std::min(rows, yy - y0 + d + 1);
         with_rows(lo, hi, [&](auto r0, auto r1) {
           constexpr int R0 = decltype(r0)::value, R1 = decltype(r1)::value;
-          // Row r meets b's row yy at displacement i = yy - y0 - r + d.
-          const T* u = g + R0 * r_stride + (yy - y0 - R0 + d) * p.P * k_stride + x0;
-          outer_products<T, L, R0, R1, kColumns>(acc, u, r_stride - p.P * k_stride, k_stride,
-                                       b_pad + (c0 * p.H + yy) * p.Wp + x0, p.H * p.Wp, 1,
-                                       p.P);
+          const Operands<T> o = operands(x0, c0, yy, R0);
+          outer_products<T, L, R0, R1, kColumns>(acc, o.u, o.u_r, o.u_t, o.v, o.v_s, o.v_t,
+                                                 p.P);
         });
       }
       store_block<T, L>(acc, p, rows, c0, y0, x0, out);
     }
   }
+}
+
+// grad_a rows y0 .. y0 + rows - 1 of one pair. g: the block's gradients, displacement k of row
+// y0 + r at g + r * r_stride + k * k_stride (zero beyond x = W); b_pad: the pair's (Cp, H, Wp)
+// copy of b shifted by the radius; out: grad_a (C, H, W).
+template <typename T, int L>
+void grad_a_block(const Plan& p, const T* g, int64_t r_stride, int64_t k_stride, const T* b_pad,
+                  int64_t y0, int64_t rows, T* out) {
+  const int64_t d = p.radius;
+  gradient_block<T, L>(p, y0, rows, out, [&](int64_t x0, int64_t c0, int64_t yy, int r0) {
+    // Row r meets b's row yy at displacement i = yy - y0 - r + d.
+    return Operands<T>{g + r0 * r_stride + (yy - y0 - r0 + d) * p.P * k_stride + x0,
+                       r_stride - p.P * k_stride, k_stride,
+                       b_pad + (c0 * p.H + yy) * p.Wp + x0, p.H * p.Wp, 1};
+  });
 }
 
 // grad_b rows yy0 .. yy0 + rows - 1 of one pair. g: (rows, K, Wp) gradients where g[r][i P + j]
@@ -843,29 +865,14 @@ void grad_a_block(const Plan& p, const T* g, int64_t r_stride, int64_t k_stride,
 template <typename T, int L>
 void grad_b_block(const Plan& p, const T* g, const T* a_pad, int64_t yy0, int64_t rows,
                   T* out) {
-  using V = VecN<T, L>;
   const int64_t d = p.radius;
-  const int64_t first = std::max<int64_t>(0, yy0 - d), last = std::min(p.H, yy0 + rows + d);
-  for (int64_t m0 = 0; m0 < p.Wa; m0 += L) {
-    for (int64_t c0 = 0; c0 < p.Cp; c0 += kColumns) {
-      V acc[kRows][kColumns];
-      zero<T, L, kColumns>(acc);
-      for (int64_t y = first; y < last; ++y) {
-        const int64_t lo = std::max<int64_t>(0, y - yy0 - d);
-        const int64_t hi = std::min(rows, y - yy0 + d + 1);
-        with_rows(lo, hi, [&](auto r0, auto r1) {
-          constexpr int R0 = decltype(r0)::value, R1 = decltype(r1)::value;
-          // Pixel m of b meets pixel m + d - j of a: position m + 2 d - j of the padded rows.
-          // Row r meets a's row y at displacement i = yy0 + r + d - y.
-          const T* u = g + (R0 * p.K + (yy0 + R0 + d - y) * p.P) * p.Wp + m0 + 2 * d;
-          outer_products<T, L, R0, R1, kColumns>(acc, u, (p.K + p.P) * p.Wp, p.Wp - 1,
-                                       a_pad + (c0 * p.H + y) * p.Wp + m0 + 2 * d, p.H * p.Wp,
-                                       -1, p.P);
-        });
-      }
-      store_block<T, L>(acc, p, rows, c0, yy0, m0, out);
-    }
-  }
+  gradient_block<T, L>(p, yy0, rows, out, [&](int64_t m0, int64_t c0, int64_t y, int r0) {
+    // Pixel m of b meets pixel m + d - j of a: position m + 2 d - j of the padded rows.
+    // Row r meets a's row y at displacement i = yy0 + r + d - y.
+    return Operands<T>{g + (r0 * p.K + (yy0 + r0 + d - y) * p.P) * p.Wp + m0 + 2 * d,
+                       (p.K + p.P) * p.Wp, p.Wp - 1,
+                       a_pad + (c0 * p.H + y) * p.Wp + m0 + 2 * d, p.H * p.Wp, -1};
+  });
 }
 
 // Rows per task of the backward: whole blocks, several of them so that the gradient is read
