@@ -140,3 +140,5 @@ def test_check_config_catches_missing_paths_and_class_count(tmp_path):
         check_config(cfg.replace({"model.num_classes": 5}))
     with pytest.raises(ConfigError, match="did you mean 'tsm_resnet101'"):
         check_config(cfg.replace({"model.name": "tsm_resnet11"}))
+    with pytest.raises(ConfigError, match=r"data\.decode_threads must be 0 \(one per core\)"):
+        check_config(cfg.replace({"data.decode_threads": -1}))

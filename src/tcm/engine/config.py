@@ -702,6 +702,10 @@ def _check_values(cfg: TrainConfig) -> None:
         raise ConfigError(
             f"data.short_side_range must be [low, high], 0 < low <= high, got {side_range}"
         )
+    if cfg.data.decode_threads < 0:
+        raise ConfigError(
+            f"data.decode_threads must be 0 (one per core) or more, got {cfg.data.decode_threads}"
+        )
     if cfg.data.dense_stride < 1:
         raise ConfigError(f"data.dense_stride must be at least 1, got {cfg.data.dense_stride}")
     if not cfg.data.scales or not all(0 < scale <= 1 for scale in cfg.data.scales):
