@@ -18,6 +18,9 @@ __version__ = "0.1.0"
 # Public name -> module that defines it.
 _EXPORTS = {
     "Predictor": "tcm.deploy",
+    "VideoRecognizer": "tcm.models",
+    "add_tcm": "tcm.models",
+    "add_temporal_shift": "tcm.models",
     "convert_official_checkpoint": "tcm.models",
     "create_model": "tcm.models",
     "list_models": "tcm.models",

@@ -86,7 +86,7 @@ def test_invalid_options_are_refused():
         tcm.create_model("tsm_resnet18", num_classes=3, patch_size=5)
     with pytest.raises(ValueError, match="does not take"):
         tcm.create_model("tsn_resnet10", num_classes=3, tempos=("fast",))
-    with pytest.raises(ValueError, match="unknown TCM stage"):
+    with pytest.raises(ValueError, match=r"no layer named 'layer5'; closest: layer4"):
         tcm.create_model("tcm_tsm_resnet18", num_classes=3, tcm_stages=("layer5",))
 
 

@@ -9,7 +9,7 @@ from tcm.models.resnet import RESNET_LAYOUTS, ResNet
 
 def _imagenet_file(tmp_path, depth=18, wrap=False):
     block, layers = RESNET_LAYOUTS[depth]
-    state = ResNet(block, layers, num_segments=1).state_dict()
+    state = ResNet(block, layers).state_dict()
     state = {k: torch.randn_like(v) if v.is_floating_point() else v for k, v in state.items()}
     state["fc.weight"] = torch.randn(1000, 512 * block.expansion)
     state["fc.bias"] = torch.randn(1000)

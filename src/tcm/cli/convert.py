@@ -1,4 +1,4 @@
-"""``tcm convert``: a reference release checkpoint to the project's checkpoint format."""
+"""``tcm convert``: a TCM or TSM release checkpoint to the project's checkpoint format."""
 
 from __future__ import annotations
 
@@ -12,15 +12,19 @@ logger = logging.getLogger(__name__)
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "convert",
-        help="convert a reference TCM checkpoint to a tcm checkpoint",
+        help="convert a TCM or TSM release checkpoint to a tcm checkpoint",
         description=(
-            "Read a reference release checkpoint (TSM-ResNet + TCM after layer2) and write a "
-            "tcm checkpoint that records the model, its classes and its preprocessing."
+            "Read a TCM release checkpoint (TSM-ResNet-50 + TCM after layer2) or a TSM release "
+            "checkpoint (TSN/TSM ResNet-50 or MobileNetV2) and write a tcm checkpoint that "
+            "records the model, its classes and its preprocessing."
         ),
     )
     parser.add_argument("src", type=Path, help="reference checkpoint (.pth / .pth.tar)")
     parser.add_argument("dst", type=Path, help="tcm checkpoint to write")
-    parser.add_argument("--model", default="tcm_tsm_resnet50", help="tcm model name")
+    parser.add_argument(
+        "--model",
+        help="tcm model name (default: told by the checkpoint's keys, e.g. tsm_mobilenetv2)",
+    )
     parser.add_argument(
         "--num-segments", type=int, default=8, help="frames per clip it was trained on"
     )
@@ -35,7 +39,12 @@ def run(args: argparse.Namespace) -> int:
     from tcm.data import Preprocessing
     from tcm.errors import OutputError
     from tcm.models import create_model
-    from tcm.models.convert import convert_official_checkpoint
+    from tcm.models.convert import (
+        convert_official_checkpoint,
+        release_model_name,
+        release_shifted_layers,
+    )
+    from tcm.models.plugin import shifted_layers
 
     if not args.src.is_file():
         raise FileNotFoundError(f"{args.src}: no such checkpoint file")
@@ -47,13 +56,15 @@ def run(args: argparse.Namespace) -> int:
         raw = torch.load(args.src, map_location="cpu", weights_only=True)
     except Exception as error:
         raise ValueError(f"{args.src}: not a readable checkpoint ({error})") from error
-    state = convert_official_checkpoint(raw)
-    if "fc.weight" not in state:
-        raise ValueError(f"{args.src}: no classifier weights (new_fc.weight) in the checkpoint")
-    num_classes = state["fc.weight"].shape[0]
-    model = create_model(args.model, num_classes=num_classes, num_segments=args.num_segments)
     try:
+        args.model = args.model or release_model_name(raw)
+        state = convert_official_checkpoint(raw)
+        if "fc.weight" not in state:
+            raise ValueError("no classifier weights (new_fc.weight) in the checkpoint")
+        num_classes = state["fc.weight"].shape[0]
+        model = create_model(args.model, num_classes=num_classes, num_segments=args.num_segments)
         state = convert_official_checkpoint(raw, model.state_dict())
+        _check_shift_placement(release_shifted_layers(raw), shifted_layers(model.backbone))
     except ValueError as error:
         raise ValueError(f"{args.src}: {error}") from error
     model.load_state_dict(state)
@@ -72,3 +83,14 @@ def run(args: argparse.Namespace) -> int:
     atomic_save(checkpoint, args.dst)
     print(f"wrote {args.dst}: {args.model}, {num_classes} classes, {args.num_segments} segments")
     return 0
+
+
+def _check_shift_placement(in_file: list[str], in_model: list[str]) -> None:
+    """A TSM release file shifts where the model does (none for the TCM release's file)."""
+    if in_file and sorted(in_file) != sorted(in_model):
+        only_file = sorted(set(in_file) - set(in_model))[:3]
+        only_model = sorted(set(in_model) - set(in_file))[:3]
+        raise ValueError(
+            "the checkpoint shifts other layers than the model: "
+            f"only in the file {only_file}, only in the model {only_model}"
+        )

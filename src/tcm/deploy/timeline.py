@@ -49,6 +49,7 @@ from tcm.deploy.windows import (
     WindowClip,
     WindowPlan,
 )
+from tcm.models.plugin import tcm_layers
 
 logger = logging.getLogger(__name__)
 
@@ -260,7 +261,7 @@ class TempoProbe:
         if not stages:
             raise ValueError("the model has no TCM layer")
         self.stage = stage or stages[0]
-        self.layer = model.backbone.tcm_layers[self.stage]
+        self.layer = tcm_layers(model.backbone)[self.stage]
         self.radius = self.layer.mtdm.patch_size // 2
         self.input_size = input_size
         self.last: torch.Tensor | None = None

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 
 from tcm.deploy.inputs import read_clip, sampled_frame_indices, to_model_input
 from tcm.deploy.predictor import Predictor
+from tcm.models.plugin import tcm_layers
 
 logger = logging.getLogger(__name__)
 
@@ -78,9 +79,9 @@ class TCMMaps:
 
 
 def tcm_stages(model: torch.nn.Module) -> list[str]:
-    """Stages of ``model`` that carry a TCM layer."""
-    layers = getattr(getattr(model, "backbone", None), "tcm_layers", None)
-    return list(layers.keys()) if layers is not None else []
+    """Names of the layers of ``model``'s backbone that a TCM layer follows."""
+    backbone = getattr(model, "backbone", None)
+    return list(tcm_layers(backbone)) if backbone is not None else []
 
 
 @torch.no_grad()
@@ -101,7 +102,7 @@ def collect_tcm_maps(model: torch.nn.Module, clip: torch.Tensor, stage: str | No
     stage = stage or stages[0]
     if stage not in stages:
         raise ValueError(f"no TCM layer after {stage!r}; the model has them after {stages}")
-    layer = model.backbone.tcm_layers[stage]
+    layer = tcm_layers(model.backbone)[stage]
     eta = layer.tam.ETA
     frames = layer.num_segments
     record: dict[str, torch.Tensor] = {}

@@ -101,7 +101,9 @@ class ModelConfig:
     """What to build."""
 
     name: str = "tcm_tsm_resnet50"
-    """Registered model name (``tcm info`` lists them)."""
+    """Registered model name (``tcm info`` lists them), or the import path of a backbone of
+    one's own, ``package.module:Name`` (built with ``kwargs.backbone_kwargs``; the temporal
+    shift with ``kwargs.temporal_shift: true``, TCM after the layers in ``kwargs.tcm_stages``)."""
     num_classes: int | None = None
     """Number of classes; ``null`` takes the number of names in ``data.classes``."""
     num_segments: int = 8
@@ -109,7 +111,9 @@ class ModelConfig:
     dropout: float = 0.5
     """Dropout before the classifier."""
     pretrained: str | None = None
-    """ImageNet ResNet weights (path or URL) for the backbone; ``null``: random init."""
+    """Weights for the backbone (path or URL): ImageNet weights (ResNet; MobileNetV2 in the TSM
+    release's or torchvision's layout) or a TSM/TCM release checkpoint; TCM and the head start
+    fresh. ``null``: random init."""
     init_from: str | None = None
     """A tcm checkpoint to start from (fine-tuning, e.g. UCF-101 from Kinetics-400); its
     classifier is dropped when its class count differs."""
@@ -670,8 +674,14 @@ def _check_values(cfg: TrainConfig) -> None:
     """Values that must be in range or agree with each other."""
     from tcm.data.decoding import check_frame_template
     from tcm.models import list_models
+    from tcm.models.custom import import_backbone, is_import_path
 
-    if cfg.model.name not in list_models():
+    if is_import_path(cfg.model.name):
+        try:
+            import_backbone(cfg.model.name)
+        except ValueError as error:
+            raise ConfigError(f"model.name: {error}") from None
+    elif cfg.model.name not in list_models():
         near = difflib.get_close_matches(cfg.model.name, list_models(), n=1)
         hint = f" (did you mean '{near[0]}'?)" if near else "; `tcm info` lists the models"
         raise ConfigError(f"model.name: unknown model '{cfg.model.name}'{hint}")

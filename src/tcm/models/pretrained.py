@@ -1,4 +1,5 @@
-"""ImageNet initialisation of a backbone from a local file or a URL."""
+"""Backbone initialisation from ImageNet weights or a TSM/TCM release checkpoint (a local
+file or a URL)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,16 @@ import torch
 from torch import nn
 
 from tcm.models.convert import check_state_dict
+from tcm.models.mobilenetv2 import is_torchvision_layout, torchvision_to_release_layout
+from tcm.models.plugin import TCM_CONTAINER
 
 logger = logging.getLogger(__name__)
 
 # Wrappers used by common training scripts around the state dict.
 _STATE_DICT_WRAPPERS = ("state_dict", "model", "model_state")
+# Top-level names of classifiers in weights files: ImageNet heads, the releases' new heads,
+# and the TCM release's TCM layer (TCM starts fresh from pretrained weights).
+_NOT_BACKBONE = ("fc", "classifier", "new_fc", "tcm_layer")
 
 
 def read_state_dict(source: str | os.PathLike, cache_dir: str | None = None) -> dict:
@@ -45,17 +51,66 @@ def read_state_dict(source: str | os.PathLike, cache_dir: str | None = None) -> 
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
-def load_imagenet_backbone(backbone: nn.Module, source: str | os.PathLike) -> None:
-    """Load ImageNet ResNet weights (common layout: ``conv1``, ``layer1.0.conv1``, ``fc``).
+def backbone_state(state: Mapping[str, torch.Tensor]) -> tuple[dict, list[str]]:
+    """The backbone tensors of a weights file, in this project's names, and the keys left out.
 
-    The classifier ``fc.*`` is dropped; the backbone's TCM layers keep their initialisation.
-    Any other missing or unexpected key, or a shape mismatch, is an error naming the keys.
+    Understood: an ImageNet classifier's state dict (ResNet ``conv1``, ``layer1.0.conv1``, ...,
+    ``fc``; MobileNetV2 in the TSM release's layout or torchvision's, ``classifier``) and a
+    TSM or TCM release checkpoint (``base_model.`` with ``.net.`` around shifted convs,
+    ``new_fc``). Classifiers and the TCM release's own TCM layer are left out.
     """
-    state = {k: v for k, v in read_state_dict(source).items() if not k.startswith("fc.")}
-    expected = {k: v for k, v in backbone.state_dict().items() if not k.startswith("tcm_layers.")}
+    if any(key.startswith("base_model.") for key in state):
+        state = release_backbone_state(state)
+    if is_torchvision_layout(state):
+        state = torchvision_to_release_layout(state)
+    kept, left_out = {}, []
+    for key, value in state.items():
+        if key.split(".", 1)[0] in _NOT_BACKBONE:
+            left_out.append(key)
+        else:
+            kept[key] = value
+    return kept, left_out
+
+
+def load_backbone_weights(backbone: nn.Module, source: str | os.PathLike) -> None:
+    """Initialise a backbone strictly from ImageNet weights or a TSM/TCM release checkpoint.
+
+    Every backbone tensor must come from the file (TCM layers plugged in, ``tcm_layers.*``,
+    keep their initialisation): a missing, unexpected or mis-shaped key is an error naming the
+    keys. The log says how many tensors came from the file, which are new, and what in the
+    file was not used (its classifier).
+    """
+    state, left_out = backbone_state(read_state_dict(source))
+    own = backbone.state_dict()
+    expected = {k: v for k, v in own.items() if not k.startswith(f"{TCM_CONTAINER}.")}
     try:
         check_state_dict(state, expected)
     except ValueError as error:
         raise ValueError(f"{source}: does not fit the backbone: {error}") from error
     backbone.load_state_dict(state, strict=False)
-    logger.info("loaded backbone weights from %s (%d tensors)", source, len(state))
+    new = sorted({".".join(k.split(".")[:2]) for k in own.keys() - expected.keys()})
+    logger.info(
+        "backbone initialised from %s: %d tensors from the file; new: %s; not used: %s",
+        source,
+        len(state),
+        ", ".join(new) or "none",
+        _summary(left_out),
+    )
+
+
+def _summary(keys: list[str], shown: int = 4) -> str:
+    if not keys:
+        return "none"
+    more = f" and {len(keys) - shown} more" if len(keys) > shown else ""
+    return ", ".join(keys[:shown]) + more
+
+
+def release_backbone_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``base_model.X`` of a TSM or TCM release state dict as ``X`` (``.net.`` removed), the
+    rest (``new_fc``) under its own name; keys without ``module.``."""
+    renamed = {}
+    for key, value in state.items():
+        if key.startswith("base_model."):
+            key = key.removeprefix("base_model.").replace(".net.", ".")
+        renamed[key] = value
+    return renamed

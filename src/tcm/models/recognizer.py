@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tcm.models.resnet import ResNet
+from tcm.models.plugin import plugged_num_segments
+from tcm.models.probe import feature_channels
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -18,9 +19,13 @@ class VideoRecognizer(nn.Module):
     and classified; logits are averaged over the segments of a clip (consensus before softmax).
 
     Args:
-        backbone: a :class:`~tcm.models.resnet.ResNet` (or any module with ``num_segments`` and
-            ``num_features`` mapping ``(N*T, 3, H, W)`` to ``(N*T, num_features, h, w)``).
+        backbone: any module mapping ``(N*T, 3, H, W)`` to feature maps ``(N*T, C, h, w)``
+            (a :class:`~tcm.models.ResNet`, a :class:`~tcm.models.MobileNetV2`, a user's CNN),
+            with or without temporal shift and TCM plugged in (:mod:`tcm.models.plugin`).
+            ``C`` is its ``num_features`` attribute, or measured on a zero clip.
         num_classes: ``K``.
+        num_segments: frames per clip ``T``; default: the backbone's plug-ins' (or its
+            ``num_segments`` attribute).
         dropout: dropout rate before the classifier.
 
     Shapes:
@@ -29,15 +34,30 @@ class VideoRecognizer(nn.Module):
         logits are averaged. Output logits ``(N, K)``.
     """
 
-    def __init__(self, backbone: ResNet, num_classes: int, dropout: float = 0.5) -> None:
+    def __init__(
+        self,
+        backbone: nn.Module,
+        num_classes: int,
+        dropout: float = 0.5,
+        *,
+        num_segments: int | None = None,
+    ) -> None:
         super().__init__()
+        plugged = plugged_num_segments(backbone)
+        num_segments = num_segments or plugged or getattr(backbone, "num_segments", None)
+        if not isinstance(num_segments, int) or num_segments < 1:
+            raise ValueError("VideoRecognizer: give num_segments (frames per clip)")
+        if plugged is not None and plugged != num_segments:
+            raise ValueError(
+                f"the backbone's plug-ins were made for num_segments={plugged}, not {num_segments}"
+            )
         self.backbone = backbone
-        self.num_segments = backbone.num_segments
+        self.num_segments = num_segments
         self.num_classes = num_classes
         self.mean = IMAGENET_MEAN
         self.std = IMAGENET_STD
         self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(backbone.num_features, num_classes)
+        self.fc = nn.Linear(feature_channels(backbone, num_segments), num_classes)
         nn.init.normal_(self.fc.weight, std=0.001)
         nn.init.zeros_(self.fc.bias)
 

@@ -24,12 +24,14 @@ def create_model(name: str, num_classes: int, num_segments: int = 8, **kwargs) -
     """Build a registered model.
 
     Args:
-        name: one of :func:`list_models`, e.g. ``"tcm_tsm_resnet50"``.
+        name: one of :func:`list_models`, e.g. ``"tcm_tsm_resnet50"``, or the import path of a
+            user's backbone, ``"package.module:Name"`` (:mod:`tcm.models.custom`).
         num_classes: number of output classes ``K``.
         num_segments: frames per clip ``T``.
-        **kwargs: model options: ``dropout``, ``pretrained`` (path or URL of ImageNet ResNet
-            weights), ``tcm_stages``, ``patch_size``, ``temperature``, ``sigma``,
-            ``reduced_channels``, ``shift_fold_div``, ``widths``, ``stem_width``.
+        **kwargs: model options: ``dropout``, ``pretrained`` (path or URL of ImageNet weights
+            or of a TSM/TCM release checkpoint, for the backbone), ``tcm_stages`` (layer
+            names), ``patch_size``, ``temperature``, ``sigma``, ``reduced_channels``,
+            ``shift_fold_div``, ``shift_blocks``; ResNets: ``widths``, ``stem_width``.
 
     Returns:
         A :class:`~tcm.models.recognizer.VideoRecognizer`: ``(N, T, 3, H, W)`` -> ``(N, K)``.
@@ -39,10 +41,16 @@ def create_model(name: str, num_classes: int, num_segments: int = 8, **kwargs) -
         >>> model(torch.randn(1, 8, 3, 224, 224)).shape
         torch.Size([1, 174])
     """
-    if name not in _MODELS:
+    from tcm.models.custom import build_custom_model, is_import_path
+
+    if name not in _MODELS and not is_import_path(name):
         raise ValueError(f"unknown model {name!r}; available: {', '.join(list_models())}")
     if num_classes < 1:
         raise ValueError(f"num_classes must be positive, got {num_classes}")
     if num_segments < 1:
         raise ValueError(f"num_segments must be positive, got {num_segments}")
+    if is_import_path(name):
+        return build_custom_model(
+            name, num_classes=num_classes, num_segments=num_segments, **kwargs
+        )
     return _MODELS[name](num_classes=num_classes, num_segments=num_segments, **kwargs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from tcm.models.plugin import tcm_layers
 from tcm.models.recognizer import VideoRecognizer
 
 
@@ -17,9 +18,10 @@ def count_model(model: VideoRecognizer, frames: int, size: int) -> dict[str, flo
     Returns:
         ``params``, ``tcm_params``, ``flops``, ``tcm_flops``, ``tcm_flop_share``.
     """
-    tcm_modules = dict(model.backbone.tcm_layers.named_children())
+    tcm_modules = set(tcm_layers(model.backbone).values())
+    tcm_names = tuple(name for name, m in model.named_modules() if m in tcm_modules)
     params = sum(p.numel() for p in model.parameters())
-    tcm_params = sum(p.numel() for m in tcm_modules.values() for p in m.parameters())
+    tcm_params = sum(p.numel() for m in tcm_modules for p in m.parameters())
     clip = torch.zeros(1, frames, 3, size, size)
     model = model.eval()
     counter = FlopCounterMode(display=False)
@@ -27,11 +29,7 @@ def count_model(model: VideoRecognizer, frames: int, size: int) -> dict[str, flo
         model(clip)
     counts = counter.get_flop_counts()
     total = sum(counts.get("Global", {}).values())
-    tcm_flops = sum(
-        sum(ops.values())
-        for name, ops in counts.items()
-        if name.endswith(tuple(f"tcm_layers.{stage}" for stage in tcm_modules))
-    )
+    tcm_flops = sum(sum(ops.values()) for name, ops in counts.items() if name.endswith(tcm_names))
     return {
         "params": params,
         "tcm_params": tcm_params,

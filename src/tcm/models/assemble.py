@@ -1,0 +1,61 @@
+"""A video recognizer from a 2D backbone: the plug-ins, the initialisation, the head."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import nn
+
+from tcm.models.plugin import add_tcm, add_temporal_shift
+from tcm.models.pretrained import load_backbone_weights
+from tcm.models.recognizer import VideoRecognizer
+
+TCM_OPTIONS = frozenset(
+    {
+        "tcm_stages",
+        "patch_size",
+        "reduced_channels",
+        "sigma",
+        "temperature",
+        "tempos",
+        "temporal_attention",
+    }
+)
+SHIFT_OPTIONS = frozenset({"shift_fold_div", "shift_blocks"})
+
+
+def assemble_recognizer(
+    backbone: nn.Module,
+    *,
+    num_classes: int,
+    num_segments: int,
+    temporal_shift: bool,
+    tcm_stages: Sequence[str] = (),
+    dropout: float = 0.5,
+    pretrained: str | None = None,
+    shift_fold_div: int = 8,
+    shift_blocks: Sequence[str] | None = None,
+    init_after_plugins: bool = False,
+    **tcm_options,
+) -> VideoRecognizer:
+    """Plug the temporal shift and TCM into a 2D backbone and put the head on it.
+
+    With ``init_after_plugins`` the backbone (built with ``init_weights=False``) is initialised
+    by its ``init_weights()`` after the plug-ins, so that TCM's convolutions follow the
+    backbone's scheme (the registered models); ``pretrained`` weights are loaded last
+    (:func:`~tcm.models.pretrained.load_backbone_weights`).
+
+    Raises:
+        ValueError: TCM options without ``tcm_stages``, or any error of the plug-ins.
+    """
+    if tcm_options and not tcm_stages:
+        raise ValueError(f"TCM option(s) {sorted(tcm_options)} given, but no tcm_stages")
+    if temporal_shift:
+        add_temporal_shift(backbone, num_segments, shift_fold_div, shift_blocks)
+    if tcm_stages:
+        add_tcm(backbone, num_segments, after=tuple(tcm_stages), **tcm_options)
+    if init_after_plugins:
+        backbone.init_weights()
+    if pretrained:
+        load_backbone_weights(backbone, pretrained)
+    return VideoRecognizer(backbone, num_classes, num_segments=num_segments, dropout=dropout)

@@ -1,0 +1,285 @@
+"""TCM and the temporal shift as plug-ins for any 2D backbone.
+
+A backbone is any ``nn.Module`` that maps a frame batch ``(N*T, 3, H, W)`` (the T frames of a
+clip contiguous) to feature maps. Neither function changes the backbone's own parameter names:
+
+- :func:`add_temporal_shift` shifts channels between frames at the input of the first layer of
+  every residual branch (a forward pre-hook on that layer), where the TSM release puts it;
+- :func:`add_tcm` adds a :class:`~tcm.layers.TCM` after named layers (a forward hook that
+  replaces the layer's output ``x`` with ``x + TAM(MTDM(x))``); the TCM layers live in the
+  backbone's ``tcm_layers`` (``tcm_layers.layer2.mtdm...``), their channel count measured on
+  the backbone.
+
+Example:
+    >>> from tcm.models import ResNet, Bottleneck, VideoRecognizer
+    >>> backbone = ResNet(Bottleneck, (3, 4, 6, 3))
+    >>> backbone = tcm.add_tcm(tcm.add_temporal_shift(backbone, num_segments=8),
+    ...                        num_segments=8, after="layer2")
+    >>> model = VideoRecognizer(backbone, num_classes=174, num_segments=8)
+    >>> model(torch.randn(1, 8, 3, 224, 224)).shape
+    torch.Size([1, 174])
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from tcm.layers import TCM, temporal_shift
+from tcm.models.probe import find_layer, probe_outputs
+
+TCM_CONTAINER = "tcm_layers"
+"""Attribute of the backbone holding the TCM layers (an ``nn.ModuleDict``)."""
+
+
+def _check_frames(x: torch.Tensor, num_segments: int, where: str) -> None:
+    if x.dim() != 4 or x.shape[0] % num_segments:
+        raise ValueError(
+            f"{where}: expected (N*T, C, H, W) with N*T a multiple of "
+            f"num_segments={num_segments}, got {tuple(x.shape)}"
+        )
+
+
+class ShiftInput:
+    """Forward pre-hook: the temporal shift of a layer's input ``(N*T, C, H, W)``."""
+
+    def __init__(self, layer_name: str, num_segments: int, fold_div: int) -> None:
+        self.layer_name = layer_name
+        self.num_segments = num_segments
+        self.fold_div = fold_div
+
+    def __call__(self, _module: nn.Module, args: tuple) -> tuple:
+        x = args[0]
+        _check_frames(x, self.num_segments, f"temporal shift before {self.layer_name}")
+        return (temporal_shift(x, self.num_segments, self.fold_div), *args[1:])
+
+
+class ApplyTCM:
+    """Forward hook: a layer's output ``x`` ``(N*T, C, H, W)`` becomes ``tcm(x)``."""
+
+    def __init__(self, layer_name: str, tcm: TCM) -> None:
+        self.layer_name = layer_name
+        self.tcm = tcm
+
+    def __call__(self, _module: nn.Module, _inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+        if not isinstance(output, torch.Tensor):
+            raise ValueError(f"TCM after {self.layer_name}: the layer returned no tensor")
+        _check_frames(output, self.tcm.num_segments, f"TCM after {self.layer_name}")
+        return self.tcm(output)
+
+
+def _hooks(backbone: nn.Module, kind: type):
+    for module in backbone.modules():
+        hooks = module._forward_pre_hooks if kind is ShiftInput else module._forward_hooks
+        yield from (hook for hook in hooks.values() if isinstance(hook, kind))
+
+
+def shifted_layers(backbone: nn.Module) -> list[str]:
+    """Names of the layers whose input is temporally shifted, in model order."""
+    return [hook.layer_name for hook in _hooks(backbone, ShiftInput)]
+
+
+def tcm_layers(backbone: nn.Module) -> dict[str, TCM]:
+    """The TCM layers plugged into ``backbone``: layer name it follows -> :class:`TCM`."""
+    return {hook.layer_name: hook.tcm for hook in _hooks(backbone, ApplyTCM)}
+
+
+def plugged_num_segments(backbone: nn.Module) -> int | None:
+    """The ``num_segments`` the backbone's plug-ins were made for (``None`` without any)."""
+    counts = {hook.num_segments for hook in _hooks(backbone, ShiftInput)}
+    counts |= {hook.tcm.num_segments for hook in _hooks(backbone, ApplyTCM)}
+    if len(counts) > 1:
+        raise ValueError(f"plug-ins of this backbone disagree on num_segments: {sorted(counts)}")
+    return counts.pop() if counts else None
+
+
+# --- where the shift goes --------------------------------------------------------------------
+
+
+def _first_conv(module: nn.Module) -> nn.Conv2d | None:
+    return next((m for m in module.modules() if isinstance(m, nn.Conv2d)), None)
+
+
+def _is_resnet_block(module: nn.Module) -> bool:
+    """A ResNet basic block or bottleneck (this project's, torchvision's, the TSM release's)."""
+    return isinstance(getattr(module, "conv1", None), nn.Conv2d) and hasattr(module, "downsample")
+
+
+def _is_inverted_residual(module: nn.Module) -> bool:
+    """A MobileNetV2 inverted residual (``use_res_connect`` and a ``conv`` sequence)."""
+    return isinstance(getattr(module, "use_res_connect", None), bool) and isinstance(
+        getattr(module, "conv", None), nn.Sequential
+    )
+
+
+def _branch_start(block: nn.Module) -> nn.Module | None:
+    """The first layer of a residual block's branch; ``None`` for an inverted residual without
+    a skip connection or without an expansion (the TSM release shifts neither)."""
+    if _is_resnet_block(block):
+        return block.conv1
+    first = _first_conv(block.conv)
+    expands = first is not None and first.kernel_size == (1, 1) and first.groups == 1
+    return block.conv[0] if block.use_res_connect and expands else None
+
+
+def _residual_blocks(backbone: nn.Module) -> list[tuple[str, nn.Module]]:
+    return [
+        (name, m)
+        for name, m in backbone.named_modules()
+        if _is_resnet_block(m) or _is_inverted_residual(m)
+    ]
+
+
+def _shift_points(backbone: nn.Module, blocks: Sequence[str] | None) -> dict[str, nn.Module]:
+    """Layer name -> layer whose input is shifted."""
+    kind = type(backbone).__name__
+    if blocks is None:
+        found = _residual_blocks(backbone)
+        if not found:
+            raise ValueError(
+                f"{kind} has no residual blocks (ResNet blocks, MobileNetV2 inverted residuals) "
+                "to shift in; name the layers to shift before with blocks=[...]"
+            )
+        points = {}
+        for name, block in found:
+            start = _branch_start(block)
+            if start is not None:
+                points[_child_name(backbone, block, start, name)] = start
+        return points
+    points = {}
+    for name in blocks:
+        module = find_layer(backbone, name)
+        if _is_resnet_block(module) or _is_inverted_residual(module):
+            start = _branch_start(module)
+            if start is None:
+                raise ValueError(
+                    f"{name} ({type(module).__name__}) has no residual branch to shift in: "
+                    "no skip connection (a stride or a change of channels) or no expansion"
+                )
+            points[_child_name(backbone, module, start, name)] = start
+        elif _residual_blocks(module):
+            raise ValueError(
+                f"{name} holds residual blocks; name them ({_residual_blocks(module)[0][0]}, "
+                "...) or leave blocks unset to shift in all of them"
+            )
+        else:
+            points[name] = module  # a user's own layer: the shift goes on its input
+    return points
+
+
+def _child_name(backbone: nn.Module, block: nn.Module, child: nn.Module, block_name: str) -> str:
+    for name, module in block.named_modules():
+        if module is child:
+            return f"{block_name}.{name}" if block_name else name
+    raise AssertionError("child not found in its block")  # pragma: no cover
+
+
+def add_temporal_shift(
+    backbone: nn.Module,
+    num_segments: int = 8,
+    fold_div: int = 8,
+    blocks: Sequence[str] | None = None,
+) -> nn.Module:
+    """Make a 2D backbone a TSM backbone: shift channels between frames in residual branches.
+
+    At the input of the first layer of every residual branch (the identity path is not
+    shifted), channels ``[0, C/fold_div)`` of frame t take frame t+1's values and the next
+    ``C/fold_div`` take frame t-1's (zeros at the clip's ends). ResNet blocks are shifted
+    before ``conv1``, MobileNetV2 inverted residuals with a skip connection before ``conv.0``
+    (the expansion), as in the TSM release. Parameter names do not change.
+
+    Args:
+        backbone: maps ``(N*T, 3, H, W)`` to feature maps; changed in place and returned.
+        num_segments: frames per clip ``T``.
+        fold_div: ``C // fold_div`` channels move each way.
+        blocks: names (as in ``named_modules()``) of residual blocks to shift in, or of the
+            layers whose input to shift in architectures this function does not recognise;
+            default: every residual block found.
+
+    Raises:
+        ValueError: an unknown name (with the closest names), a block without a residual
+            branch, no residual block found, or a layer already shifted.
+    """
+    if num_segments < 1 or fold_div < 2:
+        raise ValueError(
+            f"need num_segments >= 1 and fold_div >= 2, got {num_segments}, {fold_div}"
+        )
+    points = _shift_points(backbone, blocks)
+    already = set(shifted_layers(backbone)) & points.keys()
+    if already:
+        raise ValueError(f"already shifted: {sorted(already)}")
+    for name, layer in points.items():
+        layer.register_forward_pre_hook(ShiftInput(name, num_segments, fold_div))
+    return backbone
+
+
+# --- TCM -------------------------------------------------------------------------------------
+
+_TCM_OPTIONS = [
+    p for p in inspect.signature(TCM).parameters if p not in ("in_channels", "num_segments")
+]
+
+
+def _container(backbone: nn.Module) -> nn.ModuleDict:
+    container = getattr(backbone, TCM_CONTAINER, None)
+    if container is None:
+        container = nn.ModuleDict()
+        setattr(backbone, TCM_CONTAINER, container)
+    elif not isinstance(container, nn.ModuleDict):
+        raise ValueError(f"{type(backbone).__name__}.{TCM_CONTAINER} exists and is no ModuleDict")
+    return container
+
+
+def add_tcm(
+    backbone: nn.Module,
+    num_segments: int = 8,
+    after: str | Sequence[str] = "layer2",
+    **tcm_options,
+) -> nn.Module:
+    """Insert TCM after one or more layers of a 2D backbone: ``x -> x + TAM(MTDM(x))``.
+
+    Each layer's output channels are measured on a zero clip, never typed by hand. The TCM
+    layers are registered in ``backbone.tcm_layers`` under the layer's name with dots as
+    underscores (``features.6`` -> ``tcm_layers.features_6``).
+
+    Args:
+        backbone: maps ``(N*T, 3, H, W)`` to feature maps; changed in place and returned.
+        num_segments: frames per clip ``T``.
+        after: layer name(s) as in ``named_modules()``; each must output ``(N*T, C, h, w)``.
+        **tcm_options: options of :class:`~tcm.layers.TCM` (``patch_size``,
+            ``reduced_channels``, ``sigma``, ``temperature``, ``tempos``,
+            ``temporal_attention``).
+
+    Raises:
+        ValueError: an unknown layer name (with the closest names), a layer whose output is
+            not 4-D, an unknown option, or a layer that already has a TCM.
+    """
+    names = [after] if isinstance(after, str) else list(after)
+    unknown = sorted(set(tcm_options) - set(_TCM_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown TCM option(s) {unknown}; TCM takes {_TCM_OPTIONS}")
+    if not names:
+        raise ValueError("add_tcm: name at least one layer in after=")
+    taken = set(tcm_layers(backbone))
+    for name in names:
+        if name in taken or names.count(name) > 1:
+            raise ValueError(f"{name} already has a TCM layer after it")
+    layers = {name: find_layer(backbone, name) for name in names}
+    shapes = probe_outputs(backbone, names, num_segments)
+    container = _container(backbone)
+    for name in names:
+        if len(shapes[name]) != 4:
+            raise ValueError(
+                f"layer {name!r} outputs {tuple(shapes[name])}, not a feature map "
+                "(N*T, C, H, W); TCM needs one"
+            )
+        key = name.replace(".", "_")
+        if key in container:
+            raise ValueError(f"{TCM_CONTAINER}.{key} exists already (another layer's TCM)")
+        layer = TCM(shapes[name][1], num_segments, **tcm_options)
+        container[key] = layer
+        layers[name].register_forward_hook(ApplyTCM(name, layer))
+    return backbone
