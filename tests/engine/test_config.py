@@ -35,6 +35,19 @@ def test_shipped_config_loads_and_round_trips(name):
     assert TrainConfig.from_dict(yaml.safe_load(cfg.to_yaml())) == cfg
 
 
+@pytest.mark.parametrize("dataset", ["sthv2", "k400"])
+def test_mobilenetv2_recipes_are_the_resnet_recipes_on_mobilenetv2(dataset):
+    mobile = load_config(f"{dataset}_tcm_tsm_mnv2_8f")
+    resnet = load_config(f"{dataset}_tcm_tsm_r50_8f")
+    assert mobile.model.name == "tcm_tsm_mobilenetv2"
+    assert mobile.model.pretrained.endswith("mobilenet_v2-b0353104.pth")
+    assert (mobile.data, mobile.optim, mobile.schedule) == (
+        resnet.data,
+        resnet.optim,
+        resnet.schedule,
+    )
+
+
 def test_sthv1_recipe_follows_the_reference():
     cfg = load_config("sthv1_tcm_tsm_r50_8f")
     assert (cfg.model.num_classes, cfg.model.num_segments, cfg.model.dropout) == (174, 8, 0.5)

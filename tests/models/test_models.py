@@ -17,6 +17,7 @@ def test_the_published_families_are_registered():
     for family in ("tsn", "tsm", "tcm_tsn", "tcm_tsm"):
         for depth in (18, 34, 50, 101):
             assert f"{family}_resnet{depth}" in ALL_MODELS
+        assert f"{family}_mobilenetv2" in ALL_MODELS
 
 
 @pytest.mark.parametrize("name", ALL_MODELS)
@@ -31,7 +32,8 @@ def test_forward_backward(name):
 
 
 @pytest.mark.parametrize(
-    "name", ["tsn_resnet18", "tsm_resnet18", "tcm_tsm_resnet18", "tcm_tsn_resnet10"]
+    "name",
+    ["tsn_resnet18", "tsm_resnet18", "tcm_tsm_resnet18", "tcm_tsn_resnet10", "tcm_tsm_mobilenetv2"],
 )
 def test_jit_trace_matches_eager(name):
     model = tcm.create_model(name, num_classes=3, num_segments=FRAMES).eval()
