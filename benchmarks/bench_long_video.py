@@ -44,21 +44,30 @@ from tcm.utils.memory import reset_peak_resident, resident_bytes
 MIB = 1024 * 1024
 
 
-def write_long_video(path: Path, minutes: float, size: int, fps: int, seed: int = 0) -> float:
-    """Encode ``minutes`` of two-second synthetic clips to ``path`` (H.264); returns seconds."""
+def write_long_video(
+    path: Path, minutes: float, size: int, fps: int, seed: int = 0, width: int | None = None
+) -> float:
+    """Encode ``minutes`` of two-second synthetic clips to ``path`` (H.264); returns seconds.
+
+    Frames are ``size`` pixels square, or ``width`` x ``size`` with the square clip centred on
+    a grey field when ``width`` is given (e.g. 640x360)."""
     clip_frames = 2 * fps
+    width = width or size
+    left = (width - size) // 2
     count = max(1, round(minutes * 60 / 2))
     rng = np.random.default_rng(seed)
     start = time.perf_counter()
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=fps, options={"crf": "23"})
-        stream.width = stream.height = size
+        stream.width, stream.height = width, size
         stream.pix_fmt = "yuv420p"
+        canvas = np.full((size, width, 3), 128, dtype=np.uint8)
         for index in range(count):
             name = DEFAULT_CLASSES[int(rng.integers(len(DEFAULT_CLASSES)))]
             frames = render_clip(name, clip_rng(seed, name, index), size=size, frames=clip_frames)
             for image in frames:
-                frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+                canvas[:, left : left + size] = image
+                frame = av.VideoFrame.from_ndarray(canvas, format="rgb24")
                 container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
     return time.perf_counter() - start
