@@ -16,7 +16,9 @@ from tcm.engine.training_checkpoint import (
     build_training_checkpoint,
     capture_rng,
     find_resume_checkpoint,
+    gathered_rng,
     load_training_checkpoint,
+    rank_rng,
     remove_stale_temporaries,
     restore_rng,
     save,
@@ -141,3 +143,28 @@ def test_random_states_in_a_saved_training_checkpoint(tmp_path):
     assert draw() == first
     with pytest.raises(ValueError, match="no training state"):
         load_training_checkpoint(write(tmp_path / "exported.pt", training=False))
+
+
+def test_every_process_gets_its_own_random_states_back(tmp_path):
+    # Three processes' states gathered into one checkpoint: rows of a stacked tensor are views
+    # at an offset, which torch.set_rng_state misreads (or crashes on) unless copied.
+    states, numbers = [], []
+    for rank in range(3):
+        torch.manual_seed(10 + rank)
+        np.random.seed(20 + rank)
+        random.seed(30 + rank)
+        states.append(capture_rng())
+        numbers.append(draw())
+    torch.save({"rng": gathered_rng(states)}, tmp_path / "rng.pt")
+    rng = torch.load(tmp_path / "rng.pt", weights_only=True)["rng"]
+    for rank in (2, 0, 1):
+        restore_rng(rank_rng(rng, rank))
+        assert draw() == numbers[rank], rank
+    # A checkpoint of an older version holds only torch's state per process.
+    older = {k: v for k, v in rng.items() if k != "ranks"}
+    restore_rng(rank_rng(older, 1))
+    assert torch.rand(5).tolist() == numbers[1][0]
+    with pytest.raises(ValueError, match="process 3"):
+        rank_rng(rng, 3)
+    with pytest.raises(ValueError, match="bytes"):
+        restore_rng({**rng, "torch": rng["torch"][:100]})

@@ -66,13 +66,39 @@ def init_distributed(
         backend = "nccl" if dev.type == "cuda" else "gloo"
     if backend == "nccl" and dev.type != "cuda":
         raise ValueError("dist.backend 'nccl' needs CUDA devices; use gloo on CPUs")
+    timeout = datetime.timedelta(minutes=timeout_min)
+    store = _attempt_store(world_size, timeout)
     torch_dist.init_process_group(
         backend=backend,
-        timeout=datetime.timedelta(minutes=timeout_min),
+        timeout=timeout,
         device_id=dev if dev.type == "cuda" else None,
+        **({"store": store, "rank": rank, "world_size": world_size} if store else {}),
     )
     logger.debug("rank %d/%d joined the %s process group on %s", rank, world_size, backend, dev)
     return DistContext(rank, world_size, local_rank, dev, owns_group=True)
+
+
+def _attempt_store(world_size: int, timeout: datetime.timedelta) -> torch_dist.Store | None:
+    """The store of this attempt of a one-machine ``torchrun`` group, which keeps its agent's
+    store across restarts (``--max-restarts``); else ``None`` (the default store).
+
+    The agent's store keeps the keys of the attempts before: without a prefix of its own, a
+    restarted process may read the address of a process of the failed attempt and fail to
+    connect to it (or wait for it). The attempt's number is the same for every process only
+    where one agent counts the restarts: on one machine.
+    """
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT")
+    one_agent = os.environ.get("GROUP_WORLD_SIZE") == "1"
+    if attempt is None or not one_agent or os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    store = torch_dist.TCPStore(
+        os.environ["MASTER_ADDR"],
+        int(os.environ["MASTER_PORT"]),
+        world_size,
+        is_master=False,
+        timeout=timeout,
+    )
+    return torch_dist.PrefixStore(f"tcm/attempt_{attempt}", store)
 
 
 def cleanup(ctx: DistContext) -> None:

@@ -26,11 +26,15 @@ Exact resumption: shuffling is a function of ``(seed, epoch)``, augmentation of 
 epoch, index)``, dropout draws come from the saved RNG states, and a run resumed mid-epoch
 skips the batches already done; a run killed at any moment and resumed from ``last.pt`` ends
 with the same weights and metrics as an uninterrupted one (on the same hardware and number of
-processes, with deterministic kernels).
+processes, with deterministic kernels). At an epoch's end ``last.pt`` is written first (it holds
+the epoch's row and the best so far), then the row, then ``best.pt``: a run resumed from it
+writes whichever of them is missing, and a run stopped before its first ``last.pt`` left
+nothing to continue (``--resume auto`` starts it again).
 
 Distributed: started by ``torchrun`` (see :mod:`tcm.engine.distributed`), every process
 trains on its share of each global batch (DDP averages the gradients); only rank 0 logs and
-writes files.
+writes files. A process that stops ends the others with one line naming it
+(:mod:`tcm.engine.lost_processes`).
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ from tcm.engine.distributed import (
     init_distributed,
 )
 from tcm.engine.evaluation import autocast_context, evaluate_dataset, to_layout
+from tcm.engine.lost_processes import gather_processes, lost_process_error
 from tcm.engine.model_setup import build_model, model_kwargs, seed_everything, set_train_mode
 from tcm.engine.optim import LRSchedule, build_optimizer, scaled_lr
 from tcm.engine.scores import EvalResult
@@ -156,6 +161,7 @@ class Trainer:
         self.step = 0
         self.best_top1 = -math.inf
         self.best_row: dict[str, Any] = {}
+        self.epoch_row: dict[str, Any] = {}  # the row of the last completed epoch
         self.epoch_sums = RunningSums()
         self.window = RunningSums()  # since the last step row
         self.skipped_count = 0  # training samples replaced this epoch, over every process
@@ -254,9 +260,7 @@ class Trainer:
         rng = None
         skipped_paths: list[str] = []
         if full:
-            rngs = all_gather_objects(ckpt.capture_rng(), self.ctx)
-            rng = dict(rngs[0])
-            rng["torch_ranks"] = torch.stack([r["torch"] for r in rngs])
+            rng = ckpt.gathered_rng(all_gather_objects(ckpt.capture_rng(), self.ctx))
             skipped_paths = self._gather_skipped()
         return ckpt.build_training_checkpoint(
             model=self.model,
@@ -277,6 +281,7 @@ class Trainer:
             state={
                 "best_top1": self.best_top1,
                 "best_row": dict(self.best_row),
+                "epoch_row": dict(self.epoch_row),
                 "epoch_sums": self.epoch_sums.to_tensor(),
                 "window": self.window.to_tensor(),
                 "skipped": {"count": self.skipped_count, "paths": skipped_paths},
@@ -327,6 +332,7 @@ class Trainer:
         state = checkpoint.get("state", {})
         self.best_top1 = float(state.get("best_top1", -math.inf))
         self.best_row = dict(state.get("best_row", {}))
+        self.epoch_row = dict(state.get("epoch_row", {}))
         self.epoch_sums = RunningSums.from_tensor(state.get("epoch_sums"))
         self.window = RunningSums.from_tensor(state.get("window"))
         skipped = state.get("skipped", {})
@@ -340,7 +346,10 @@ class Trainer:
             )
         rng = checkpoint["rng"]
         if checkpoint.get("world_size", 1) == self.ctx.world_size:
-            ckpt.restore_rng({**rng, "torch": rng["torch_ranks"][self.ctx.rank]})
+            try:
+                ckpt.restore_rng(ckpt.rank_rng(rng, self.ctx.rank))
+            except (ValueError, KeyError, TypeError) as error:
+                raise ValueError(f"{path}: unusable random states ({error})") from None
         else:
             logger.warning(
                 "the checkpoint was written by %d processes, this run has %d: random states "
@@ -553,6 +562,7 @@ class Trainer:
                         self.batch_in_epoch,
                     )
                 self.log.truncate_after(self.step)
+                self._finish_epoch_files(resumed=True)
             else:
                 if resume == "auto" and self.ctx.is_main:
                     logger.info("no checkpoint to resume from in %s: starting", self.work_dir)
@@ -597,17 +607,35 @@ class Trainer:
             row["time"] = row.pop("train_time") + time.perf_counter() - eval_start
             self.epoch += 1
             self.batch_in_epoch = 0
-            improved = evaluate_now and row["val_top1"] > self.best_top1
-            if improved:
+            if evaluate_now and row["val_top1"] > self.best_top1:
                 self.best_top1 = row["val_top1"]
                 self.best_row = dict(row)
-            if ctx.is_main:
-                self.log.write(row)
-                logger.info(_epoch_line(row, epochs))
-            if improved:
-                self.save_best(row)  # before last.pt: a kill in between repeats the epoch
+            self.epoch_row = dict(row)
+            # last.pt first: it holds the row and the best, so a run stopped before the row
+            # or best.pt is written writes them when resumed (_finish_epoch_files).
             self.save_last()
+            if ctx.is_main:
+                logger.info(_epoch_line(row, epochs))
+            self._finish_epoch_files()
         return self._result()
+
+    def _finish_epoch_files(self, *, resumed: bool = False) -> None:
+        """After the ``last.pt`` of an epoch's end: the epoch's row in ``metrics.jsonl`` and,
+        when the epoch was the best, ``best.pt``. ``resumed``: only what is not there yet (the
+        run that wrote ``last.pt`` may have stopped before or between these writes)."""
+        row, epoch = self.epoch_row, self.epoch
+        if not row or self.batch_in_epoch != 0 or row.get("epoch") != epoch:
+            return  # last.pt is not an epoch's end
+        if self.ctx.is_main:
+            logged = resumed and any(
+                r.get("kind") == "epoch" and r.get("epoch") == epoch
+                for r in read_metrics(self.work_dir)
+            )
+            if not logged:
+                self.log.write(row)
+        best = self.best_row.get("epoch") == epoch
+        if best and not (resumed and ckpt.holds_epoch(self.work_dir / ckpt.BEST, epoch)):
+            self.save_best(row)
 
     def validate(self) -> EvalResult:
         cfg = self.cfg
@@ -755,7 +783,9 @@ def train(
     previous_deterministic = torch.are_deterministic_algorithms_enabled()
     lock = WorkDirLock(work_dir) if ctx.is_main else None
     started = False
+    processes = None
     try:
+        processes = gather_processes(ctx)  # where each runs, before any can fail alone
         trainer = Trainer(config, work_dir, ctx, progress)  # checks the config: no data read yet
         if resume is None and int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0:
             resume = "auto"
@@ -779,6 +809,11 @@ def train(
             barrier(ctx)
             with _run_logging(work_dir, ctx.is_main):
                 return trainer.run(resume_path, resume)
+    except RuntimeError as error:
+        lost = lost_process_error(error, processes, ctx, work_dir / LOG_FILE)
+        if lost is None:
+            raise
+        raise lost from None
     finally:
         if lock is not None:
             lock.release(remove_dir=not started)

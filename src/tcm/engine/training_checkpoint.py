@@ -7,7 +7,8 @@ classes, weights, preprocessing) with the training state added::
     epoch                           completed epochs
     batch_in_epoch                  micro-batches of epoch ``epoch`` already done
     step                            optimizer steps done
-    rng                             random states as tensors (torch per rank, CUDA, numpy, python)
+    rng                             random states as tensors (torch, CUDA, numpy, python) of
+                                    every process, see :func:`gathered_rng`
     config                          the resolved config, a plain dict
     state                           loop bookkeeping: best metric, running sums of the epoch
     world_size                      processes that wrote it
@@ -53,17 +54,62 @@ def capture_rng() -> dict[str, torch.Tensor]:
     }
 
 
+def _own_bytes(state: torch.Tensor, what: str) -> torch.Tensor:
+    """``state`` as a contiguous CPU byte tensor of its own: a row of a stacked tensor is a view
+    at an offset into a shared storage, which ``torch.set_rng_state`` misreads (and may crash
+    on)."""
+    if not isinstance(state, torch.Tensor) or state.dtype != torch.uint8 or state.dim() != 1:
+        raise ValueError(f"the {what} random state is not a vector of bytes")
+    return state.detach().to("cpu").contiguous().clone()
+
+
+def gathered_rng(states: list[dict[str, torch.Tensor]]) -> dict[str, Any]:
+    """The ``rng`` entry of a checkpoint from every process's :func:`capture_rng` (in rank
+    order): rank 0's states, ``torch_ranks`` (every process's torch state, one row each) and
+    ``ranks`` (every process's states)."""
+    return {
+        **states[0],
+        "torch_ranks": torch.stack([state["torch"] for state in states]),
+        "ranks": list(states),
+    }
+
+
+def rank_rng(rng: dict[str, Any], rank: int) -> dict[str, torch.Tensor]:
+    """The random states of process ``rank`` in a checkpoint's ``rng`` (see
+    :func:`gathered_rng`; older checkpoints hold only the torch state per process).
+
+    Raises:
+        ValueError: no state for that process.
+    """
+    ranks = rng.get("ranks")
+    if isinstance(ranks, list) and 0 <= rank < len(ranks):
+        return ranks[rank]
+    torch_ranks = rng.get("torch_ranks")
+    if not isinstance(torch_ranks, torch.Tensor) or torch_ranks.dim() != 2:
+        raise ValueError(f"holds no random state for process {rank}")
+    if not 0 <= rank < len(torch_ranks):
+        raise ValueError(f"holds no random state for process {rank}")
+    return {**rng, "torch": torch_ranks[rank]}
+
+
 def restore_rng(state: dict[str, torch.Tensor]) -> None:
-    """Inverse of :func:`capture_rng`."""
-    torch.set_rng_state(state["torch"])
+    """Inverse of :func:`capture_rng`.
+
+    Raises:
+        ValueError: a state is not one this version of torch can take.
+    """
+    torch_state = _own_bytes(state["torch"], "torch")
+    expected = torch.get_rng_state().numel()
+    if torch_state.numel() != expected:
+        raise ValueError(f"the torch random state has {torch_state.numel()} bytes, not {expected}")
+    torch.set_rng_state(torch_state)
     if state["cuda"].numel() and torch.cuda.is_available():
-        cuda = list(state["cuda"])
+        cuda = [_own_bytes(row, "CUDA") for row in state["cuda"]]
         if len(cuda) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(cuda)
     pos, has_gauss, cached = state["numpy_meta"].tolist()
-    np.random.set_state(
-        ("MT19937", state["numpy_keys"].numpy().astype(np.uint32), int(pos), int(has_gauss), cached)
-    )
+    keys = state["numpy_keys"].detach().cpu().numpy().astype(np.uint32)  # a copy
+    np.random.set_state(("MT19937", keys, int(pos), int(has_gauss), cached))
     values = state["python"].tolist()
     gauss = float(state["python_gauss"][0])
     random.setstate((values[0], tuple(values[1:]), None if gauss != gauss else gauss))
@@ -157,6 +203,15 @@ def find_resume_checkpoint(work_dir: str | Path) -> Path | None:
         except ValueError:
             continue
     return None
+
+
+def holds_epoch(path: str | Path, epoch: int) -> bool:
+    """Whether ``path`` is a readable checkpoint written for the metrics of epoch ``epoch``."""
+    try:
+        checkpoint = load_checkpoint(path)
+    except (OSError, ValueError):
+        return False
+    return checkpoint.get("metrics", {}).get("epoch") == epoch
 
 
 def load_training_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,7 +141,14 @@ class MetricsWriter:
             return
         rows = [row for row in read_metrics(self.path) if row.get("step", 0) <= step]
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+        # A temporary file renamed over the log: a kill or a full disk keeps the old rows.
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        try:
+            tmp.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+            os.replace(tmp, self.path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     def write(self, row: dict[str, Any]) -> None:
         if not self.enabled:
