@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -145,6 +146,18 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if obj.get("version", 0) > FORMAT_VERSION:
         raise ValueError(f"{path}: checkpoint version {obj['version']} is newer than this tcm")
     return obj
+
+
+def is_tcm_checkpoint(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a readable checkpoint in the project's format."""
+    path = Path(path)
+    if not zipfile.is_zipfile(path):
+        return False
+    try:
+        load_checkpoint(path)
+    except (ValueError, OSError):
+        return False
+    return True
 
 
 def load_labels(path: str | os.PathLike) -> list[str]:
