@@ -272,6 +272,7 @@ class VideoReader:
         self._count = len(pts)
         declared = self._stream.frames
         timestamps_ok = None not in pts and len(set(pts)) == len(pts)
+        self._presentation = sorted(pts) if timestamps_ok else None
         self._by_pts = timestamps_ok and self._container.format.name != "avi"
         if self._by_pts:
             self._pts = sorted(pts)
@@ -341,6 +342,13 @@ class VideoReader:
         """Presentation timestamp of each frame (in :attr:`time_base` units), in frame order;
         ``None`` when the container's timestamps do not give the order (frames are counted)."""
         return list(self._pts) if self._by_pts else None
+
+    @property
+    def presentation_timestamps(self) -> list[int] | None:
+        """When each frame is shown (in :attr:`time_base` units), in frame order, from the
+        packets: also for AVI, whose decoder does not report them in frame order (see
+        :attr:`timestamps`); ``None`` when packets lack timestamps or repeat one."""
+        return list(self._presentation) if self._presentation is not None else None
 
     @property
     def size(self) -> tuple[int, int]:

@@ -2,7 +2,8 @@
 
 Each video becomes a folder ``<out>/<relative path without extension>/img_00001.jpg ...``.
 Frames are written to a temporary folder renamed when complete, so an interrupted run leaves
-no half-written folder, and folders that already exist are skipped (a run can be resumed).
+no half-written folder, and folders that already exist are skipped (a run can be resumed). A
+full disk or a folder that cannot be written stops the run at the first error.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def extract_frames(
                     quality=quality,
                 )
                 count += 1
-    except BadVideoError:
+    except BaseException:  # a bad video, a full disk, Ctrl-C: no half-written folder stays
         shutil.rmtree(partial_folder, ignore_errors=True)
         raise
     if count == 0:

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from tcm.errors import OutputError
+
+#: Errors of a disk or folder being written, which every further file would meet too: a
+#: command that writes many files stops at the first one.
+FILESYSTEM_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
+)
 
 
 def read_text(path: str | os.PathLike, what: str = "text file") -> str:
