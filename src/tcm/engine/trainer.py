@@ -52,7 +52,7 @@ from torch.utils.data import DataLoader
 
 from tcm.data.preprocessing import Preprocessing
 from tcm.engine import training_checkpoint as ckpt
-from tcm.engine.config import ConfigError, TrainConfig, check_config
+from tcm.engine.config import ConfigError, TrainConfig, check_config, check_values
 from tcm.engine.distributed import (
     DistContext,
     EpochSampler,
@@ -751,6 +751,7 @@ def train(
         >>> result.final["val_top1"], result.checkpoint            # doctest: +SKIP
     """
     work_dir = Path(work_dir) if work_dir is not None else default_work_dir(config)
+    check_values(config)  # dist.timeout_min among them, before the process group is made
     ctx = init_distributed(config.train.device, config.dist.backend, config.dist.timeout_min)
     previous_deterministic = torch.are_deterministic_algorithms_enabled()
     lock = WorkDirLock(work_dir) if ctx.is_main else None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import inspect
 from collections.abc import Sequence
 
 from tcm.models.pretrained import load_imagenet_backbone
@@ -71,9 +73,28 @@ _TCM_OPTIONS = frozenset(
 _SHIFT_OPTIONS = frozenset({"shift_fold_div"})
 
 
+# Every option a builder takes: the keyword arguments of _create_recognizer a caller sets.
+_OPTIONS = frozenset(inspect.signature(_create_recognizer).parameters) - {
+    "depth",
+    "num_classes",
+    "num_segments",
+    "temporal_shift",
+    "with_tcm",
+}
+
+
 def _build(name: str, depth: int, temporal_shift: bool, with_tcm: bool, **kwargs):
-    """Build a variant, refusing options of parts it does not have."""
+    """Build a variant, refusing options it does not know and options of parts it does not
+    have, by name."""
     refused = (set() if with_tcm else _TCM_OPTIONS) | (set() if temporal_shift else _SHIFT_OPTIONS)
+    unknown = sorted(kwargs.keys() - _OPTIONS - {"num_classes", "num_segments"})
+    if unknown:
+        own = sorted(_OPTIONS - refused)
+        near = difflib.get_close_matches(unknown[0], own, n=3, cutoff=0.6)
+        hint = f" (did you mean {' or '.join(map(repr, near))}?)" if near else ""
+        raise ValueError(
+            f"{name} has no option {unknown[0]!r}{hint}; its options: {', '.join(own)}"
+        )
     given = sorted(refused & kwargs.keys())
     if given:
         raise ValueError(f"{name} does not take the option(s) {given}")
