@@ -681,11 +681,13 @@ def check_config(cfg: TrainConfig, *, training: bool = True) -> tuple[int, list[
     Raises:
         ConfigError: with the key at fault and what to do.
     """
+    from tcm.engine.config_fit import check_model_builds, check_views_fit
+
     check_values(cfg)
-    _check_memory(cfg)
+    check_views_fit(cfg)
     lists = _check_files(cfg, training)
     num_classes, names = resolve_classes(cfg)
-    _check_model(cfg, num_classes)
+    check_model_builds(cfg, num_classes)
     counted_by = f"data.classes: {cfg.data.classes}" if names is not None else "model.num_classes"
     for key, path in lists.items():
         check_list_labels(path, key, num_classes, counted_by)
@@ -771,47 +773,6 @@ def check_values(cfg: TrainConfig) -> None:
         value = getattr(cfg.model, key)
         if value and not _is_url(value) and not Path(value).expanduser().is_file():
             raise ConfigError(f"model.{key}: {value} does not exist")
-
-
-def _check_model(cfg: TrainConfig, num_classes: int) -> None:
-    """The model the config describes can be built with its options (``model.kwargs``): built
-    on the ``meta`` device, which takes no memory and reads no weights."""
-    import torch
-
-    from tcm.engine.model_setup import model_kwargs
-    from tcm.models import create_model
-
-    try:
-        with torch.device("meta"):
-            create_model(cfg.model.name, num_classes, cfg.model.num_segments, **model_kwargs(cfg))
-    except ValueError as error:
-        raise ConfigError(
-            f"model.kwargs: {error}" if cfg.model.kwargs else f"model: {error}"
-        ) from None
-    except TypeError as error:  # a value of the wrong type, e.g. widths: 5
-        if not cfg.model.kwargs:
-            raise
-        raise ConfigError(f"model.kwargs {cfg.model.kwargs}: {error}") from None
-
-
-def _check_memory(cfg: TrainConfig) -> None:
-    """One evaluation batch of test views must fit in the machine's memory: the model's input
-    alone takes ``eval.batch_size * views * T * 3 * S * S`` float32 numbers (its activations
-    take many times that)."""
-    from tcm.utils.memory import format_bytes, physical_memory_bytes
-
-    total = physical_memory_bytes()
-    views = cfg.eval.num_clips * cfg.eval.num_crops
-    frames = cfg.eval.batch_size * views * cfg.model.num_segments
-    need = frames * 3 * cfg.data.input_size**2 * 4
-    if total is not None and need > total:
-        raise ConfigError(
-            f"{cfg.eval.num_clips}x{cfg.eval.num_crops} test views of {cfg.model.num_segments} "
-            f"frames at {cfg.data.input_size}x{cfg.data.input_size}, {cfg.eval.batch_size} videos "
-            f"a batch, take {format_bytes(need)} for the model's input alone, more than this "
-            f"machine's {format_bytes(total)} of memory: use fewer views (eval.num_clips, tcm test "
-            "--views) or a smaller eval.batch_size"
-        )
 
 
 def _check_files(cfg: TrainConfig, training: bool) -> dict[str, str]:
