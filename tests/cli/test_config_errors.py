@@ -63,3 +63,21 @@ def test_absurd_test_views_are_refused_up_front(tiny_set, tmp_path, capsys):
     line = refused(capsys, [*argv, "--views", "100000x1"], "100000x1 test views", "memory")
     assert "GB" in line and "--views" in line
     assert not (tmp_path / "out").exists()
+
+
+def test_initial_weights_of_another_model_are_summarised(tiny_set, tmp_path, capsys):
+    from tcm.checkpoint import atomic_save, make_checkpoint
+    from tcm.models import create_model
+
+    other = create_model("tsm_resnet18", 3, 4)  # thousands of keys and shapes that differ
+    source = tmp_path / "other.pt"
+    atomic_save(
+        make_checkpoint(
+            other.state_dict(), model_name="tsm_resnet18", num_classes=3, num_segments=4
+        ),
+        source,
+    )
+    config = write_config(tmp_path / "c.yaml", tiny_set, **{"model.init_from": str(source)})
+    line = refused(capsys, train_args(config, tmp_path / "run"), "model.init_from", "other.pt")
+    assert len(line) < 700 and "more" in line, line
+    assert not (tmp_path / "run").exists()

@@ -110,6 +110,38 @@ class Span:
         return f"{int(self.value)} frames" if self.unit == "f" else f"{self.value:g} s"
 
 
+def check_spans(window: Span, stride: Span, num_segments: int, fps: float | None = None) -> None:
+    """A ``ValueError`` for a window shorter than the ``num_segments`` frames the model samples
+    from it (frames would repeat), or a stride longer than the window (the video between two
+    windows would be seen by none, yet merged segments would cover it). Without ``fps``, only
+    what the lengths say by themselves is checked (frames, or both in the same unit).
+
+    Example:
+        >>> check_spans(Span.parse("1f"), Span.parse("1f"), num_segments=8)
+        Traceback (most recent call last):
+        ...
+        ValueError: a window of 1 frames holds fewer frames than the 8 the model samples from each window; give a window of at least 8f
+    """
+    frames = window.to_frames(fps) if fps is not None or window.unit == "f" else None
+    if frames is not None and frames < num_segments:
+        at = f" at {fps:g} fps" if window.unit == "s" else ""
+        raise ValueError(
+            f"a window of {window} holds fewer frames{at} than the {num_segments} the model "
+            f"samples from each window; give a window of at least {num_segments}f"
+        )
+    if fps is not None:
+        longer = stride.to_frames(fps) > window.to_frames(fps)
+    elif stride.unit == window.unit:
+        longer = stride.value > window.value
+    else:
+        return
+    if longer:
+        raise ValueError(
+            f"a stride of {stride} is longer than the window of {window}: the video between "
+            "windows would be seen by none; give a stride up to the window"
+        )
+
+
 @dataclass(frozen=True)
 class WindowPlan:
     """Where the windows lie and which frames each one samples, in frames of the time grid.
@@ -138,7 +170,8 @@ class WindowPlan:
         num_frames: int | None = None,
     ) -> WindowPlan:
         """The plan for a video at ``fps``; a video known to be shorter than one window
-        (``num_frames``) gets one window covering all of it."""
+        (``num_frames``) gets one window covering all of it. (Whether the lengths suit a
+        timeline is :func:`check_spans`'s concern.)"""
         window_frames = window.to_frames(fps)
         stride_frames = stride.to_frames(fps)
         if num_frames is not None and 0 < num_frames < window_frames:
