@@ -24,6 +24,7 @@ from tcm.data.decoding import (
     format_frame_name,
 )
 from tcm.data.transforms import short_side_size
+from tcm.utils.files import FILESYSTEM_ERRNOS, writing_stopped
 from tcm.utils.parallel import map_in_processes
 
 logger = logging.getLogger(__name__)
@@ -95,6 +96,10 @@ def _extract_one(relative: str, root: Path, out: Path, **options) -> ExtractResu
         )
     except BadVideoError as error:
         return ExtractResult(relative, folder_rel, 0, str(error))
+    except OSError as error:
+        if error.errno in FILESYSTEM_ERRNOS:  # the output's disk or folder: every video fails
+            raise OSError(error.errno, error.strerror, error.filename or str(folder)) from None
+        raise
 
 
 def extract_all(
@@ -112,6 +117,10 @@ def extract_all(
     """Extract the frames of ``videos`` (paths relative to ``root``) under ``out``.
 
     Returns one :class:`ExtractResult` per video, in order; failures carry ``error``.
+
+    Raises:
+        OutputError: at the first error of the output's disk or folder (full, read-only, ...);
+            the folders finished are kept.
     """
     job = partial(
         _extract_one,
@@ -122,15 +131,20 @@ def extract_all(
         short_side=short_side,
         quality=quality,
     )
-    results = map_in_processes(
-        job,
-        videos,
-        workers=workers,
-        progress=progress,
-        desc="extracting frames",
-        unit="video",
-        chunksize=2,
-    )
+    try:
+        results = map_in_processes(
+            job,
+            videos,
+            workers=workers,
+            progress=progress,
+            desc="extracting frames",
+            unit="video",
+            chunksize=2,
+        )
+    except OSError as error:
+        if error.errno not in FILESYSTEM_ERRNOS:
+            raise
+        raise writing_stopped(error, out, "frame extraction") from error
     failed = [r for r in results if r.error]
     if failed:
         logger.warning(

@@ -45,7 +45,7 @@ from tcm.data.decoding import (
     VideoReader,
 )
 from tcm.errors import OutputError
-from tcm.utils.files import FILESYSTEM_ERRNOS
+from tcm.utils.files import FILESYSTEM_ERRNOS, writing_stopped
 from tcm.utils.locks import FolderLock
 from tcm.utils.parallel import map_in_processes
 
@@ -419,10 +419,7 @@ def reencode_all(
         except OSError as error:
             if error.errno not in FILESYSTEM_ERRNOS:
                 raise
-            raise OutputError(
-                f"{error.filename}: {error.strerror}; re-encoding stopped (the videos finished "
-                f"are kept in {out}, and a new run continues from them)"
-            ) from error
+            raise writing_stopped(error, out, "re-encoding") from error
     by_video = dict(zip(unique, done))
     results = []
     for relative in videos:

@@ -16,6 +16,17 @@ FILESYSTEM_ERRNOS = frozenset(
 )
 
 
+def writing_stopped(error: OSError, out: str | os.PathLike, what: str) -> OutputError:
+    """The error that ends a command writing many files into ``out`` at the first
+    :data:`FILESYSTEM_ERRNOS` error: the file, the system's reason, and that what finished is
+    kept (``what``: ``"re-encoding"``, ``"frame extraction"``)."""
+    where = f"{error.filename}: " if error.filename else ""
+    return OutputError(
+        f"{where}{error.strerror}; {what} stopped (what finished is kept in {out}, and a new "
+        "run continues from it)"
+    )
+
+
 def read_text(path: str | os.PathLike, what: str = "text file") -> str:
     """The content of a UTF-8 text file, without a leading byte-order mark.
 
