@@ -170,18 +170,17 @@ def _check_arguments(args: argparse.Namespace) -> None:
         check_output_dir(args.reencode, "--reencode folder")
         if args.reencode.resolve() == args.root.resolve():
             raise ValueError("--reencode needs a folder other than --root (the originals)")
-        check_settings(args.short_side, args.gop, args.crf, flag)
-    elif args.short_side is not None:  # extracted frames: the same smallest size
-        check_settings(args.short_side, 1, 0, flag)
+        check_settings(short_side=args.short_side, gop=args.gop, crf=args.crf, name=flag)
+    else:  # extracted frames: the same smallest size
+        check_settings(short_side=args.short_side, name=flag)
 
 
 def _check_originals_outside(args: argparse.Namespace, splits: dict[str, list[VideoRecord]]):
-    """The rewritten copies must not go where originals are: the new folder would then hide
-    them from later runs (see :data:`~tcm.data.annotations.REENCODE_SETTINGS_FILE`)."""
-    target = args.reencode if args.reencode is not None else args.extract_frames
-    if target is None:
+    """Re-encoded copies must not go where originals are: the folder would then hide them from
+    later runs (see :data:`~tcm.data.annotations.REENCODE_SETTINGS_FILE`)."""
+    if args.reencode is None:
         return
-    target = target.resolve()
+    target = args.reencode.resolve()
     root = args.root.resolve()
     for records in splits.values():
         for record in records:

@@ -68,7 +68,7 @@ _LOCK_FILE = ".tcm-reencode.lock"
 
 
 def check_settings(
-    short_side: int | None, gop: int, crf: int, name: Callable[[str], str] = str
+    *, short_side: int | None = None, gop: int = 8, crf: int = 20, name: Callable[[str], str] = str
 ) -> None:
     """A ``ValueError`` for a setting out of range; ``name`` turns a setting's name
     (``short_side``) into the one the user wrote (``--short-side``)."""
@@ -98,7 +98,7 @@ class ReencodeSettings:
     codec: str = DEFAULT_CODEC
 
     def __post_init__(self) -> None:
-        check_settings(self.short_side, self.gop, self.crf)
+        check_settings(short_side=self.short_side, gop=self.gop, crf=self.crf)
         if self.codec not in ("libx264", "mpeg4"):
             raise ValueError(f"codec must be libx264 or mpeg4, got {self.codec!r}")
 

@@ -603,7 +603,7 @@ class SynthConfig:
             raise ValueError(f"need at least 2 frames per clip, got {self.frames}")
         if self.fps < 1:
             raise ValueError(f"fps must be at least 1, got {self.fps}")
-        check_settings(None, 1, self.crf)
+        check_settings(crf=self.crf)
         if not (0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1):
             raise ValueError("val_fraction and test_fraction must lie in [0, 1)")
         counts = self.split_sizes()

@@ -3,7 +3,9 @@
 The lock is a POSIX record lock (``fcntl.lockf``) on a file in the folder. Such a lock belongs
 to the process that took it: worker processes forked while it is held do not hold it (unlike a
 ``flock``, which they would share and keep after the parent dies), and the kernel releases it
-when the process ends, however it ends, so a dead holder never blocks anyone.
+when the process ends, however it ends, so a dead holder never blocks anyone. Being the
+process's, it is not a lock between threads of one process: a process takes a folder's lock
+once (a second :meth:`FolderLock.acquire` there would succeed, and its release free both).
 """
 
 from __future__ import annotations
