@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -128,15 +129,40 @@ def make_checkpoint(
     }
 
 
+# The first bytes of what torch.save writes: a zip archive, or (before torch 1.6) a pickle.
+_TORCH_SAVE_MAGIC = (b"PK\x03\x04", b"\x80")
+
+
+def not_saved_by_torch(path: Path) -> str:
+    """Why ``path`` cannot be a file ``torch.save`` wrote (``""`` when it may be one)."""
+    with open(path, "rb") as handle:
+        head = handle.read(64)
+    if not head:
+        return "an empty file"
+    if head.startswith(_TORCH_SAVE_MAGIC):
+        return ""
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"not a file torch.save writes: it begins with {head[:8]!r}"
+    return "a text file, not one torch.save writes"
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
     """Read a checkpoint in the project's format; a file in another format is a ``ValueError``."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint file")
+    not_saved = not_saved_by_torch(path)
+    if not_saved:
+        raise ValueError(f"{path}: not a checkpoint ({not_saved})")
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises several types for corrupt or foreign files
-        raise ValueError(f"{path}: not a readable checkpoint ({error})") from error
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(
+            f"{path}: not a readable checkpoint (damaged or cut short? {reason})"
+        ) from error
     if not isinstance(obj, dict) or obj.get("format") != FORMAT_NAME:
         raise ValueError(
             f"{path}: not a tcm checkpoint (for a reference release checkpoint, "
@@ -147,13 +173,27 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return obj
 
 
+def is_tcm_checkpoint(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a readable checkpoint in the project's format."""
+    path = Path(path)
+    if not zipfile.is_zipfile(path):
+        return False
+    try:
+        load_checkpoint(path)
+    except (ValueError, OSError):
+        return False
+    return True
+
+
 def load_labels(path: str | os.PathLike) -> list[str]:
-    """Class names from a text file, one per line (index = line number - 1)."""
+    """Class names from a text file, one per line (index = line number - 1), read as
+    :func:`tcm.data.read_classes` reads ``classes.txt``: a name listed twice is an error."""
+    from tcm.data.annotations import read_classes
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such label file")
-    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-    names = [name for name in names if name]
+    names = read_classes(path)
     if not names:
         raise ValueError(f"{path}: label file holds no class names")
     return names

@@ -217,9 +217,9 @@ def test_a_rejected_resume_writes_nothing(finished_run, tmp_path, capsys):
     before = digest(target)
     refused(
         capsys,
-        train_args(config, target, "--resume", "auto", "--set", "model.name=tsm_resnet10"),
+        train_args(config, target, "--resume", "auto", "--set", "model.name=tcm_tsn_resnet10"),
         "last.pt",
-        "tsm_resnet10",
+        "tcm_tsn_resnet10",
     )
     assert digest(target) == before
 

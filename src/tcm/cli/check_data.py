@@ -54,12 +54,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from tcm.data.decoding import check_frame_template
+    from tcm.utils.files import check_output_file
 
     check_frame_template(args.frame_template, "--frame-template")
     if args.workers < 1:
         raise ValueError(f"--workers must be at least 1, got {args.workers}")
-    records = read_list(args.list)
     classes_file = args.classes or (args.list.parent / "classes.txt")
+    if args.good_list is not None:
+        check_output_file(
+            args.good_list,
+            "--good-list",
+            inputs={args.list: "the list being checked", classes_file: "the classes file"},
+        )
+    records = read_list(args.list)
     num_classes = None
     if args.classes is not None or classes_file.is_file():
         num_classes = len(read_classes(classes_file))

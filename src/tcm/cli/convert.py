@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from tcm.checkpoint import atomic_save, load_labels, make_checkpoint
+    from tcm.checkpoint import atomic_save, load_labels, make_checkpoint, not_saved_by_torch
     from tcm.data import Preprocessing
     from tcm.errors import OutputError
     from tcm.models import create_model
@@ -52,6 +52,10 @@ def run(args: argparse.Namespace) -> int:
         raise OutputError(f"{args.dst}: is a folder; give the file to write")
     if args.dst.exists() and args.dst.samefile(args.src):
         raise OutputError(f"{args.dst}: is the checkpoint being converted; choose another file")
+    classes = load_labels(args.labels) if args.labels else None  # checked before the work
+    not_saved = not_saved_by_torch(args.src)
+    if not_saved:
+        raise ValueError(f"{args.src}: not a readable checkpoint ({not_saved})")
     try:
         raw = torch.load(args.src, map_location="cpu", weights_only=True)
     except Exception as error:
@@ -68,7 +72,6 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise ValueError(f"{args.src}: {error}") from error
     model.load_state_dict(state)
-    classes = load_labels(args.labels) if args.labels else None
     checkpoint = make_checkpoint(
         state,
         model_name=args.model,

@@ -26,11 +26,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tcm.engine.scores import ensemble, load_scores
-    from tcm.utils.files import check_output_dir
+    from tcm.engine.scores import OUTPUT_FILES, SCORES_FILE, ensemble, load_scores
+    from tcm.utils.files import check_output_dir, check_output_file
 
     if args.out is not None:
         check_output_dir(args.out, "--out folder")
+        inputs = {
+            path / SCORES_FILE if path.is_dir() else path: "one of the score files combined"
+            for path in args.scores
+        }
+        for name in OUTPUT_FILES:
+            check_output_file(args.out / name, "--out", inputs=inputs)
     parts = [load_scores(path) for path in args.scores]
     result = ensemble(parts, args.weights)
     if args.out:

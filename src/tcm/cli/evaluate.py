@@ -61,10 +61,12 @@ def run(args: argparse.Namespace) -> int:
     if args.list_file:
         overrides.append(f"data.test_list={args.list_file}")
     cfg = load_config(args.config, overrides)
+    if args.views:
+        cfg = cfg.replace({"eval.num_clips": args.views[0], "eval.num_crops": args.views[1]})
     if not args.checkpoint.is_file():
         raise FileNotFoundError(f"{args.checkpoint}: no such checkpoint")
     _, classes = check_config(cfg, training=False)
-    clips, crops = args.views or (cfg.eval.num_clips, cfg.eval.num_crops)
+    clips, crops = cfg.eval.num_clips, cfg.eval.num_crops
     model, checkpoint = _load_model(args.checkpoint, classes)
     out = args.out or args.checkpoint.parent / f"test_{args.checkpoint.stem}_{clips}x{crops}"
     result = _evaluate(cfg, model, classes or checkpoint.get("classes"), (clips, crops), out, args)

@@ -37,8 +37,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import math
+
     from tcm.deploy.export import export_checkpoint
 
+    for flag, value in (("--atol", args.atol), ("--rtol", args.rtol)):
+        if not (math.isfinite(value) and value >= 0):  # NaN would pass every comparison
+            raise ValueError(f"{flag} must be a number of 0 or more, got {value}")
     try:
         result = export_checkpoint(
             args.checkpoint,

@@ -74,7 +74,8 @@ def wanted(args: argparse.Namespace) -> bool:
 
 
 def check_arguments(args: argparse.Namespace) -> None:
-    """Window options without window mode, or out of range: a ``ValueError``."""
+    """Window options without window mode, or out of range, and a ``--timeline`` that cannot
+    be written: a ``ValueError``, before any work."""
     if not wanted(args):
         for option in ("stride", "threshold", "input_format"):
             if getattr(args, option) is not None:
@@ -83,8 +84,18 @@ def check_arguments(args: argparse.Namespace) -> None:
         return
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise ValueError(f"--threshold must lie in [0, 1], got {args.threshold}")
-    if args.timeline is not None and len(args.inputs) != 1:
-        raise ValueError(f"--timeline draws one video; {len(args.inputs)} inputs given")
+    if args.timeline is not None:
+        if len(args.inputs) != 1:
+            raise ValueError(f"--timeline draws one video; {len(args.inputs)} inputs given")
+        from tcm.deploy.timeline_plot import PICTURE_SUFFIXES
+        from tcm.utils.files import check_output_file
+
+        check_output_file(
+            args.timeline,
+            "--timeline",
+            suffixes=PICTURE_SUFFIXES,
+            inputs={args.checkpoint: "the checkpoint", args.inputs[0]: "the input"},
+        )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -96,16 +96,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _rewrite(
-    records: list[VideoRecord], args: argparse.Namespace
-) -> tuple[list[VideoRecord], list[str]]:
-    """Extract or re-encode the videos of ``records``: the records of the new copies (failed
-    videos left out) and the errors."""
-    videos = [r for r in records if r.num_frames is None]
+    splits: dict[str, list[VideoRecord]], args: argparse.Namespace
+) -> dict[str, tuple[list[VideoRecord], list[str]]]:
+    """Extract or re-encode the videos of every split in one run: per split, the records of
+    the new copies (failed videos left out) and the errors."""
+    videos = {
+        split: [r for r in records if r.num_frames is None] for split, records in splits.items()
+    }
+    every = [record.path for records in videos.values() for record in records]
     if args.extract_frames is not None:
         from tcm.data.extract import extract_all
 
         results = extract_all(
-            [r.path for r in videos],
+            every,
             args.root,
             args.extract_frames,
             workers=args.workers,
@@ -118,7 +121,7 @@ def _rewrite(
         from tcm.data.reencode import reencode_all
 
         results = reencode_all(
-            [r.path for r in videos],
+            every,
             args.root,
             args.reencode,
             workers=args.workers,
@@ -128,16 +131,23 @@ def _rewrite(
             crf=args.crf,
         )
         copies = [(result.output, None, result.error) for result in results]
-    out, failed = [], []
-    for record, (path, num_frames, error) in zip(videos, copies):
-        if error:
-            failed.append(error)
-        else:
-            out.append(VideoRecord(path, record.label, num_frames))
-    skipped = len(records) - len(videos)
-    if skipped:
-        logger.warning("%d entries are frame folders already; not rewritten", skipped)
-    return out, failed
+    rewritten = {}
+    position = 0
+    for split, records in videos.items():
+        out, failed = [], []
+        for record, (path, num_frames, error) in zip(records, copies[position:]):
+            if error:
+                failed.append(error)
+            else:
+                out.append(VideoRecord(path, record.label, num_frames))
+        position += len(records)
+        skipped = len(splits[split]) - len(records)
+        if skipped:
+            logger.warning(
+                "%s: %d entries are frame folders already; not rewritten", split, skipped
+            )
+        rewritten[split] = (out, failed)
+    return rewritten
 
 
 def _check_arguments(args: argparse.Namespace) -> None:
@@ -151,14 +161,34 @@ def _check_arguments(args: argparse.Namespace) -> None:
     if args.extract_frames is not None:
         check_output_dir(args.extract_frames, "--extract-frames folder")
         check_frame_template(args.frame_template, "--frame-template")
+    from tcm.data.reencode import check_settings
+
+    def flag(name: str) -> str:
+        return "--" + name.replace("_", "-")
+
     if args.reencode is not None:
         check_output_dir(args.reencode, "--reencode folder")
         if args.reencode.resolve() == args.root.resolve():
             raise ValueError("--reencode needs a folder other than --root (the originals)")
-        if args.gop < 1:
-            raise ValueError(f"--gop must be at least 1, got {args.gop}")
-    if args.short_side is not None and args.short_side < 1:
-        raise ValueError(f"--short-side must be positive, got {args.short_side}")
+        check_settings(short_side=args.short_side, gop=args.gop, crf=args.crf, name=flag)
+    else:  # extracted frames: the same smallest size
+        check_settings(short_side=args.short_side, name=flag)
+
+
+def _check_originals_outside(args: argparse.Namespace, splits: dict[str, list[VideoRecord]]):
+    """Re-encoded copies must not go where originals are: the folder would then hide them from
+    later runs (see :data:`~tcm.data.annotations.REENCODE_SETTINGS_FILE`)."""
+    if args.reencode is None:
+        return
+    target = args.reencode.resolve()
+    root = args.root.resolve()
+    for records in splits.values():
+        for record in records:
+            if target in (root / record.path).parents:
+                raise ValueError(
+                    f"{args.root / record.path} lies in {target}, the folder the copies go to; "
+                    "choose a folder that holds no video of --root"
+                )
 
 
 def _report_missing(args: argparse.Namespace, split: str, resolved, total: int) -> None:
@@ -186,13 +216,18 @@ def run(args: argparse.Namespace) -> int:
     output_dir(args.out, "--out folder")
     write_classes(args.out / "classes.txt", annotations.classes)
     print(f"{args.out / 'classes.txt'}: {len(annotations.classes)} classes")
+    splits = {}
     for split, entries in annotations.splits.items():
         resolved = resolve_media(args.root, entries)
-        records = resolved.records
+        splits[split] = resolved.records
         _report_missing(args, split, resolved, len(entries))
+    if rewriting:
+        _check_originals_outside(args, splits)
+        rewritten = _rewrite(splits, args)
+    for split, records in splits.items():
         failed_file = args.out / f"failed_{split}.txt"
         if rewriting:
-            records, failed = _rewrite(records, args)
+            records, failed = rewritten[split]
             if failed:
                 failed_file.write_text("".join(f"{error}\n" for error in failed), encoding="utf-8")
                 shown = "\n  ".join(failed[:SHOWN_MISSING])

@@ -19,6 +19,7 @@ relative to the data root). :func:`resolve_media` then looks the samples up on d
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import logging
@@ -34,6 +35,9 @@ logger = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".avi", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".flv")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+#: The file ``tcm prepare --reencode`` leaves in its output folder (the settings of the copies):
+#: a folder holding it below a data root holds copies, not originals, and is not searched.
+REENCODE_SETTINGS_FILE = "tcm-reencode.json"
 
 
 @dataclass(frozen=True)
@@ -452,28 +456,64 @@ class ResolvedSplit:
 
 class _Listings:
     """What each folder under a root holds (``name -> "dir" | "file"``), read once per folder,
-    so that trying many candidate paths per sample costs no file-system call each."""
+    so that trying many candidate paths per sample costs no file-system call each.
+
+    A folder below the root that holds :data:`REENCODE_SETTINGS_FILE` holds re-encoded copies
+    (``tcm prepare --reencode`` into a folder inside the root): it and everything in it count
+    as absent, so that the originals are found, never their copies."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self._folders: dict[str, dict[str, str]] = {}
+        self._copies: dict[str, bool] = {}
 
     def kind(self, relative: str) -> str | None:
         parent, _, name = relative.rpartition("/")
         listing = self._folders.get(parent)
         if listing is None:
             listing = {}
-            try:
-                with os.scandir(self.root / parent if parent else self.root) as entries:
-                    for entry in entries:
-                        if entry.is_dir():
-                            listing[entry.name] = "dir"
-                        elif entry.is_file():
-                            listing[entry.name] = "file"
-            except (FileNotFoundError, NotADirectoryError):
-                pass
+            if not self._holds_copies(parent):
+                try:
+                    with os.scandir(self.root / parent if parent else self.root) as entries:
+                        for entry in entries:
+                            if entry.is_dir():
+                                listing[entry.name] = "dir"
+                            elif entry.is_file():
+                                listing[entry.name] = "file"
+                except (FileNotFoundError, NotADirectoryError):
+                    pass
             self._folders[parent] = listing
-        return listing.get(name)
+        kind = listing.get(name)
+        if kind == "dir" and self._holds_copies(relative):
+            return None
+        return kind
+
+    def _holds_copies(self, relative: str) -> bool:
+        """Whether the folder ``relative`` (``""``: the root, never) or one above it below the
+        root holds re-encoded copies."""
+        parts = [part for part in relative.split("/") if part]
+        for depth in range(1, len(parts) + 1):
+            folder = "/".join(parts[:depth])
+            seen = self._copies.get(folder)
+            if seen is None:
+                seen = self._copies[folder] = (
+                    self.root / folder / REENCODE_SETTINGS_FILE
+                ).is_file()
+                if seen:
+                    _report_copies(self.root / folder)
+            if seen:
+                return True
+        return False
+
+
+@functools.cache
+def _report_copies(folder: Path) -> None:
+    """Say once per process that ``folder`` is left out as a folder of copies."""
+    logger.warning(
+        "%s holds re-encoded copies (%s): not searched for originals",
+        folder,
+        REENCODE_SETTINGS_FILE,
+    )
 
 
 def resolve_media(root: str | os.PathLike, entries: Sequence[Annotation]) -> ResolvedSplit:

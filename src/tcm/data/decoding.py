@@ -24,6 +24,7 @@ from __future__ import annotations
 import bisect
 import logging
 import os
+import stat
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -175,18 +176,35 @@ def unreadable(path: str | os.PathLike, error: OSError) -> BadVideoError:
     return BadVideoError(path, UNREADABLE, error.strerror or str(error))
 
 
+_SPECIAL_FILES = (
+    (stat.S_ISFIFO, "a named pipe"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def special_file(mode: int) -> str | None:
+    """What a path of ``st_mode`` ``mode`` is when it is neither a regular file nor a folder
+    (``"a named pipe"``, ``"a character device"``, ...); ``None`` otherwise. Such a path cannot
+    be read as a video file: it has no length and cannot seek, and reading a pipe nobody
+    writes to waits forever."""
+    return next((kind for test, kind in _SPECIAL_FILES if test(mode)), None)
+
+
 def _check_file(path: Path) -> None:
     try:
-        exists = path.exists()
-        is_dir = exists and path.is_dir()
-        size = path.stat().st_size if exists else None
+        info = path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        raise BadVideoError(path, MISSING, "no such file") from None
     except OSError as error:  # e.g. a folder on the way that may not be searched
         raise unreadable(path, error) from None
-    if not exists:
-        raise BadVideoError(path, MISSING, "no such file")
-    if is_dir:
+    if stat.S_ISDIR(info.st_mode):
         raise BadVideoError(path, NOT_A_VIDEO, "is a directory")
-    if size == 0:
+    kind = special_file(info.st_mode)
+    if kind is not None:
+        raise BadVideoError(path, NOT_A_VIDEO, f"{kind}, not a regular file")
+    if info.st_size == 0:
         raise BadVideoError(path, EMPTY, "zero bytes")
 
 
@@ -272,6 +290,7 @@ class VideoReader:
         self._count = len(pts)
         declared = self._stream.frames
         timestamps_ok = None not in pts and len(set(pts)) == len(pts)
+        self._presentation = sorted(pts) if timestamps_ok else None
         self._by_pts = timestamps_ok and self._container.format.name != "avi"
         if self._by_pts:
             self._pts = sorted(pts)
@@ -341,6 +360,13 @@ class VideoReader:
         """Presentation timestamp of each frame (in :attr:`time_base` units), in frame order;
         ``None`` when the container's timestamps do not give the order (frames are counted)."""
         return list(self._pts) if self._by_pts else None
+
+    @property
+    def presentation_timestamps(self) -> list[int] | None:
+        """When each frame is shown (in :attr:`time_base` units), in frame order, from the
+        packets: also for AVI, whose decoder does not report them in frame order (see
+        :attr:`timestamps`); ``None`` when packets lack timestamps or repeat one."""
+        return list(self._presentation) if self._presentation is not None else None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -569,6 +595,26 @@ def _map_list(function, items) -> list:
     return [function(item) for item in items]
 
 
+def image_to_rgb(image: Image.Image) -> np.ndarray:
+    """A decoded image as ``(H, W, 3)`` uint8 RGB.
+
+    16-bit grey (PNG's ``I;16`` and its byte orders, or ``I``) is scaled to 8 bits (``0..65535``
+    onto ``0..255``), where a plain conversion would clip everything above 255 to white.
+
+    Example:
+        >>> grey = Image.fromarray(np.array([[0, 32768, 65535]], dtype=np.uint16))
+        >>> grey.mode, image_to_rgb(grey)[0, :, 0].tolist()
+        ('I;16', [0, 128, 255])
+    """
+    if image.mode == "RGB":  # JPEG frames decode as RGB: converting them would only copy
+        return np.asarray(image)
+    if image.mode.startswith("I;16") or image.mode == "I":
+        values = np.clip(np.asarray(image).astype(np.int64), 0, 65535)
+        grey = ((values * 255 + 32767) // 65535).astype(np.uint8)  # (H, W), rounded
+        return np.repeat(grey[..., None], 3, axis=2)
+    return np.asarray(image.convert("RGB"))
+
+
 def format_frame_name(template: str, index: int) -> str:
     """``template`` with the frame number: ``{}``-style (``img_{:05d}.jpg``) or ``%``-style."""
     if "{" in template:
@@ -662,17 +708,34 @@ class FrameFolderReader:
         path = self.frame_path(index)
         try:
             with Image.open(path) as image:
-                # JPEG frames decode as RGB: converting them would only copy
-                return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+                return image_to_rgb(image)
         except FileNotFoundError:
-            if not self.frame_path(self._count - 1).exists():
-                from tcm.data.annotations import count_frames
-
-                detail = f"{count_frames(self.path)} on disk, {self._count} claimed"
-                raise BadVideoError(self.path, TOO_FEW_FRAMES, detail) from None
-            raise BadVideoError(self.path, MISSING_FRAME, f"{path.name} absent") from None
+            raise self._absent(path) from None
         except (OSError, ValueError, Image.DecompressionBombError) as error:
             raise BadVideoError(self.path, BAD_FRAME, f"{path.name}: {error}") from None
+
+    def _absent(self, path: Path) -> BadVideoError:
+        """The error for the frame file ``path``, which is not there: one frame missing, fewer
+        frames than claimed, or frames named otherwise than the template says."""
+        if self.frame_path(self._count - 1).exists():
+            return BadVideoError(self.path, MISSING_FRAME, f"{path.name} absent")
+        from tcm.data.annotations import IMAGE_EXTENSIONS
+
+        with os.scandir(self.path) as entries:
+            images = sorted(e.name for e in entries if e.name.lower().endswith(IMAGE_EXTENSIONS))
+        named = {self.frame_path(i).name for i in range(self._count)}
+        matching = sum(name in named for name in images)
+        if images and not matching:
+            kinds = "/".join(sorted({os.path.splitext(name)[1] for name in images}))
+            return BadVideoError(
+                self.path,
+                MISSING_FRAME,
+                f"{path.name} absent: the frame template {self.template!r} (first number "
+                f"{self.start_index}) matches none of the {len(images)} {kinds} images here, "
+                f"such as {images[0]}; set the frame template to their names",
+            )
+        detail = f"{matching} on disk, {self._count} claimed"
+        return BadVideoError(self.path, TOO_FEW_FRAMES, detail)
 
     def get_frames(self, indices: Sequence[int]) -> np.ndarray:
         """Load the frames at ``indices`` (0-based). Returns uint8 ``(len(indices), H, W, 3)``."""

@@ -2,7 +2,8 @@
 
 Each video becomes a folder ``<out>/<relative path without extension>/img_00001.jpg ...``.
 Frames are written to a temporary folder renamed when complete, so an interrupted run leaves
-no half-written folder, and folders that already exist are skipped (a run can be resumed).
+no half-written folder, and folders that already exist are skipped (a run can be resumed). A
+full disk or a folder that cannot be written stops the run at the first error.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from tcm.data.decoding import (
     format_frame_name,
 )
 from tcm.data.transforms import short_side_size
+from tcm.utils.files import FILESYSTEM_ERRNOS, writing_stopped
 from tcm.utils.parallel import map_in_processes
 
 logger = logging.getLogger(__name__)
@@ -70,7 +72,7 @@ def extract_frames(
                     quality=quality,
                 )
                 count += 1
-    except BadVideoError:
+    except BaseException:  # a bad video, a full disk, Ctrl-C: no half-written folder stays
         shutil.rmtree(partial_folder, ignore_errors=True)
         raise
     if count == 0:
@@ -94,6 +96,10 @@ def _extract_one(relative: str, root: Path, out: Path, **options) -> ExtractResu
         )
     except BadVideoError as error:
         return ExtractResult(relative, folder_rel, 0, str(error))
+    except OSError as error:
+        if error.errno in FILESYSTEM_ERRNOS:  # the output's disk or folder: every video fails
+            raise OSError(error.errno, error.strerror, error.filename or str(folder)) from None
+        raise
 
 
 def extract_all(
@@ -111,6 +117,10 @@ def extract_all(
     """Extract the frames of ``videos`` (paths relative to ``root``) under ``out``.
 
     Returns one :class:`ExtractResult` per video, in order; failures carry ``error``.
+
+    Raises:
+        OutputError: at the first error of the output's disk or folder (full, read-only, ...);
+            the folders finished are kept.
     """
     job = partial(
         _extract_one,
@@ -121,15 +131,20 @@ def extract_all(
         short_side=short_side,
         quality=quality,
     )
-    results = map_in_processes(
-        job,
-        videos,
-        workers=workers,
-        progress=progress,
-        desc="extracting frames",
-        unit="video",
-        chunksize=2,
-    )
+    try:
+        results = map_in_processes(
+            job,
+            videos,
+            workers=workers,
+            progress=progress,
+            desc="extracting frames",
+            unit="video",
+            chunksize=2,
+        )
+    except OSError as error:
+        if error.errno not in FILESYSTEM_ERRNOS:
+            raise
+        raise writing_stopped(error, out, "frame extraction") from error
     failed = [r for r in results if r.error]
     if failed:
         logger.warning(

@@ -63,6 +63,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from tcm.data.reencode import check_settings
 from tcm.errors import OutputError
 from tcm.utils.parallel import map_in_processes
 
@@ -600,6 +601,9 @@ class SynthConfig:
             raise ValueError(f"size must be even and at least 16 (H.264 yuv420p), got {self.size}")
         if self.frames < 2:
             raise ValueError(f"need at least 2 frames per clip, got {self.frames}")
+        if self.fps < 1:
+            raise ValueError(f"fps must be at least 1, got {self.fps}")
+        check_settings(crf=self.crf)
         if not (0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1):
             raise ValueError("val_fraction and test_fraction must lie in [0, 1)")
         counts = self.split_sizes()

@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import warnings
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +34,7 @@ import torch
 import tcm
 from tcm.checkpoint import load_checkpoint
 from tcm.data.preprocessing import Preprocessing
-from tcm.errors import OutputError
+from tcm.utils.files import check_output_file
 
 logger = logging.getLogger(__name__)
 
@@ -192,40 +191,16 @@ def export_onnx(
     return f"torch.onnx (dynamo=False, opset {opset})"
 
 
-def _is_tcm_checkpoint(path: Path) -> bool:
-    """Whether ``path`` is a readable checkpoint in the project's format."""
-    if not zipfile.is_zipfile(path):
-        return False
-    try:
-        load_checkpoint(path)
-    except (ValueError, OSError):
-        return False
-    return True
-
-
 def check_export_target(out: str | os.PathLike, source: str | os.PathLike | None = None) -> Path:
     """``out`` if an export may be written there (and its ``.json`` beside it).
 
     Raises:
         OutputError: ``out`` is a folder, is the checkpoint ``source``, or either file is
-            an existing tcm checkpoint (which the export would replace).
+            an existing tcm checkpoint (which the export would replace), or cannot be written.
     """
-    out = Path(out)
-    if out.is_dir():
-        raise OutputError(f"{out}: is a folder; --out names the file to write")
-    for target in (out, out.with_name(out.name + ".json")):
-        if not target.is_file():
-            continue
-        if source is not None and os.path.samefile(target, source):
-            raise OutputError(
-                f"{target}: is the checkpoint being exported; writing there would destroy it; "
-                "choose another --out"
-            )
-        if _is_tcm_checkpoint(target):
-            raise OutputError(
-                f"{target}: is a tcm checkpoint; writing there would destroy it; choose "
-                "another --out"
-            )
+    inputs = {source: "the checkpoint being exported"} if source is not None else {}
+    out = check_output_file(out, "--out", inputs=inputs)
+    check_output_file(out.with_name(out.name + ".json"), "--out", inputs=inputs)
     return out
 
 

@@ -48,6 +48,7 @@ from tcm.deploy.windows import (
     WindowAssembler,
     WindowClip,
     WindowPlan,
+    check_spans,
 )
 from tcm.models.plugin import tcm_layers
 
@@ -345,6 +346,7 @@ class LongVideoPredictor:
         if stride is None:
             stride = self.window.scaled(0.25)
         self.stride = stride if isinstance(stride, Span) else Span.parse(stride)
+        check_spans(self.window, self.stride, predictor.preprocessing.num_segments)
         self.batch_size = batch_size
         self.classify = classify or predictor.predict_clips
         self.tempo = tempo and classify is None and bool(tcm_stages(predictor.model))
@@ -362,9 +364,15 @@ class LongVideoPredictor:
 
         Raises:
             BadVideoError: the source cannot be opened.
+            ValueError: the window or stride does not suit its frame rate (see
+                :func:`~tcm.deploy.windows.check_spans`).
         """
         stream = VideoStream(source, live=live, input_format=input_format, threads=threads)
-        return WindowRun(self, stream)
+        try:
+            return WindowRun(self, stream)
+        except BaseException:
+            stream.close()
+            raise
 
     def run(self, source: str | os.PathLike, **options: Any) -> Timeline:
         """The whole :class:`Timeline` of ``source`` (options as :meth:`open`)."""
@@ -390,6 +398,7 @@ class WindowRun:
         self.owner = owner
         self.stream = stream
         prep = owner.predictor.preprocessing
+        check_spans(owner.window, owner.stride, prep.num_segments, stream.fps)
         self.plan = WindowPlan.build(
             owner.window, owner.stride, fps=stream.fps, prep=prep, num_frames=stream.num_frames
         )

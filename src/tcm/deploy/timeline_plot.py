@@ -23,11 +23,14 @@ from pathlib import Path
 import numpy as np
 
 from tcm.deploy.timeline import Timeline
+from tcm.utils.files import check_output_file
 
 logger = logging.getLogger(__name__)
 
 #: Thumbnails drawn along the time axis, at most.
 STRIP_LENGTH = 16
+#: Extensions of the pictures :func:`write_timeline` writes.
+PICTURE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg", ".webp")
 
 
 def shown_classes(timeline: Timeline, threshold: float, limit: int = 5) -> list[int]:
@@ -175,9 +178,9 @@ def render_timeline(timeline: Timeline, *, threshold: float = 0.5, max_classes: 
 def write_timeline(
     timeline: Timeline, out: str | os.PathLike, *, threshold: float = 0.5, max_classes: int = 5
 ) -> Path:
-    """Render :func:`render_timeline` into ``out`` (``.png``, or any format matplotlib
-    writes); returns the path."""
-    out = Path(out)
+    """Render :func:`render_timeline` into ``out`` (``.png``, or another of
+    :data:`PICTURE_SUFFIXES`); returns the path."""
+    out = check_output_file(out, "timeline picture", suffixes=PICTURE_SUFFIXES)
     out.parent.mkdir(parents=True, exist_ok=True)
     figure = render_timeline(timeline, threshold=threshold, max_classes=max_classes)
     figure.savefig(out)

@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from tcm.deploy.inputs import read_clip, sampled_frame_indices, to_model_input
 from tcm.deploy.predictor import Predictor
 from tcm.models.plugin import tcm_layers
+from tcm.utils.files import check_output_file
 
 logger = logging.getLogger(__name__)
 
@@ -438,10 +439,8 @@ def visualize(
     Returns:
         A :class:`VisualizationResult`.
     """
-    out = Path(out)
+    out = check_output_file(out, "output", suffixes=(".png", ".gif"))
     suffix = out.suffix.lower()
-    if suffix not in (".png", ".gif"):
-        raise ValueError(f"{out}: the output must be a .png or .gif file")
     predictor = checkpoint if isinstance(checkpoint, Predictor) else Predictor(checkpoint, device)
     prep = predictor.preprocessing
     uint8_clip = read_clip(input_path, prep)  # (V*T, 3, S, S)

@@ -29,6 +29,8 @@ from __future__ import annotations
 import logging
 import os
 import re
+import select
+import stat
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -44,6 +46,7 @@ from tcm.data.decoding import (
     NOT_A_VIDEO,
     BadVideoError,
     frame_to_rgb,
+    special_file,
     unreadable,
 )
 from tcm.data.preprocessing import Preprocessing
@@ -107,6 +110,38 @@ class Span:
         return f"{int(self.value)} frames" if self.unit == "f" else f"{self.value:g} s"
 
 
+def check_spans(window: Span, stride: Span, num_segments: int, fps: float | None = None) -> None:
+    """A ``ValueError`` for a window shorter than the ``num_segments`` frames the model samples
+    from it (frames would repeat), or a stride longer than the window (the video between two
+    windows would be seen by none, yet merged segments would cover it). Without ``fps``, only
+    what the lengths say by themselves is checked (frames, or both in the same unit).
+
+    Example:
+        >>> check_spans(Span.parse("1f"), Span.parse("1f"), num_segments=8)
+        Traceback (most recent call last):
+        ...
+        ValueError: a window of 1 frames holds fewer frames than the 8 the model samples from each window; give a window of at least 8f
+    """
+    frames = window.to_frames(fps) if fps is not None or window.unit == "f" else None
+    if frames is not None and frames < num_segments:
+        at = f" at {fps:g} fps" if window.unit == "s" else ""
+        raise ValueError(
+            f"a window of {window} holds fewer frames{at} than the {num_segments} the model "
+            f"samples from each window; give a window of at least {num_segments}f"
+        )
+    if fps is not None:
+        longer = stride.to_frames(fps) > window.to_frames(fps)
+    elif stride.unit == window.unit:
+        longer = stride.value > window.value
+    else:
+        return
+    if longer:
+        raise ValueError(
+            f"a stride of {stride} is longer than the window of {window}: the video between "
+            "windows would be seen by none; give a stride up to the window"
+        )
+
+
 @dataclass(frozen=True)
 class WindowPlan:
     """Where the windows lie and which frames each one samples, in frames of the time grid.
@@ -135,7 +170,8 @@ class WindowPlan:
         num_frames: int | None = None,
     ) -> WindowPlan:
         """The plan for a video at ``fps``; a video known to be shorter than one window
-        (``num_frames``) gets one window covering all of it."""
+        (``num_frames``) gets one window covering all of it. (Whether the lengths suit a
+        timeline is :func:`check_spans`'s concern.)"""
         window_frames = window.to_frames(fps)
         stride_frames = stride.to_frames(fps)
         if num_frames is not None and 0 < num_frames < window_frames:
@@ -198,13 +234,37 @@ class Gap:
     reason: str
 
 
+def _open_pipe(path: Path, timeout: float) -> int:
+    """A descriptor reading the named pipe ``path``, once something has been written to it;
+    opening a pipe for reading would otherwise wait for a writer without end.
+
+    Raises:
+        BadVideoError: nothing written within ``timeout`` seconds, or the writer left
+            without writing.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # returns at once, writer or not
+    except OSError as error:
+        raise unreadable(path, error) from None
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    events = poller.poll(timeout * 1000)
+    if not events or not events[0][1] & select.POLLIN:
+        os.close(fd)
+        why = f"no data within {timeout:g} s" if not events else "the writer left without data"
+        raise BadVideoError(path, "cannot open the stream", f"a named pipe: {why}")
+    os.set_blocking(fd, True)
+    return fd
+
+
 class VideoStream:
     """Decode a video file or a live source once, frame by frame, onto the time grid.
 
     Args:
         source: a video file, a URL (``rtsp://``, ``http://``, ...) or a device
             (``/dev/video0`` with ``input_format="v4l2"``): anything PyAV opens.
-        live: a live source: its length is unknown and it is not checked as a file.
+        live: a live source: its length is unknown and it is not checked as a file. A named
+            pipe is read once something is written to it (within :data:`LIVE_TIMEOUT_S`).
         input_format: FFmpeg input format to force (``"v4l2"``, ``"avfoundation"``, ...).
         threads: decoder threads (0: FFmpeg chooses).
 
@@ -231,28 +291,41 @@ class VideoStream:
     ) -> None:
         self.source = str(source)
         self.live = live
-        if not live:
-            path = Path(source)
-            try:
-                exists, is_dir = path.exists(), path.is_dir()
-            except OSError as error:
-                raise unreadable(path, error) from None
-            if not exists:
-                raise BadVideoError(path, MISSING, "no such file")
-            if is_dir:
+        self._pipe: int | None = None
+        kind = None
+        path = Path(source)
+        try:
+            info = path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            if not live:
+                raise BadVideoError(path, MISSING, "no such file") from None
+        except OSError as error:
+            raise unreadable(path, error) from None
+        else:
+            if stat.S_ISDIR(info.st_mode):
                 raise BadVideoError(path, NOT_A_VIDEO, "a folder; windows need a video file")
+            kind = special_file(info.st_mode)
+        if kind is not None and not live:
+            raise BadVideoError(
+                path, NOT_A_VIDEO, f"{kind}, not a regular file; read it as a live source"
+            )
+        url = self.source
+        if kind == "a named pipe":
+            self._pipe = _open_pipe(path, LIVE_TIMEOUT_S)
+            url = f"pipe:{self._pipe}"  # FFmpeg reads the descriptor: no second, blocking open
         try:
             self._container = av.open(
-                self.source,
+                url,
                 format=input_format,
                 metadata_errors="ignore",
                 timeout=LIVE_TIMEOUT_S if live else None,
             )
         except (av.error.FFmpegError, OSError) as error:
+            self._close_pipe()
             reason = "cannot open the stream" if live else NOT_A_VIDEO
             raise BadVideoError(self.source, reason, str(error)) from None
         if not self._container.streams.video:
-            self._container.close()
+            self.close()
             raise BadVideoError(self.source, NO_VIDEO_STREAM)
         self._stream = self._container.streams.video[0]
         self._stream.thread_type = "AUTO"
@@ -351,6 +424,12 @@ class VideoStream:
 
     def close(self) -> None:
         self._container.close()
+        self._close_pipe()
+
+    def _close_pipe(self) -> None:
+        if self._pipe is not None:
+            os.close(self._pipe)
+            self._pipe = None
 
     def __enter__(self) -> VideoStream:
         return self

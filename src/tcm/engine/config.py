@@ -593,10 +593,34 @@ def load_config(
     path = find_config(name_or_path)
     data = read_config_dict(path)
     data.setdefault("name", path.stem)
+    overrides = overrides or []
     try:
-        return TrainConfig.from_dict(apply_overrides(data, overrides or []))
+        return TrainConfig.from_dict(apply_overrides(data, overrides))
     except ConfigError as error:
-        raise ConfigError(f"{path.name}: {error}") from None
+        raise ConfigError(f"{_culprit(path, data, overrides, error)}: {error}") from None
+
+
+def _culprit(
+    path: Path, data: dict[str, Any], overrides: list[str] | dict[str, Any], error: ConfigError
+) -> str:
+    """Where the value behind ``error`` comes from: the config file ``path`` when it fails that
+    way alone, else the first override (``--set KEY=VALUE``) after which it does."""
+    items = list(overrides.items()) if isinstance(overrides, dict) else list(overrides)
+    for count, item in enumerate([None, *items]):
+        if item is None:  # the file alone
+            try:
+                TrainConfig.from_dict(data)
+            except ConfigError as failure:
+                if str(failure) == str(error):
+                    return path.name
+            continue
+        given = dict(items[:count]) if isinstance(overrides, dict) else items[:count]
+        try:
+            TrainConfig.from_dict(apply_overrides(data, given))
+        except ConfigError as failure:
+            if str(failure) == str(error):
+                return f"--set {item if isinstance(item, str) else '='.join(map(str, item))}"
+    return path.name
 
 
 # --------------------------------------------------------------------------------------------
@@ -661,17 +685,25 @@ def check_config(cfg: TrainConfig, *, training: bool = True) -> tuple[int, list[
     Raises:
         ConfigError: with the key at fault and what to do.
     """
-    _check_values(cfg)
+    from tcm.engine.config_fit import check_model_builds, check_views_fit
+
+    check_values(cfg)
+    check_views_fit(cfg)
     lists = _check_files(cfg, training)
     num_classes, names = resolve_classes(cfg)
+    check_model_builds(cfg, num_classes)
     counted_by = f"data.classes: {cfg.data.classes}" if names is not None else "model.num_classes"
     for key, path in lists.items():
         check_list_labels(path, key, num_classes, counted_by)
     return num_classes, names
 
 
-def _check_values(cfg: TrainConfig) -> None:
-    """Values that must be in range or agree with each other."""
+def check_values(cfg: TrainConfig) -> None:
+    """Values that must be in range or agree with each other (no file is read).
+
+    Raises:
+        ConfigError: with the key at fault.
+    """
     from tcm.data.decoding import check_frame_template
     from tcm.models import list_models
     from tcm.models.custom import import_backbone, is_import_path
@@ -702,6 +734,22 @@ def _check_values(cfg: TrainConfig) -> None:
         raise ConfigError(f"eval.num_crops must be 1 or 3, got {cfg.eval.num_crops}")
     if cfg.optim.lr <= 0:
         raise ConfigError(f"optim.lr must be positive, got {cfg.optim.lr}")
+    clip = cfg.optim.clip_grad_norm
+    if clip is not None and not clip > 0:  # 0 would zero every gradient: the model never moves
+        raise ConfigError(
+            f"optim.clip_grad_norm must be positive, or null for no clipping, got {clip}"
+        )
+    if cfg.train.eval_interval < 0:
+        raise ConfigError(
+            f"train.eval_interval must be 0 (never) or more, got {cfg.train.eval_interval}"
+        )
+    if cfg.train.checkpoint_interval < 0:
+        raise ConfigError(
+            "train.checkpoint_interval must be 0 (at epoch ends only) or more, got "
+            f"{cfg.train.checkpoint_interval}"
+        )
+    if cfg.dist.timeout_min < 1:
+        raise ConfigError(f"dist.timeout_min must be at least 1 minute, got {cfg.dist.timeout_min}")
     resize = cfg.data.resize
     if isinstance(resize, list) and (len(resize) != 2 or min(resize) < 1):
         raise ConfigError(f"data.resize must be a positive int or [H, W], got {resize}")

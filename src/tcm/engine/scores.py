@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,8 @@ PER_CLASS_FILE = "per_class.csv"
 CONFUSION_FILE = "confusion.png"
 SUMMARY_FILE = "metrics.json"
 """The headline numbers of one evaluation (the training log is ``metrics.jsonl``)."""
+OUTPUT_FILES = (SCORES_FILE, PER_CLASS_FILE, SUMMARY_FILE, CONFUSION_FILE)
+"""The files :meth:`EvalResult.save` writes into its folder."""
 
 
 def topk_accuracy(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
@@ -179,13 +182,23 @@ def load_scores(path: str | os.PathLike) -> EvalResult:
         path = path / SCORES_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such score file")
-    with np.load(path, allow_pickle=False) as data:
-        missing = {"scores", "labels", "paths"} - set(data.files)
-        if missing:
-            raise ValueError(f"{path}: not a score file (missing {sorted(missing)})")
-        classes = data["classes"].tolist() if "classes" in data.files else None
-        views = tuple(data["views"].tolist()) if "views" in data.files else (1, 1)
-        return EvalResult(data["scores"], data["labels"], data["paths"].tolist(), classes, views)
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path}: not a score file (not an .npz archive that tcm test writes)")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = {"scores", "labels", "paths"} - set(data.files)
+            if missing:
+                raise ValueError(f"{path}: not a score file (missing {sorted(missing)})")
+            classes = data["classes"].tolist() if "classes" in data.files else None
+            views = tuple(data["views"].tolist()) if "views" in data.files else (1, 1)
+            arrays = data["scores"], data["labels"], data["paths"].tolist()
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+        if str(error).startswith(str(path)):
+            raise
+        # numpy's reasons (object arrays that would need pickle, a damaged member) name no file
+        reason = str(error).split(". ")[0].rstrip(".")
+        raise ValueError(f"{path}: not a readable score file ({reason})") from None
+    return EvalResult(*arrays, classes, views)
 
 
 def write_per_class_csv(result: EvalResult, path: str | os.PathLike) -> Path:

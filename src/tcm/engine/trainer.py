@@ -56,7 +56,7 @@ from torch.utils.data import DataLoader
 
 from tcm.data.preprocessing import Preprocessing
 from tcm.engine import training_checkpoint as ckpt
-from tcm.engine.config import ConfigError, TrainConfig, check_config
+from tcm.engine.config import ConfigError, TrainConfig, check_config, check_values
 from tcm.engine.distributed import (
     DistContext,
     EpochSampler,
@@ -71,6 +71,7 @@ from tcm.engine.evaluation import autocast_context, evaluate_dataset, to_layout
 from tcm.engine.lost_processes import gather_processes, lost_process_error
 from tcm.engine.model_setup import build_model, model_kwargs, seed_everything, set_train_mode
 from tcm.engine.optim import LRSchedule, build_optimizer, scaled_lr
+from tcm.engine.run_transfer import is_elsewhere, take_over_run
 from tcm.engine.scores import EvalResult
 from tcm.engine.training_log import (
     CURVES_FILE,
@@ -308,7 +309,8 @@ class Trainer:
         if (saved["name"], saved["num_classes"]) != (self.cfg.model.name, self.num_classes):
             raise ValueError(
                 f"{path} holds a {saved['name']} with {saved['num_classes']} classes; the config "
-                f"builds a {self.cfg.model.name} with {self.num_classes}"
+                f"builds a {self.cfg.model.name} with {self.num_classes} classes: resume with "
+                "the model and classes of the run, or start a new run"
             )
 
     def resume(self, checkpoint: dict[str, Any], path: Path) -> None:
@@ -779,6 +781,7 @@ def train(
         >>> result.final["val_top1"], result.checkpoint            # doctest: +SKIP
     """
     work_dir = Path(work_dir) if work_dir is not None else default_work_dir(config)
+    check_values(config)  # dist.timeout_min among them, before the process group is made
     ctx = init_distributed(config.train.device, config.dist.backend, config.dist.timeout_min)
     previous_deterministic = torch.are_deterministic_algorithms_enabled()
     lock = WorkDirLock(work_dir) if ctx.is_main else None
@@ -803,11 +806,16 @@ def train(
             del checkpoint
             # Every check has passed: the run's files may be written.
             started = True
+            elsewhere = resume_path is not None and is_elsewhere(resume_path, work_dir)
             if ctx.is_main:
                 ckpt.remove_stale_temporaries(work_dir)
                 (work_dir / CONFIG_FILE).write_text(trainer.cfg.to_yaml(), encoding="utf-8")
+                if elsewhere:  # this folder takes the run over: its log rows and best.pt
+                    take_over_run(resume_path.parent, work_dir, trainer.step, trainer.best_row)
             barrier(ctx)
             with _run_logging(work_dir, ctx.is_main):
+                if elsewhere:
+                    trainer.save_last()  # resumable here from the start, whatever is left
                 return trainer.run(resume_path, resume)
     except RuntimeError as error:
         lost = lost_process_error(error, processes, ctx, work_dir / LOG_FILE)

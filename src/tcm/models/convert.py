@@ -115,10 +115,15 @@ def convert_official_checkpoint(
     return converted
 
 
+#: Keys named per kind of problem by :func:`check_state_dict`.
+SHOWN_KEYS = 3
+
+
 def check_state_dict(
     state: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor]
 ) -> None:
-    """Raise a ``ValueError`` naming missing, unexpected and mis-shaped keys, if any."""
+    """Raise a ``ValueError`` naming missing, unexpected and mis-shaped keys, if any: how many
+    of each, and the first :data:`SHOWN_KEYS` of them (a whole other model has thousands)."""
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     mismatched = [
@@ -127,11 +132,13 @@ def check_state_dict(
         if k in expected and state[k].shape != expected[k].shape
     ]
     problems = []
-    if missing:
-        problems.append(f"missing keys: {missing}")
-    if unexpected:
-        problems.append(f"unexpected keys: {unexpected}")
-    if mismatched:
-        problems.append(f"shape mismatches: {mismatched}")
+    for what, keys in (
+        ("missing keys", missing),
+        ("unexpected keys", unexpected),
+        ("shape mismatches", mismatched),
+    ):
+        if keys:
+            more = f" and {len(keys) - SHOWN_KEYS} more" if len(keys) > SHOWN_KEYS else ""
+            problems.append(f"{what}: {keys[:SHOWN_KEYS]}{more}")
     if problems:
         raise ValueError("state dict does not fit the model; " + "; ".join(problems))

@@ -23,15 +23,18 @@ def _build(
     backbone_options: Sequence[str] = (),
     **kwargs,
 ) -> VideoRecognizer:
-    """Build a registered variant, refusing options of parts it does not have."""
-    known = {"num_classes", "num_segments", "dropout", "pretrained", *backbone_options}
-    known |= TCM_OPTIONS | SHIFT_OPTIONS
-    unknown = sorted(kwargs.keys() - known)
-    if unknown:
-        near = difflib.get_close_matches(unknown[0], sorted(known), n=3)
-        hint = f" (closest: {', '.join(near)})" if near else ""
-        raise ValueError(f"{name}: unknown option(s) {unknown}{hint}")
+    """Build a registered variant, refusing options it does not know and options of parts it
+    does not have, by name."""
+    known = {"dropout", "pretrained", *backbone_options} | TCM_OPTIONS | SHIFT_OPTIONS
     refused = (set() if with_tcm else TCM_OPTIONS) | (set() if temporal_shift else SHIFT_OPTIONS)
+    unknown = sorted(kwargs.keys() - known - {"num_classes", "num_segments"})
+    if unknown:
+        own = sorted(known - refused)
+        near = difflib.get_close_matches(unknown[0], own, n=3, cutoff=0.6)
+        hint = f" (did you mean {' or '.join(map(repr, near))}?)" if near else ""
+        raise ValueError(
+            f"{name} has no option {unknown[0]!r}{hint}; its options: {', '.join(own)}"
+        )
     given = sorted(refused & kwargs.keys())
     if given:
         raise ValueError(f"{name} does not take the option(s) {given}")

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import torch
 
+#: Device types the models run on: the correlation and its kernels exist for these.
+SUPPORTED_TYPES = ("cpu", "cuda")
+
 
 def pick_device(name: str | torch.device, *, local_rank: int = 0, setting: str = "device"):
     """The device ``name`` means for this process.
@@ -17,7 +20,8 @@ def pick_device(name: str | torch.device, *, local_rank: int = 0, setting: str =
         setting: what the user set, named in errors (``"train.device"``, ``"--device"``).
 
     Raises:
-        ValueError: not a device name, or CUDA asked where it is not available.
+        ValueError: not a device name, a device type tcm does not run on (``mps``, ``xpu``,
+            ``meta``, ...), or CUDA asked where it is not available.
     """
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
@@ -25,6 +29,10 @@ def pick_device(name: str | torch.device, *, local_rank: int = 0, setting: str =
         device = torch.device(name)
     except RuntimeError:  # torch's message lists every device type it knows
         raise ValueError(f"{setting} {name!r} is not a device; use cpu, cuda or cuda:N") from None
+    if device.type not in SUPPORTED_TYPES:
+        raise ValueError(
+            f"{setting} {str(name)!r}: tcm runs on cpu or cuda (cuda:N), not on {device.type}"
+        )
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(f"{setting} is {str(name)!r} but CUDA is not available")

@@ -22,7 +22,8 @@ def map_in_processes(
 ) -> list[Result]:
     """``[fn(item) for item in items]``, in order, over ``workers`` processes (1: in-process).
 
-    ``fn`` must be picklable (a module-level function or a ``functools.partial`` of one).
+    An exception of ``fn`` stops the whole map and is raised; items not yet started are not
+    run. ``fn`` must be picklable (a module-level function or a ``functools.partial`` of one).
     """
     bar = None
     if progress:
@@ -40,10 +41,16 @@ def map_in_processes(
                     bar.update()
         else:
             with ProcessPoolExecutor(min(workers, len(items))) as pool:
-                for result in pool.map(fn, items, chunksize=chunksize):
-                    results.append(result)
-                    if bar is not None:
-                        bar.update()
+                try:
+                    for result in pool.map(fn, items, chunksize=chunksize):
+                        results.append(result)
+                        if bar is not None:
+                            bar.update()
+                except BaseException:
+                    # Stop at the first error (or Ctrl-C): the items not started are dropped,
+                    # those running finish.
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise
     finally:
         if bar is not None:
             bar.close()
