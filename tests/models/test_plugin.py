@@ -219,3 +219,11 @@ def test_plugged_models_export_to_onnx(tmp_path):
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (got,) = session.run(None, {"clip": clip.numpy()})
     assert abs(got - expected).max() < 1e-4
+
+
+def test_a_backbone_with_plugins_builds_on_the_meta_device():
+    with torch.device("meta"):
+        backbone = tcm.add_tcm(PlainCNN(), FRAMES, after="block1")
+        tcm.add_tcm(backbone, FRAMES, after="block2")  # probes through block1's TCM
+        model = VideoRecognizer(tcm.add_temporal_shift(backbone, FRAMES, blocks=["block2"]), 3)
+    assert model.fc.weight.is_meta and model.fc.in_features == 32

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from tcm.layers import TCM, temporal_shift
-from tcm.models.probe import find_layer, probe_outputs
+from tcm.models.probe import find_layer, probe_outputs, probing
 
 TCM_CONTAINER = "tcm_layers"
 """Attribute of the backbone holding the TCM layers (an ``nn.ModuleDict``)."""
@@ -54,6 +54,8 @@ class ShiftInput:
     def __call__(self, _module: nn.Module, args: tuple) -> tuple:
         x = args[0]
         _check_frames(x, self.num_segments, f"temporal shift before {self.layer_name}")
+        if probing():
+            return None  # the shape stays as it is
         return (temporal_shift(x, self.num_segments, self.fold_div), *args[1:])
 
 
@@ -68,7 +70,7 @@ class ApplyTCM:
         if not isinstance(output, torch.Tensor):
             raise ValueError(f"TCM after {self.layer_name}: the layer returned no tensor")
         _check_frames(output, self.tcm.num_segments, f"TCM after {self.layer_name}")
-        return self.tcm(output)
+        return None if probing() else self.tcm(output)  # None: the output as it is
 
 
 def _hooks(backbone: nn.Module, kind: type):
