@@ -116,5 +116,21 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+# Commands whose process gains from an allocator that keeps freed memory (tcm.utils.allocator).
+ALLOCATOR_COMMANDS = frozenset({"train", "demo"})
+
+
+def run_command_line() -> int:
+    """The ``tcm`` executable (and ``python -m tcm.cli.main``, as torchrun starts it): this
+    process is the command's own, so ``train`` and ``demo`` first set the allocator to keep
+    freed memory; :func:`main` alone, as called from Python, leaves the host's allocator."""
+    command = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), None)
+    if command in ALLOCATOR_COMMANDS:
+        from tcm.utils.allocator import keep_freed_memory
+
+        keep_freed_memory()
+    return main()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command_line())

@@ -44,6 +44,7 @@ from tcm.engine import (
     train,
 )
 from tcm.engine.workdir import WorkDirLock
+from tcm.ops.backend import extension_available
 from tcm.recipes.stills import StillsConfig, pretrain_trunk
 from tcm.utils.parallel import map_in_processes
 
@@ -274,6 +275,10 @@ def train_variants(
     """
     if workers <= 1:
         return [train_variant(*job, progress=progress) for job in jobs]
+    if any(job[0] in TCM_VARIANTS for job in jobs):
+        # Build the C++ kernels here, once: otherwise every TCM job compiles them at the same
+        # time, inside its timed training.
+        extension_available()
     # TCM runs take longest: start them first so the pool ends together.
     order = sorted(range(len(jobs)), key=lambda i: jobs[i][0] not in TCM_VARIANTS)
     done = map_in_processes(
