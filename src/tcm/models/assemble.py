@@ -6,21 +6,12 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from tcm.models.plugin import add_tcm, add_temporal_shift
+from tcm.models.plugin import TCM_OPTION_NAMES, add_tcm, add_temporal_shift
 from tcm.models.pretrained import load_backbone_weights
 from tcm.models.recognizer import VideoRecognizer
 
-TCM_OPTIONS = frozenset(
-    {
-        "tcm_stages",
-        "patch_size",
-        "reduced_channels",
-        "sigma",
-        "temperature",
-        "tempos",
-        "temporal_attention",
-    }
-)
+# Options of a model that only a TCM variant takes: where TCM goes, and TCM's own.
+TCM_OPTIONS = frozenset({"tcm_stages", *TCM_OPTION_NAMES})
 SHIFT_OPTIONS = frozenset({"shift_fold_div", "shift_blocks"})
 
 

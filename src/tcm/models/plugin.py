@@ -220,9 +220,10 @@ def add_temporal_shift(
 
 # --- TCM -------------------------------------------------------------------------------------
 
-_TCM_OPTIONS = [
+TCM_OPTION_NAMES = tuple(
     p for p in inspect.signature(TCM).parameters if p not in ("in_channels", "num_segments")
-]
+)
+"""Options of :class:`~tcm.layers.TCM` that ``add_tcm`` passes on (its signature's)."""
 
 
 def _container(backbone: nn.Module) -> nn.ModuleDict:
@@ -260,9 +261,9 @@ def add_tcm(
             not 4-D, an unknown option, or a layer that already has a TCM.
     """
     names = [after] if isinstance(after, str) else list(after)
-    unknown = sorted(set(tcm_options) - set(_TCM_OPTIONS))
+    unknown = sorted(set(tcm_options) - set(TCM_OPTION_NAMES))
     if unknown:
-        raise ValueError(f"unknown TCM option(s) {unknown}; TCM takes {_TCM_OPTIONS}")
+        raise ValueError(f"unknown TCM option(s) {unknown}; TCM takes {list(TCM_OPTION_NAMES)}")
     if not names:
         raise ValueError("add_tcm: name at least one layer in after=")
     taken = set(tcm_layers(backbone))
