@@ -36,14 +36,15 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-import tcm.data.decoding as decoding
+import tcm.data.video_reader as video_reader
 from side_by_side import medians, time_side_by_side
-from tcm.data import Preprocessing, VideoRecord, build_dataset, collate_clips
+from tcm.data import Preprocessing, StorageOptions, VideoRecord, build_dataset, collate_clips
 from tcm.data.datasets import VideoDataset
-from tcm.data.decoding import VideoReader, open_media
 from tcm.data.extract import extract_frames
+from tcm.data.media import open_media
 from tcm.data.reencode import reencode_video
 from tcm.data.transforms import normalize
+from tcm.data.video_reader import VideoReader
 
 DEFAULT_VIDEO = (
     Path(__file__).resolve().parents[1]
@@ -73,7 +74,7 @@ def stage_times(dataset: VideoDataset, epoch: int) -> tuple[dict[str, float], in
     record = dataset.records[0]
     rng = np.random.default_rng([dataset.seed, epoch, 0, 0])
     times: dict[str, float] = defaultdict(float)
-    convert = decoding.frame_to_rgb
+    convert = video_reader.frame_to_rgb
 
     def timed_convert(frame):
         start = time.perf_counter()
@@ -85,19 +86,19 @@ def stage_times(dataset: VideoDataset, epoch: int) -> tuple[dict[str, float], in
     reader = open_media(
         dataset.root / record.path,
         num_frames=record.num_frames,
-        frame_template=dataset.frame_template,
-        frame_start_index=dataset.frame_start_index,
-        threads=dataset.decode_threads,
+        frame_template=dataset.storage.frame_template,
+        frame_start_index=dataset.storage.frame_start_index,
+        threads=dataset.storage.decode_threads,
     )
     times["open + index (demux every packet)"] = time.perf_counter() - start
     indices = dataset.sampler(record.num_frames or reader.num_frames, train=True, rng=rng)[0]
-    decoding.frame_to_rgb = timed_convert  # the reader looks it up at each call
+    video_reader.frame_to_rgb = timed_convert  # the reader looks it up at each call
     try:
         start = time.perf_counter()
         frames = reader.get_frames(indices)
         decode = time.perf_counter() - start
     finally:
-        decoding.frame_to_rgb = convert
+        video_reader.frame_to_rgb = convert
     times["decode (seek, demux, decode)"] = decode - times["colour conversion to RGB"]
     decoded = getattr(reader, "frames_decoded", len(set(indices.tolist())))
     reader.close()
@@ -228,7 +229,9 @@ def main() -> None:
         prep = Preprocessing(num_segments=args.segments, mean=MEAN, std=STD)
         sources = _sources(video, scratch, extracted, args.decode_threads)
         datasets = {
-            name: build_dataset(records, root, prep, train=True, decode_threads=threads)
+            name: build_dataset(
+                records, root, prep, train=True, storage=StorageOptions(decode_threads=threads)
+            )
             for name, (records, root, threads) in sources.items()
         }
         print_clip_rates(datasets, args.repeats, args.segments)

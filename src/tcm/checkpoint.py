@@ -183,17 +183,3 @@ def is_tcm_checkpoint(path: str | os.PathLike) -> bool:
     except (ValueError, OSError):
         return False
     return True
-
-
-def load_labels(path: str | os.PathLike) -> list[str]:
-    """Class names from a text file, one per line (index = line number - 1), read as
-    :func:`tcm.data.read_classes` reads ``classes.txt``: a name listed twice is an error."""
-    from tcm.data.annotations import read_classes
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such label file")
-    names = read_classes(path)
-    if not names:
-        raise ValueError(f"{path}: label file holds no class names")
-    return names

@@ -12,9 +12,13 @@ keeps its traceback.
   checkpoint, a folder, their own list files).
 - :class:`DataError`: data that cannot serve the run (every sample unreadable, a DataLoader
   worker killed by the system).
+- :class:`ConfigError`: an invalid configuration (unknown key, wrong type, missing or
+  inconsistent value), also a :class:`ValueError`.
+- :class:`NonFiniteLossError`: training diverged (the loss or the gradient norm is NaN or
+  infinite), also a :class:`RuntimeError`.
 
-The configuration's :class:`~tcm.engine.config.ConfigError` and the data package's
-:class:`~tcm.data.decoding.BadVideoError` are :class:`ValueError` subclasses of the same kind.
+The data package's :class:`~tcm.data.bad_video.BadVideoError` is one too (and a
+:class:`ValueError`).
 """
 
 from __future__ import annotations
@@ -34,3 +38,12 @@ class OutputError(TcmError, ValueError):
 
 class DataError(TcmError, ValueError):
     """Data that cannot serve the run: no readable sample, a data worker that died."""
+
+
+class ConfigError(TcmError, ValueError):
+    """An invalid configuration: unknown key, wrong type, missing or inconsistent value."""
+
+
+class NonFiniteLossError(TcmError, RuntimeError):
+    """The loss (or the gradient norm) became NaN or infinite; the run stopped without writing
+    a checkpoint."""

@@ -1,15 +1,10 @@
-"""Fixtures of the command-line tests: the engine tests' tiny labelled video set."""
+"""Fixtures of the command-line tests: the tiny labelled video set of ``tiny_set``."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
-
-from engine_helpers import TinySet, make_tiny_set
+from tiny_set import TinySet, make_tiny_set
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from engine_helpers import tiny_config
 
 import tcm.checkpoint
 from tcm.checkpoint import load_checkpoint
@@ -28,6 +27,7 @@ from tcm.engine import read_metrics
 from tcm.engine.scores import EvalResult, save_scores
 from tcm.engine.trainer import Trainer
 from tcm.engine.workdir import WorkDirLock
+from tiny_set import tiny_config
 
 VOLATILE = {"time", "clips_per_s"}  # wall-clock fields of metrics rows
 
@@ -281,8 +281,8 @@ def test_worker_errors_are_one_line(tiny_set, bad_lists, tmp_path, capsys):
 
 def _write_checkpoint(tiny_set, path: Path) -> None:
     from tcm.checkpoint import atomic_save, make_checkpoint
-    from tcm.data import Preprocessing
     from tcm.engine.model_setup import model_kwargs
+    from tcm.engine.preprocessing import preprocessing_from_config
     from tcm.models import create_model
 
     cfg = tiny_config(tiny_set)
@@ -294,7 +294,7 @@ def _write_checkpoint(tiny_set, path: Path) -> None:
             num_classes=3,
             num_segments=cfg.model.num_segments,
             model_kwargs=model_kwargs(cfg),
-            data=Preprocessing.from_config(cfg, mean=model.mean, std=model.std).to_dict(),
+            data=preprocessing_from_config(cfg, mean=model.mean, std=model.std).to_dict(),
         ),
         path,
     )

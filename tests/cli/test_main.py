@@ -12,9 +12,8 @@ import pytest
 
 import tcm.cli.info
 from tcm.cli.main import main
-from tcm.data.decoding import BadVideoError
-from tcm.engine.config import ConfigError
-from tcm.errors import DataError, OutputError, TcmError, WorkDirError
+from tcm.data.bad_video import BadVideoError
+from tcm.errors import ConfigError, DataError, OutputError, TcmError, WorkDirError
 
 REPO = Path(__file__).resolve().parents[2]
 

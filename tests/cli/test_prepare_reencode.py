@@ -11,13 +11,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from engine_helpers import write_clip
 from test_bad_inputs import digest, refused
 
 from tcm.cli.main import main
 from tcm.data.annotations import read_list
-from tcm.data.decoding import VideoReader
 from tcm.data.reencode import SETTINGS_FILE
+from tcm.data.video_reader import VideoReader
+from video_files import write_class_clip
 
 CLASS = "arm wrestling"
 
@@ -49,7 +49,7 @@ def small_clips(tmp_path_factory) -> list[Path]:
     folder = tmp_path_factory.mktemp("clips")
     paths = [folder / f"clip{i}.mp4" for i in range(4)]
     for i, path in enumerate(paths):
-        write_clip(path, i % 3, seed=i)
+        write_class_clip(path, i % 3, seed=i)
     return paths
 
 

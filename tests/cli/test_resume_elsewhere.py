@@ -27,7 +27,7 @@ def test_a_run_resumed_elsewhere_is_whole_there(two_epochs, tmp_path, monkeypatc
     train_epoch = Trainer.train_epoch
 
     def stopped_in_epoch_2(self):
-        if self.epoch == 1:  # epoch 1 is done and checkpointed, best.pt included
+        if self.loop.epoch == 1:  # epoch 1 is done and checkpointed, best.pt included
             raise KeyboardInterrupt
         return train_epoch(self)
 

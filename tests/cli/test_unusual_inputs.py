@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 from test_bad_inputs import _write_checkpoint, refused
 
-import tcm.deploy.windows
+import tcm.data.video_stream
 from tcm.cli.main import main
-from tcm.data.decoding import FrameFolderReader
+from tcm.data.frame_folder import FrameFolderReader
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def test_a_named_pipe_never_hangs(tiny_set, checkpoint, fifo, capsys, monkeypatc
             "camera.pipe: not a video (a named pipe, not a regular file" in capsys.readouterr().err
         )
     # As a live source, it waits for a writer as long as any stream, then gives up.
-    monkeypatch.setattr(tcm.deploy.windows, "LIVE_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(tcm.data.video_stream, "LIVE_TIMEOUT_S", 0.5)
     assert main([*predict, "--stream"]) == 1
     assert "camera.pipe: cannot open the stream (a named pipe: no data within 0.5 s)" in (
         capsys.readouterr().err

@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from synthetic_media import SHARED_DATA, write_video
+
+from video_files import write_video
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 
 
 @pytest.fixture(scope="session")

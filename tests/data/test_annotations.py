@@ -8,16 +8,13 @@ import random
 import pytest
 
 from tcm.cli.main import main
-from tcm.data.annotations import (
-    VideoRecord,
+from tcm.data.annotations import VideoRecord, read_classes, read_list, write_list
+from tcm.data.official_formats import (
     parse_hmdb51,
     parse_kinetics400,
     parse_sthv1,
     parse_sthv2,
     parse_ucf101,
-    read_classes,
-    read_list,
-    write_list,
 )
 
 SS_NAMES = [
@@ -249,7 +246,7 @@ def test_prepare_ucf101_videos_and_extraction(tmp_path, synthetic_videos, capsys
 def test_prepare_ucf101_reencode_lists_the_new_files_and_reports_failures(
     tmp_path, synthetic_videos, capsys
 ):
-    from tcm.data.decoding import VideoReader
+    from tcm.data.video_reader import VideoReader
 
     annotations, root, out = tmp_path / "ann", tmp_path / "videos", tmp_path / "lists"
     annotations.mkdir()

@@ -14,6 +14,7 @@ from tcm.data import (
     BadVideoError,
     Preprocessing,
     SkipReport,
+    StorageOptions,
     VideoRecord,
     build_dataset,
     collate_clips,
@@ -96,9 +97,13 @@ def _good_records():
 
 def test_augmentation_is_a_function_of_seed_epoch_index(synthetic_root):
     records = _good_records()
-    dataset = build_dataset(records, synthetic_root, SMALL, train=True, num_classes=4, seed=7)
+    dataset = build_dataset(
+        records, synthetic_root, SMALL, train=True, num_classes=4, storage=StorageOptions(seed=7)
+    )
     first = [dataset[i][0] for i in range(len(records))]
-    again = build_dataset(records, synthetic_root, SMALL, train=True, num_classes=4, seed=7)
+    again = build_dataset(
+        records, synthetic_root, SMALL, train=True, num_classes=4, storage=StorageOptions(seed=7)
+    )
     for i in reversed(range(len(records))):  # order does not matter
         torch.testing.assert_close(again[i][0], first[i], rtol=0, atol=0)
     dataset.set_epoch(1)
@@ -110,7 +115,9 @@ def test_augmentation_is_a_function_of_seed_epoch_index(synthetic_root):
 
 
 def test_set_epoch_reaches_persistent_workers(synthetic_root):
-    dataset = build_dataset(_good_records()[:2], synthetic_root, SMALL, train=True, seed=1)
+    dataset = build_dataset(
+        _good_records()[:2], synthetic_root, SMALL, train=True, storage=StorageOptions(seed=1)
+    )
     loader = DataLoader(
         dataset, batch_size=2, num_workers=1, persistent_workers=True, collate_fn=collate_clips
     )
@@ -157,7 +164,12 @@ EXPECTED_REASONS = {
 def test_skip_policy_with_workers_reports_every_bad_sample(synthetic_root, caplog):
     records = _good_records()[:5] + _bad_root(synthetic_root)
     dataset = build_dataset(
-        records, synthetic_root, SMALL, train=True, num_classes=4, bad_sample_policy="skip"
+        records,
+        synthetic_root,
+        SMALL,
+        train=True,
+        num_classes=4,
+        storage=StorageOptions(bad_sample_policy="skip"),
     )
     loader = DataLoader(
         dataset,
@@ -205,7 +217,11 @@ def test_raise_policy_in_a_worker_keeps_the_error_class(synthetic_root):
 def test_skip_policy_gives_up_when_everything_is_bad(synthetic_root):
     records = _bad_root(synthetic_root)[:4]
     dataset = build_dataset(
-        records, synthetic_root, SMALL, train=True, bad_sample_policy="skip", max_retries=3
+        records,
+        synthetic_root,
+        SMALL,
+        train=True,
+        storage=StorageOptions(bad_sample_policy="skip", max_retries=3),
     )
     with pytest.raises(BadVideoError, match="bad samples in a row"):
         dataset[0]

@@ -9,9 +9,12 @@ import av
 import numpy as np
 import pytest
 from PIL import Image
-from synthetic_media import frame_indices_of, write_textured_video, write_video
 
-from tcm.data.decoding import BadVideoError, FrameFolderReader, VideoReader, open_media
+from tcm.data.bad_video import BadVideoError
+from tcm.data.frame_folder import FrameFolderReader
+from tcm.data.media import open_media
+from tcm.data.video_reader import VideoReader
+from video_files import frame_indices_of, write_textured_video, write_video
 
 
 def _decode_all(path) -> list[np.ndarray]:

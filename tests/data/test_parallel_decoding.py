@@ -13,11 +13,13 @@ import av
 import numpy as np
 import pytest
 from PIL import Image
-from synthetic_media import write_textured_video
 
-import tcm.data.decoding as decoding
-from tcm.data.decoding import TRUNCATED, BadVideoError, FrameFolderReader, VideoReader
+import tcm.data.video_reader as video_reader
+from tcm.data.bad_video import TRUNCATED, BadVideoError
+from tcm.data.frame_folder import FrameFolderReader
 from tcm.data.sampling import SegmentSampler
+from tcm.data.video_reader import VideoReader
+from video_files import write_textured_video
 
 
 def _selections(num_frames: int, seed: int, count: int) -> list[list[int]]:
@@ -97,7 +99,7 @@ def test_one_run_or_one_thread_decodes_in_the_calling_thread(gop12_video, monkey
     def no_pool(threads):
         raise AssertionError("the thread pool was used")
 
-    monkeypatch.setattr(decoding, "_thread_pool", no_pool)
+    monkeypatch.setattr(video_reader, "thread_pool", no_pool)
     with VideoReader(gop12_video, threads=4) as reader:
         reader.get_frames([1, 5, 11])  # one run from the key frame at 0
         assert len(reader._decoders) == 1
@@ -115,7 +117,7 @@ def test_threads_zero_means_one_decoder_per_core(gop12_video):
 
 
 def test_avi_with_threads_reads_sequentially(tmp_path):
-    from synthetic_media import frame_indices_of, write_video
+    from video_files import frame_indices_of, write_video
 
     path = write_video(tmp_path / "clip.avi", codec="mjpeg", pix_fmt="yuvj420p")
     with VideoReader(path, threads=2) as reader:
@@ -173,7 +175,7 @@ def test_timestamp_mismatch_in_a_decoder_thread_falls_back_to_counting(gop12_vid
 
     def mismatching(self, decoder, start, wanted):
         if threading.current_thread() is not threading.main_thread():
-            raise decoding._TimestampMismatch
+            raise video_reader._TimestampMismatch
         return frames(self, decoder, start, wanted)
 
     monkeypatch.setattr(VideoReader, "_frames", mismatching)

@@ -15,17 +15,12 @@ import av
 import numpy as np
 import pytest
 from PIL import Image
-from synthetic_media import write_video
 
-from tcm.data.decoding import (
-    BAD_FRAME,
-    TRUNCATED,
-    UNREADABLE,
-    BadVideoError,
-    FrameFolderReader,
-    VideoReader,
-    open_media,
-)
+from tcm.data.bad_video import BAD_FRAME, TRUNCATED, UNREADABLE, BadVideoError
+from tcm.data.frame_folder import FrameFolderReader
+from tcm.data.media import open_media
+from tcm.data.video_reader import VideoReader
+from video_files import write_video
 
 
 @pytest.fixture

@@ -6,10 +6,11 @@ from __future__ import annotations
 import av
 import numpy as np
 import pytest
-from synthetic_media import frame_indices_of
 
-from tcm.data.decoding import BadVideoError, VideoReader
+from tcm.data.bad_video import BadVideoError
 from tcm.data.reencode import reencode_all, reencode_video, reencoded_size
+from tcm.data.video_reader import VideoReader
+from video_files import frame_indices_of
 
 
 def _key_frames(path) -> list[int]:

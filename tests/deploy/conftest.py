@@ -6,9 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from deploy_media import SHARED_DATA, tiny_checkpoint, write_moving_square
+from deploy_media import SHARED_DATA, tiny_checkpoint
 
 from tcm.checkpoint import atomic_save
+from video_files import write_moving_square
 
 
 @pytest.fixture(scope="session")

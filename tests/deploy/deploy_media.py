@@ -1,4 +1,4 @@
-"""Helpers of the deployment tests: small random TCM checkpoints and videos written here.
+"""Helpers of the deployment tests: small random TCM checkpoints, and videos damaged in place.
 
 A module of its own (not ``conftest``) so that tests import it by a name no other test folder
 uses."""
@@ -53,22 +53,6 @@ def tiny_checkpoint(
         classes=classes,
         data=data,
     )
-
-
-def write_moving_square(path: Path, *, num_frames: int = 16, height=72, width=96, step=3):
-    """A video of a bright square moving right by ``step`` pixels per frame."""
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=12)
-        stream.width, stream.height = width, height
-        stream.pix_fmt = "yuv420p"
-        for i in range(num_frames):
-            image = np.full((height, width, 3), 40, dtype=np.uint8)
-            left = 8 + step * i
-            image[28:44, left : left + 16] = (230, 200, 60)
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
-    return path
 
 
 def corrupt_packets(path: Path, start: float, end: float, seed: int = 0) -> Path:

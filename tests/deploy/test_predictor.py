@@ -10,7 +10,7 @@ from deploy_media import CLASSES, tiny_checkpoint
 
 import tcm
 from tcm.cli.main import main
-from tcm.data.decoding import BadVideoError
+from tcm.data.bad_video import BadVideoError
 from tcm.deploy import Prediction, Predictor, Preprocessing, expand_inputs
 from tcm.deploy.inputs import find_frame_template
 

@@ -12,10 +12,11 @@ import os
 from pathlib import Path
 
 import pytest
-from deploy_media import MEAN, STD, corrupt_packets, tiny_checkpoint, write_moving_square
+from deploy_media import MEAN, STD, corrupt_packets, tiny_checkpoint
 
 from tcm.cli.main import main
 from tcm.deploy import Predictor
+from video_files import write_moving_square
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +94,8 @@ def test_a_failing_model_is_not_an_unreadable_input(predictor, inputs, monkeypat
     [
         ("tcm.deploy.predictor.to_model_input", RuntimeError("expected a float tensor")),
         ("tcm.deploy.inputs.find_frame_template", KeyError("template")),
-        ("tcm.data.decoding.VideoReader.get_frames", ValueError("negative frame index -1")),
-        ("tcm.data.decoding.FrameFolderReader.get_frames", OSError("no errno: a bug")),
+        ("tcm.data.video_reader.VideoReader.get_frames", ValueError("negative frame index -1")),
+        ("tcm.data.frame_folder.FrameFolderReader.get_frames", OSError("no errno: a bug")),
     ],
     ids=["prepare", "template", "video frames", "folder frames"],
 )

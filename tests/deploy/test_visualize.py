@@ -13,7 +13,8 @@ import tcm
 from tcm.checkpoint import make_checkpoint
 from tcm.cli.main import main
 from tcm.deploy import Predictor, visualize
-from tcm.deploy.visualize import collect_tcm_maps, flow_to_rgb
+from tcm.deploy.tcm_maps import collect_tcm_maps
+from tcm.deploy.visualize import flow_to_rgb
 
 
 def _translating_frames(folder, *, frames: int, shift: int, size: int = 96):

@@ -5,27 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from deploy_media import corrupt_packets, tiny_checkpoint, write_moving_square
+from deploy_media import corrupt_packets, tiny_checkpoint
 
-from tcm.data.decoding import BadVideoError
+from tcm.data.bad_video import BadVideoError
+from tcm.data.video_stream import DecodedFrame, Gap, VideoStream
 from tcm.deploy import Predictor, Preprocessing, read_clip
-from tcm.deploy.timeline import (
-    LongVideoPredictor,
-    WindowPrediction,
-    _Thumbnails,
-    merge_segments,
-)
-from tcm.deploy.windows import (
-    DecodedFrame,
-    FramePreparer,
-    Gap,
-    Span,
-    VideoStream,
-    WindowAssembler,
-    WindowClip,
-    WindowPlan,
-    count_windows,
-)
+from tcm.deploy.timeline import LongVideoPredictor, _Thumbnails
+from tcm.deploy.timeline_records import WindowPrediction, merge_segments
+from tcm.deploy.window_plan import Span, WindowPlan, count_windows
+from tcm.deploy.windows import FramePreparer, WindowAssembler, WindowClip
+from video_files import write_moving_square
 
 PREP = Preprocessing(num_segments=4, resize=[36, 48], input_size=32)
 
@@ -214,7 +203,7 @@ def test_long_video_predictor_matches_the_single_clip_prediction(tmp_path):
     )
     assert (window.start, window.end) == (0.0, 2.0)
     assert timeline.tempo_stage == "layer2"
-    from tcm.deploy.visualize import collect_tcm_maps
+    from tcm.deploy.tcm_maps import collect_tcm_maps
 
     maps = collect_tcm_maps(predictor.model, predictor.load(path))
     fast = maps.displacement_pixels("fast")[:-1].norm(dim=1).mean().item()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from engine_helpers import TinySet, make_tiny_set
+
+from tiny_set import TinySet, make_tiny_set
 
 
 @pytest.fixture(scope="session")

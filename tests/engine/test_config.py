@@ -8,13 +8,10 @@ import pytest
 import yaml
 
 from tcm.cli.main import main
-from tcm.engine.config import (
-    ConfigError,
-    TrainConfig,
-    check_config,
-    list_configs,
-    load_config,
-)
+from tcm.engine.config import RunConfig
+from tcm.engine.config_checks import check_config
+from tcm.engine.config_files import list_configs, load_config
+from tcm.errors import ConfigError
 from tcm.models import list_models
 
 DATASETS = ("sthv1", "sthv2", "k400", "ucf101", "hmdb51")
@@ -32,7 +29,7 @@ def test_shipped_config_loads_and_round_trips(name):
     cfg = load_config(name)
     assert cfg.name == name
     assert cfg.model.name in list_models()
-    assert TrainConfig.from_dict(yaml.safe_load(cfg.to_yaml())) == cfg
+    assert RunConfig.from_dict(yaml.safe_load(cfg.to_yaml())) == cfg
 
 
 @pytest.mark.parametrize("dataset", ["sthv2", "k400"])
@@ -102,7 +99,7 @@ def test_every_float_spelling_is_a_number(tmp_path, text, value):
         load_config("sthv1_tcm_tsm_r50_8f", [f"optim.weight_decay={text}"]).optim.weight_decay
         == value
     )
-    assert TrainConfig.from_dict({"optim": {"lr": text}}).optim.lr == value
+    assert RunConfig.from_dict({"optim": {"lr": text}}).optim.lr == value
 
 
 @pytest.mark.parametrize(
@@ -134,7 +131,7 @@ def test_check_config_catches_missing_paths_and_class_count(tmp_path):
     classes = tmp_path / "classes.txt"
     classes.write_text("a\nb\nc\n")
     (tmp_path / "train.txt").write_text("x.mp4 0\n")
-    cfg = TrainConfig.from_dict({"model": {"name": "tsm_resnet10"}})
+    cfg = RunConfig.from_dict({"model": {"name": "tsm_resnet10"}})
     with pytest.raises(ConfigError, match=r"data\.root is not set"):
         check_config(cfg)
     cfg = cfg.replace({"data.root": str(tmp_path)})
@@ -155,3 +152,23 @@ def test_check_config_catches_missing_paths_and_class_count(tmp_path):
         check_config(cfg.replace({"model.name": "tsm_resnet11"}))
     with pytest.raises(ConfigError, match=r"data\.decode_threads must be 0 \(one per core\)"):
         check_config(cfg.replace({"data.decode_threads": -1}))
+
+
+def test_the_whole_config_and_its_loop_section_have_names_of_their_own():
+    import tcm.engine
+    from tcm.engine.config import TrainLoopConfig
+
+    cfg = RunConfig()
+    assert isinstance(cfg.train, TrainLoopConfig)
+    assert tcm.engine.RunConfig is RunConfig
+    assert tcm.engine.TrainConfig is RunConfig  # the former name of the export
+
+
+def test_config_and_divergence_errors_are_tcm_errors():
+    from tcm.errors import NonFiniteLossError, TcmError
+
+    assert issubclass(ConfigError, TcmError) and issubclass(ConfigError, ValueError)
+    assert issubclass(NonFiniteLossError, TcmError)
+    assert issubclass(NonFiniteLossError, RuntimeError)
+    with pytest.raises(ConfigError, match=r"did you mean 'optim\.lr'"):
+        RunConfig.from_dict({"optim": {"learning_rate": 0.1}})

@@ -6,11 +6,11 @@ import textwrap
 
 import pytest
 import torch
-from engine_helpers import tiny_config
 
 import tcm
 from tcm.cli.main import main
 from tcm.models import shifted_layers, tcm_layers
+from tiny_set import tiny_config
 
 BACKBONE_MODULE = '''
 from torch import nn

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from engine_helpers import tiny_config
 
 from tcm.checkpoint import load_checkpoint
 from tcm.engine import read_metrics, train
 from tcm.engine.distributed import EpochSampler
+from tiny_set import tiny_config
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from engine_helpers import tiny_config
 
 from tcm.checkpoint import load_checkpoint
 from tcm.engine import read_metrics
+from tiny_set import tiny_config
 
 pytestmark = pytest.mark.slow
 

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from engine_helpers import tiny_config
 
 import tcm.checkpoint
 from tcm.checkpoint import load_checkpoint
 from tcm.cli.main import main
 from tcm.engine import read_metrics, train
+from tiny_set import tiny_config
 
 REPO = Path(__file__).resolve().parents[2]
 VOLATILE = {"time", "clips_per_s"}  # wall-clock fields of metrics rows

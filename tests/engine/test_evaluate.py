@@ -8,14 +8,15 @@ import json
 import numpy as np
 import pytest
 import torch
-from engine_helpers import tiny_config
 
 from tcm.checkpoint import atomic_save, make_checkpoint
 from tcm.cli.main import main
 from tcm.data import Preprocessing, build_dataset
 from tcm.engine.model_setup import model_kwargs
+from tcm.engine.preprocessing import preprocessing_from_config
 from tcm.engine.scores import compute_metrics, ensemble, load_scores
 from tcm.models import create_model
+from tiny_set import tiny_config
 
 
 def _checkpoint(cfg, path, seed):
@@ -33,7 +34,7 @@ def _checkpoint(cfg, path, seed):
         num_segments=cfg.model.num_segments,
         model_kwargs=model_kwargs(cfg),
         classes=["red right", "green left", "blue down"],
-        data=Preprocessing.from_config(cfg, mean=model.mean, std=model.std).to_dict(),
+        data=preprocessing_from_config(cfg, mean=model.mean, std=model.std).to_dict(),
     )
     atomic_save(checkpoint, path)
     return model.eval()

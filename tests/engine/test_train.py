@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from engine_helpers import tiny_config
 
 from tcm.checkpoint import load_checkpoint
 from tcm.engine import NonFiniteLossError, read_metrics, train
-from tcm.engine.config import ConfigError, TrainConfig
+from tcm.engine.config import RunConfig
+from tcm.errors import ConfigError
 from tcm.models import model_from_checkpoint
+from tiny_set import tiny_config
 
 REPO = Path(__file__).resolve().parents[2]
 VOLATILE = {"time", "clips_per_s"}  # wall-clock fields of metrics rows
@@ -47,7 +48,7 @@ def test_loss_falls_and_run_files_are_written(tiny_set, tmp_path):
     run = result.work_dir
     for name in ("config.yaml", "metrics.jsonl", "last.pt", "best.pt", "curves.png", "train.log"):
         assert (run / name).is_file(), name
-    saved = TrainConfig.from_dict(yaml.safe_load((run / "config.yaml").read_text()))
+    saved = RunConfig.from_dict(yaml.safe_load((run / "config.yaml").read_text()))
     assert saved.model.num_classes == 3 and saved.schedule.epochs == 6
     # The checkpoints serve inference: model, classes and preprocessing from the file alone.
     model, checkpoint = model_from_checkpoint(result.best_checkpoint)

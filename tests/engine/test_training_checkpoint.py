@@ -10,10 +10,11 @@ import pytest
 import torch
 from torch import nn
 
+from tcm.engine.config import ScheduleConfig
+from tcm.engine.optim import LRSchedule
 from tcm.engine.training_checkpoint import (
     BEST,
     LAST,
-    build_training_checkpoint,
     capture_rng,
     find_resume_checkpoint,
     gathered_rng,
@@ -23,26 +24,25 @@ from tcm.engine.training_checkpoint import (
     restore_rng,
     save,
 )
+from tcm.engine.training_state import LoopState, RunRecord, TrainingState
 
 
 def checkpoint(*, training: bool) -> dict:
     """A small checkpoint, with a training state or (``training=False``) for inference only."""
     model = nn.Linear(4, 3)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1) if training else None
-    return build_training_checkpoint(
-        model=model,
-        model_name="linear",
-        num_classes=3,
-        num_segments=1,
-        model_kwargs={},
-        classes=None,
-        data={},
-        config={},
-        epoch=1,
-        step=5,
-        optimizer=optimizer,
-        rng=capture_rng() if training else None,
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    state = TrainingState(
+        RunRecord("linear", 3, 1, {}, None, {}, {}),
+        model,
+        optimizer,
+        LRSchedule(optimizer, ScheduleConfig(), steps_per_epoch=10),
+        torch.amp.GradScaler("cpu", enabled=False),
+        global_batch=8,
+        loop=LoopState(epoch=1, step=5),
     )
+    if training:
+        return state.to_checkpoint(rng=capture_rng())
+    return state.to_checkpoint(full=False)
 
 
 def write(path, *, training: bool = True, age: int = 0):

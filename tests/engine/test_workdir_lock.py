@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from engine_helpers import tiny_config
 
 from tcm.checkpoint import load_checkpoint
 from tcm.engine import read_metrics, train
 from tcm.engine.workdir import LOCK_FILE, WorkDirLock
 from tcm.errors import WorkDirError
 from tcm.utils.processes import has_ended, pid_namespace
+from tiny_set import tiny_config
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(REPO / "src")}

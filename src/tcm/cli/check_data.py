@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tcm.data.annotations import read_classes, read_list, write_list
 from tcm.data.checks import check_records
-from tcm.data.decoding import DEFAULT_FRAME_TEMPLATE
+from tcm.data.frame_names import DEFAULT_FRAME_TEMPLATE
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -53,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tcm.data.decoding import check_frame_template
+    from tcm.data.frame_names import check_frame_template
     from tcm.utils.files import check_output_file
 
     check_frame_template(args.frame_template, "--frame-template")

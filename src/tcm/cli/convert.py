@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from tcm.checkpoint import atomic_save, load_labels, make_checkpoint, not_saved_by_torch
+    from tcm.checkpoint import atomic_save, make_checkpoint, not_saved_by_torch
     from tcm.data import Preprocessing
     from tcm.errors import OutputError
     from tcm.models import create_model
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         raise OutputError(f"{args.dst}: is a folder; give the file to write")
     if args.dst.exists() and args.dst.samefile(args.src):
         raise OutputError(f"{args.dst}: is the checkpoint being converted; choose another file")
-    classes = load_labels(args.labels) if args.labels else None  # checked before the work
+    classes = _load_labels(args.labels) if args.labels else None  # checked before the work
     not_saved = not_saved_by_torch(args.src)
     if not_saved:
         raise ValueError(f"{args.src}: not a readable checkpoint ({not_saved})")
@@ -97,3 +97,16 @@ def _check_shift_placement(in_file: list[str], in_model: list[str]) -> None:
             "the checkpoint shifts other layers than the model: "
             f"only in the file {only_file}, only in the model {only_model}"
         )
+
+
+def _load_labels(path: Path) -> list[str]:
+    """Class names from a text file, one per line (index = line number - 1), read as
+    :func:`tcm.data.read_classes` reads ``classes.txt``: a name listed twice is an error."""
+    from tcm.data.annotations import read_classes
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such label file")
+    names = read_classes(path)
+    if not names:
+        raise ValueError(f"{path}: label file holds no class names")
+    return names

@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from tcm.models import create_model, list_models
-    from tcm.utils.profile import count_model
+    from tcm.models.profile import count_model
 
     if args.model is None:
         print("\n".join(list_models()))

@@ -31,7 +31,7 @@ COMMAND_MODULES = (
     "check_data",
     "synth",
     "train",
-    "evaluate",
+    "test",
     "ensemble",
     "predict",
     "export",

@@ -7,15 +7,10 @@ import argparse
 import logging
 from pathlib import Path
 
-from tcm.data.annotations import (
-    PARSERS,
-    VideoRecord,
-    parse_annotations,
-    resolve_media,
-    write_classes,
-    write_list,
-)
-from tcm.data.decoding import DEFAULT_FRAME_TEMPLATE
+from tcm.data.annotations import VideoRecord, write_classes, write_list
+from tcm.data.frame_names import DEFAULT_FRAME_TEMPLATE
+from tcm.data.media_lookup import resolve_media
+from tcm.data.official_formats import PARSERS, parse_annotations
 
 logger = logging.getLogger(__name__)
 
@@ -152,7 +147,7 @@ def _rewrite(
 
 def _check_arguments(args: argparse.Namespace) -> None:
     """Folders and options, before anything is read or written."""
-    from tcm.data.decoding import check_frame_template
+    from tcm.data.frame_names import check_frame_template
     from tcm.utils.files import check_output_dir
 
     if not args.root.is_dir():

@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tcm.engine.config import list_configs, load_config
+    from tcm.engine.config_files import list_configs, load_config
 
     if args.list:
         print("\n".join(list_configs()))
@@ -57,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     if int(os.environ.get("RANK", "0")) > 0:
         logging.getLogger().setLevel(logging.WARNING)  # only rank 0 reports
 
-    from tcm.engine.trainer import NonFiniteLossError, train
+    from tcm.engine.run import train
+    from tcm.errors import NonFiniteLossError
 
     try:
         result = train(cfg, args.work_dir, resume=args.resume, progress=not args.no_progress)

@@ -1,4 +1,4 @@
-"""Annotation files: the official formats of each dataset, and the list files of this project.
+"""The project's annotation files: list files (one sample per line) and ``classes.txt``.
 
 List files follow the convention of the field, one sample per line:
 
@@ -8,20 +8,11 @@ List files follow the convention of the field, one sample per line:
 Paths are relative to a data root and may contain spaces (Kinetics class folders do): the last
 one or two whitespace-separated fields are the integers, everything before them is the path.
 ``classes.txt`` holds one class name per line; a class index is its line number minus one.
-
-The parsers of the official formats (:func:`parse_sthv1`, :func:`parse_sthv2`,
-:func:`parse_kinetics400`, :func:`parse_ucf101`, :func:`parse_hmdb51`) return a
-:class:`DatasetAnnotations`: the class names in the order that fixes their indices, and per
-split a list of :class:`Annotation` (a sample id, its label and the candidate paths of its media
-relative to the data root). :func:`resolve_media` then looks the samples up on disk.
+The official formats of each dataset are read by :mod:`~tcm.data.official_formats`.
 """
 
 from __future__ import annotations
 
-import csv
-import functools
-import io
-import json
 import logging
 import os
 import re
@@ -63,19 +54,20 @@ class VideoRecord:
         return f"{self.path} {self.num_frames} {self.label}"
 
 
-def _is_int(text: str) -> bool:
+def is_int(text: str) -> bool:
+    """Whether ``text`` is a whole number (``"12"``, ``"-3"``)."""
     return re.fullmatch(r"[+-]?\d+", text) is not None
 
 
 def parse_list_line(text: str, line: int = 0, source: str = "<list>") -> VideoRecord:
     """Parse ``path label`` or ``path num_frames label``; the path may contain spaces."""
     parts = text.rsplit(maxsplit=2)
-    if len(parts) < 2 or not _is_int(parts[-1]):
+    if len(parts) < 2 or not is_int(parts[-1]):
         raise ValueError(
             f"{source}:{line}: expected 'path label' or 'path num_frames label', got {text!r}"
         )
     label = int(parts[-1])
-    if len(parts) == 3 and _is_int(parts[1]):
+    if len(parts) == 3 and is_int(parts[1]):
         return VideoRecord(parts[0], label, int(parts[1]), line)
     path = text[: text.rstrip().rfind(parts[-1])].strip()
     return VideoRecord(path, label, None, line)
@@ -111,7 +103,7 @@ def write_list(path: str | os.PathLike, records: Iterable[VideoRecord]) -> int:
     return count
 
 
-def _names(text: str) -> list[str]:
+def nonblank_lines(text: str) -> list[str]:
     """Non-blank lines, stripped."""
     return [line.strip() for line in text.splitlines() if line.strip()]
 
@@ -140,404 +132,3 @@ def read_classes(path: str | os.PathLike) -> list[str]:
 def write_classes(path: str | os.PathLike, names: Sequence[str]) -> None:
     with open(path, "w", encoding="utf-8") as handle:
         handle.writelines(f"{name}\n" for name in names)
-
-
-# --------------------------------------------------------------------------------------------
-# Official formats
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Annotation:
-    """One sample of an official annotation file.
-
-    Attributes:
-        key: the sample's id in the official files (clip id, video path, ...).
-        label: class index in :attr:`DatasetAnnotations.classes`.
-        candidates: paths relative to the data root where the media may be, video files with
-            their extension or frame folders without; the first that exists is used.
-    """
-
-    key: str
-    label: int
-    candidates: tuple[str, ...]
-
-
-@dataclass
-class DatasetAnnotations:
-    """Classes and per-split samples of one dataset, as read from its official files."""
-
-    classes: list[str]
-    splits: dict[str, list[Annotation]]
-
-
-def _find(directory: Path, patterns: Sequence[str], what: str) -> Path:
-    for pattern in patterns:
-        matches = sorted(directory.glob(pattern))
-        if matches:
-            return matches[0]
-    raise FileNotFoundError(f"no {what} in {directory} (looked for {', '.join(patterns)})")
-
-
-def _strip_brackets(text: str) -> str:
-    return text.replace("[", "").replace("]", "")
-
-
-def _video_or_folder(stem: str, extensions: Sequence[str]) -> tuple[str, ...]:
-    return (stem, *(stem + ext for ext in extensions))
-
-
-def parse_sthv1(annotations: str | os.PathLike) -> DatasetAnnotations:
-    """Something-Something V1: ``something-something-v1-labels.csv`` (unsorted class names) and
-    ``something-something-v1-{train,validation}.csv`` (``id;class name``).
-
-    Classes are sorted alphabetically, the order of the reference checkpoints. Media: one JPEG
-    folder per clip id (``<root>/<id>/00001.jpg``).
-    """
-    directory = Path(annotations)
-    labels_file = _find(directory, ["*v1-labels.csv", "*labels.csv"], "V1 labels file")
-    names = _names(read_text(labels_file, "labels file"))
-    classes = sorted(set(names))
-    if len(classes) != len(names):
-        logger.warning("%s lists %d duplicate class names", labels_file, len(names) - len(classes))
-    index = {name: i for i, name in enumerate(classes)}
-    splits = {}
-    for split, patterns in (("train", ["*v1-train.csv"]), ("val", ["*v1-validation.csv"])):
-        path = _find(directory, patterns, f"V1 {split} file")
-        entries = []
-        for number, text in enumerate(read_text(path, "annotation file").splitlines(), start=1):
-            if not text.strip():
-                continue
-            clip_id, sep, name = text.partition(";")
-            if not sep or name.strip() not in index:
-                raise ValueError(f"{path}:{number}: unknown class or bad line {text!r}")
-            key = clip_id.strip()
-            entries.append(Annotation(key, index[name.strip()], _video_or_folder(key, [])))
-        splits[split] = entries
-    return DatasetAnnotations(classes, splits)
-
-
-def parse_sthv2(annotations: str | os.PathLike) -> DatasetAnnotations:
-    """Something-Something V2: ``labels.json`` (name -> index string) and ``train.json`` /
-    ``validation.json`` (lists of ``{"id", "label", "template", "placeholders"}``).
-
-    The class of an entry is its ``template`` without brackets (``[something]`` ->
-    ``something``). Classes are sorted alphabetically, like V1's. Media: ``<root>/<id>.webm``
-    or a frame folder ``<root>/<id>``.
-    """
-    directory = Path(annotations)
-    labels_file = _find(directory, ["labels.json", "*labels*.json"], "V2 labels.json")
-    label_map = _read_json(labels_file)
-    if not isinstance(label_map, dict) or not all(isinstance(k, str) for k in label_map):
-        raise ValueError(f"{labels_file}: expected an object of class name -> index")
-    classes = sorted(_strip_brackets(name) for name in label_map)
-    index = {name: i for i, name in enumerate(classes)}
-    splits = {}
-    for split, patterns in (
-        ("train", ["train.json", "*train*.json"]),
-        ("val", ["validation.json", "*validation*.json"]),
-    ):
-        path = _find(directory, patterns, f"V2 {split} file")
-        items = _read_json(path)
-        if not isinstance(items, list):
-            raise ValueError(f'{path}: expected a list of {{"id", "template", ...}} objects')
-        entries = []
-        for position, item in enumerate(items):
-            if not (
-                isinstance(item, dict)
-                and isinstance(item.get("template"), str)
-                and isinstance(item.get("id"), str | int)
-            ):
-                raise ValueError(
-                    f"{path}: entry {position} is {_short(item)}, expected an object with "
-                    '"id" and "template"'
-                )
-            name = _strip_brackets(item["template"]).strip()
-            if name not in index:
-                raise ValueError(
-                    f"{path}: entry {position} (id {item.get('id')}): unknown class {name!r}"
-                )
-            key = str(item["id"])
-            entries.append(Annotation(key, index[name], _video_or_folder(key, [".webm", ".mp4"])))
-        splits[split] = entries
-    return DatasetAnnotations(classes, splits)
-
-
-def _read_json(path: Path):
-    try:
-        return json.loads(read_text(path, "JSON file"))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from None
-
-
-def _short(value, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def kinetics_clip_name(youtube_id: str, time_start: str, time_end: str) -> str:
-    """``{youtube_id}_{time_start:06d}_{time_end:06d}``, the usual file stem of a clip."""
-    return f"{youtube_id}_{int(float(time_start)):06d}_{int(float(time_end)):06d}"
-
-
-# Folders of one split that Kinetics downloaders write under the data root (tried in this
-# order, then the root itself).
-KINETICS_SPLIT_FOLDERS = {
-    "train": ("train", "videos_train"),
-    "val": ("val", "validate", "videos_val"),
-}
-
-
-def kinetics_candidates(split: str, class_name: str, stem: str) -> tuple[str, ...]:
-    """Where a Kinetics clip may be, relative to the data root: in a split folder
-    (:data:`KINETICS_SPLIT_FOLDERS`) or not, in a class folder (its name with spaces or with
-    underscores) or flat; a video file of any known extension, or a frame folder."""
-    candidates = []
-    for top in (*KINETICS_SPLIT_FOLDERS.get(split, ()), ""):
-        for folder in dict.fromkeys((class_name, class_name.replace(" ", "_"), "")):
-            base = "/".join(part for part in (top, folder, stem) if part)
-            candidates.extend(_video_or_folder(base, VIDEO_EXTENSIONS))
-    return tuple(candidates)
-
-
-def parse_kinetics400(annotations: str | os.PathLike) -> DatasetAnnotations:
-    """Kinetics-400: CSV files with columns ``label,youtube_id,time_start,time_end,split``.
-
-    Classes are the sorted labels of the training file. Media: ``{youtube_id}_{start:06d}_
-    {end:06d}.mp4`` (or another video extension, or a frame folder of that name), in a folder
-    per class (with spaces or underscores) or flat, inside a split folder (``train``,
-    ``videos_train``; ``val``, ``validate``, ``videos_val``) or directly under the data root.
-    """
-    directory = Path(annotations)
-    files = {
-        "train": _find(directory, ["train.csv", "*train*.csv"], "Kinetics train CSV"),
-        "val": _find(directory, ["val.csv", "validate.csv", "*val*.csv"], "Kinetics val CSV"),
-    }
-    rows_per_split = {}
-    for split, path in files.items():
-        reader = csv.DictReader(io.StringIO(read_text(path, "CSV file"), newline=""))
-        missing = {"label", "youtube_id", "time_start", "time_end"} - set(reader.fieldnames or [])
-        if missing:
-            raise ValueError(f"{path}: missing columns {sorted(missing)}")
-        rows_per_split[split] = list(reader)
-    classes = sorted({(row["label"] or "").strip() for row in rows_per_split["train"]} - {""})
-    index = {name: i for i, name in enumerate(classes)}
-    splits = {}
-    for split, rows in rows_per_split.items():
-        entries = []
-        for number, row in enumerate(rows, start=2):
-            name = (row["label"] or "").strip()
-            if name not in index:
-                raise ValueError(
-                    f"{files[split]}:{number}: class {name!r} not in the training file"
-                )
-            try:
-                stem = kinetics_clip_name(row["youtube_id"], row["time_start"], row["time_end"])
-            except (TypeError, ValueError):
-                raise ValueError(
-                    f"{files[split]}:{number}: time_start and time_end must be numbers, got "
-                    f"{row['time_start']!r} and {row['time_end']!r}"
-                ) from None
-            entries.append(Annotation(stem, index[name], kinetics_candidates(split, name, stem)))
-        splits[split] = entries
-    return DatasetAnnotations(classes, splits)
-
-
-def parse_ucf101(annotations: str | os.PathLike, split: int = 1) -> DatasetAnnotations:
-    """UCF-101: ``classInd.txt`` (``1 ApplyEyeMakeup``, 1-based), ``trainlist0N.txt``
-    (``Class/v_Class_g08_c01.avi 1``) and ``testlist0N.txt`` (path only; class from the folder).
-    """
-    directory = Path(annotations)
-    class_file = _find(directory, ["classInd.txt", "**/classInd.txt"], "UCF-101 classInd.txt")
-    numbered = {}
-    for line, text in enumerate(read_text(class_file, "class file").splitlines(), start=1):
-        if text.strip():
-            parts = text.split(maxsplit=1)
-            if len(parts) != 2 or not _is_int(parts[0]):
-                raise ValueError(f"{class_file}:{line}: expected 'number name', got {text!r}")
-            numbered[int(parts[0])] = parts[1].strip()
-    if sorted(numbered) != list(range(1, len(numbered) + 1)):
-        raise ValueError(f"{class_file}: class numbers are not 1..{len(numbered)}")
-    classes = [numbered[i] for i in range(1, len(numbered) + 1)]
-    index = {name: i for i, name in enumerate(classes)}
-    splits = {}
-    for name, pattern in (
-        ("train", f"trainlist{split:02d}.txt"),
-        ("val", f"testlist{split:02d}.txt"),
-    ):
-        path = _find(directory, [pattern, f"**/{pattern}"], f"UCF-101 {pattern}")
-        entries = []
-        for number, text in enumerate(read_text(path, "split file").splitlines(), start=1):
-            fields = text.split()
-            if not fields:
-                continue
-            video = fields[0]
-            class_name = video.split("/")[0]
-            if class_name not in index:
-                raise ValueError(f"{path}:{number}: unknown class folder {class_name!r}")
-            label = index[class_name]
-            if len(fields) > 1 and (not _is_int(fields[1]) or int(fields[1]) - 1 != label):
-                raise ValueError(
-                    f"{path}:{number}: class index {fields[1]} does not match folder {class_name!r}"
-                )
-            stem = os.path.splitext(video)[0]
-            entries.append(Annotation(video, label, (video, stem)))
-        splits[name] = entries
-    return DatasetAnnotations(classes, splits)
-
-
-def parse_hmdb51(annotations: str | os.PathLike, split: int = 1) -> DatasetAnnotations:
-    """HMDB-51: ``<class>_test_split<N>.txt`` per class, lines ``<video>.avi <flag>`` with flag
-    1 = train, 2 = test, 0 = unused. Classes are sorted; media in ``<root>/<class>/<video>``.
-    """
-    directory = Path(annotations)
-    suffix = f"_test_split{split}.txt"
-    files = sorted(directory.rglob(f"*{suffix}"))
-    if not files:
-        raise FileNotFoundError(f"no HMDB-51 split files *{suffix} in {directory}")
-    per_class = {path.name[: -len(suffix)]: path for path in files}
-    classes = sorted(per_class)
-    splits: dict[str, list[Annotation]] = {"train": [], "val": []}
-    for label, name in enumerate(classes):
-        path = per_class[name]
-        for number, text in enumerate(read_text(path, "split file").splitlines(), start=1):
-            fields = text.split()
-            if not fields:
-                continue
-            if len(fields) != 2 or fields[1] not in ("0", "1", "2"):
-                raise ValueError(f"{path}:{number}: expected '<video> <0|1|2>', got {text!r}")
-            if fields[1] == "0":
-                continue
-            video = f"{name}/{fields[0]}"
-            stem = os.path.splitext(video)[0]
-            target = "train" if fields[1] == "1" else "val"
-            splits[target].append(Annotation(video, label, (video, stem)))
-    return DatasetAnnotations(classes, splits)
-
-
-PARSERS = {
-    "sthv1": parse_sthv1,
-    "sthv2": parse_sthv2,
-    "kinetics400": parse_kinetics400,
-    "ucf101": parse_ucf101,
-    "hmdb51": parse_hmdb51,
-}
-
-
-def parse_annotations(
-    dataset: str, annotations: str | os.PathLike, split: int = 1
-) -> DatasetAnnotations:
-    """Parse the official annotation files of ``dataset`` (one of :data:`PARSERS`)."""
-    if dataset not in PARSERS:
-        raise ValueError(f"unknown dataset {dataset!r}; expected one of {sorted(PARSERS)}")
-    if dataset in ("ucf101", "hmdb51"):
-        return PARSERS[dataset](annotations, split=split)
-    return PARSERS[dataset](annotations)
-
-
-# --------------------------------------------------------------------------------------------
-# Looking samples up on disk
-# --------------------------------------------------------------------------------------------
-
-
-def count_frames(folder: str | os.PathLike) -> int:
-    """Number of image files in a frame folder."""
-    with os.scandir(folder) as entries:
-        return sum(1 for entry in entries if entry.name.lower().endswith(IMAGE_EXTENSIONS))
-
-
-@dataclass
-class ResolvedSplit:
-    """Samples of one split found on disk, and the keys of those that were not."""
-
-    records: list[VideoRecord]
-    missing: list[str]
-
-
-class _Listings:
-    """What each folder under a root holds (``name -> "dir" | "file"``), read once per folder,
-    so that trying many candidate paths per sample costs no file-system call each.
-
-    A folder below the root that holds :data:`REENCODE_SETTINGS_FILE` holds re-encoded copies
-    (``tcm prepare --reencode`` into a folder inside the root): it and everything in it count
-    as absent, so that the originals are found, never their copies."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self._folders: dict[str, dict[str, str]] = {}
-        self._copies: dict[str, bool] = {}
-
-    def kind(self, relative: str) -> str | None:
-        parent, _, name = relative.rpartition("/")
-        listing = self._folders.get(parent)
-        if listing is None:
-            listing = {}
-            if not self._holds_copies(parent):
-                try:
-                    with os.scandir(self.root / parent if parent else self.root) as entries:
-                        for entry in entries:
-                            if entry.is_dir():
-                                listing[entry.name] = "dir"
-                            elif entry.is_file():
-                                listing[entry.name] = "file"
-                except (FileNotFoundError, NotADirectoryError):
-                    pass
-            self._folders[parent] = listing
-        kind = listing.get(name)
-        if kind == "dir" and self._holds_copies(relative):
-            return None
-        return kind
-
-    def _holds_copies(self, relative: str) -> bool:
-        """Whether the folder ``relative`` (``""``: the root, never) or one above it below the
-        root holds re-encoded copies."""
-        parts = [part for part in relative.split("/") if part]
-        for depth in range(1, len(parts) + 1):
-            folder = "/".join(parts[:depth])
-            seen = self._copies.get(folder)
-            if seen is None:
-                seen = self._copies[folder] = (
-                    self.root / folder / REENCODE_SETTINGS_FILE
-                ).is_file()
-                if seen:
-                    _report_copies(self.root / folder)
-            if seen:
-                return True
-        return False
-
-
-@functools.cache
-def _report_copies(folder: Path) -> None:
-    """Say once per process that ``folder`` is left out as a folder of copies."""
-    logger.warning(
-        "%s holds re-encoded copies (%s): not searched for originals",
-        folder,
-        REENCODE_SETTINGS_FILE,
-    )
-
-
-def resolve_media(root: str | os.PathLike, entries: Sequence[Annotation]) -> ResolvedSplit:
-    """Find each annotation's media under ``root``.
-
-    A candidate that is a folder becomes a frame-folder record with its frames counted on disk;
-    a video file becomes a ``path label`` record. Samples with no candidate on disk (or an empty
-    frame folder) are returned in ``missing``.
-    """
-    root = Path(root)
-    listings = _Listings(root)
-    records, missing = [], []
-    for entry in entries:
-        for candidate in entry.candidates:
-            kind = listings.kind(candidate)
-            if kind == "dir":
-                frames = count_frames(root / candidate)
-                if frames == 0:
-                    continue
-                records.append(VideoRecord(candidate, entry.label, frames))
-                break
-            if kind == "file":
-                records.append(VideoRecord(candidate, entry.label))
-                break
-        else:
-            missing.append(entry.key)
-    return ResolvedSplit(records, missing)

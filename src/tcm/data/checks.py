@@ -1,7 +1,7 @@
 """Checking a list file: decode every entry as the loader would and report the bad ones.
 
 Used by ``tcm check-data``. Each entry is opened with the loader's readers
-(:func:`~tcm.data.decoding.open_media`) and all its frames are decoded, so every reason the
+(:func:`~tcm.data.media.open_media`) and all its frames are decoded, so every reason the
 loader could fail for is found up front: missing, empty, truncated, not a video, no video
 stream, fewer frames than claimed, missing or unreadable frame, label out of range.
 """
@@ -16,14 +16,10 @@ from functools import partial
 from pathlib import Path
 
 from tcm.data.annotations import VideoRecord
-from tcm.data.decoding import (
-    BAD_LABEL,
-    DEFAULT_FRAME_TEMPLATE,
-    TOO_FEW_FRAMES,
-    BadVideoError,
-    VideoReader,
-    open_media,
-)
+from tcm.data.bad_video import BAD_LABEL, TOO_FEW_FRAMES, TRUNCATED, BadVideoError
+from tcm.data.frame_names import DEFAULT_FRAME_TEMPLATE
+from tcm.data.media import open_media
+from tcm.data.video_reader import VideoReader
 from tcm.utils.parallel import map_in_processes
 
 logger = logging.getLogger(__name__)
@@ -69,7 +65,7 @@ def check_record(
                 if decoded < expected:
                     raise BadVideoError(
                         path,
-                        TOO_FEW_FRAMES if record.num_frames else "truncated",
+                        TOO_FEW_FRAMES if record.num_frames else TRUNCATED,
                         f"{decoded} frames decoded, {expected} expected",
                     )
             else:

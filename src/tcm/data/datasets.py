@@ -10,7 +10,7 @@ workers or the order of loading, so a run resumed at an epoch draws the same cli
 :meth:`VideoDataset.set_epoch` before iterating a DataLoader for that epoch (the epoch lives
 in shared memory, so persistent workers see it too).
 
-Bad samples (:class:`~tcm.data.decoding.BadVideoError`: missing, truncated, not a video, ...)
+Bad samples (:class:`~tcm.data.bad_video.BadVideoError`: missing, truncated, not a video, ...)
 follow ``bad_sample_policy``: ``"raise"`` propagates the error (it names the file and the
 reason); ``"skip"`` logs a warning and, in training, loads a replacement sample drawn
 deterministically from ``(seed, epoch, i)``. A test dataset (``train=False``) never replaces a
@@ -36,15 +36,11 @@ import torch
 from torch.utils.data import Dataset
 
 from tcm.data.annotations import VideoRecord, read_classes, read_list
-from tcm.data.decoding import (
-    BAD_LABEL,
-    DEFAULT_FRAME_TEMPLATE,
-    TOO_SMALL,
-    BadVideoError,
-    open_media,
-)
+from tcm.data.bad_video import BAD_LABEL, TOO_SMALL, BadVideoError
+from tcm.data.media import open_media
 from tcm.data.preprocessing import Preprocessing
 from tcm.data.sampling import ClipSampler, build_sampler
+from tcm.data.storage_options import DEFAULT_STORAGE, StorageOptions
 from tcm.data.transforms import (
     CropOutsideFrameError,
     build_test_transform,
@@ -55,8 +51,6 @@ from tcm.data.transforms import (
 from tcm.errors import DataError
 
 logger = logging.getLogger(__name__)
-
-BAD_SAMPLE_POLICIES = ("raise", "skip")
 
 
 @dataclass(frozen=True)
@@ -209,13 +203,8 @@ class VideoDataset(Dataset):
         mean, std: per-channel normalisation for 0..1 pixels; ignored with ``uint8=True``.
         uint8: return uint8 0..255 clips instead of normalised float32.
         num_classes: labels must lie in ``[0, num_classes)`` (not checked when ``None``).
-        frame_template, frame_start_index: file names in frame folders (``img_{:05d}.jpg``, 1).
-        bad_sample_policy: ``"raise"`` or ``"skip"`` (see the module docstring).
-        max_retries: replacements tried for one item under ``"skip"`` before giving up.
-        seed: base seed of the per-item generators.
-        decode_threads: decoders per video file, or threads per frame folder, working in
-            parallel on one clip (0: one per core); see :class:`~tcm.data.decoding.VideoReader`
-            and :class:`~tcm.data.decoding.FrameFolderReader`.
+        storage: frame folder names, the bad sample policy (see the module docstring),
+            retries, decoding threads and the per-item seed.
     """
 
     def __init__(
@@ -231,17 +220,8 @@ class VideoDataset(Dataset):
         std: Sequence[float] | None = None,
         uint8: bool = False,
         num_classes: int | None = None,
-        frame_template: str = DEFAULT_FRAME_TEMPLATE,
-        frame_start_index: int = 1,
-        bad_sample_policy: str = "raise",
-        max_retries: int = 10,
-        seed: int = 0,
-        decode_threads: int = 1,
+        storage: StorageOptions = DEFAULT_STORAGE,
     ) -> None:
-        if bad_sample_policy not in BAD_SAMPLE_POLICIES:
-            raise ValueError(
-                f"bad_sample_policy must be one of {BAD_SAMPLE_POLICIES}, got {bad_sample_policy!r}"
-            )
         if not uint8 and (mean is None or std is None):
             raise ValueError("mean and std are required for normalised clips (or pass uint8=True)")
         if train and num_clips != 1:
@@ -258,16 +238,11 @@ class VideoDataset(Dataset):
         self.std = None if std is None else tuple(float(s) for s in std)
         self.uint8 = uint8
         self.num_classes = num_classes
-        self.frame_template = frame_template
-        self.frame_start_index = frame_start_index
-        self.bad_sample_policy = bad_sample_policy
-        self.max_retries = max_retries
-        self.seed = seed
-        self.decode_threads = decode_threads
+        self.storage = storage
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         if num_classes is not None:
             bad = [r for r in self.records if not 0 <= r.label < num_classes]
-            if bad and bad_sample_policy == "raise":
+            if bad and storage.bad_sample_policy == "raise":
                 raise self._label_error(bad[0])
             if bad:
                 logger.warning(
@@ -310,9 +285,9 @@ class VideoDataset(Dataset):
         with open_media(
             path,
             num_frames=record.num_frames,
-            frame_template=self.frame_template,
-            frame_start_index=self.frame_start_index,
-            threads=self.decode_threads,
+            frame_template=self.storage.frame_template,
+            frame_start_index=self.storage.frame_start_index,
+            threads=self.storage.decode_threads,
         ) as reader:
             num_frames = record.num_frames or reader.num_frames
             indices = self.sampler(num_frames, train=self.train, rng=rng, num_clips=self.num_clips)
@@ -345,21 +320,21 @@ class VideoDataset(Dataset):
         if not self.train:
             return self._test_item(index)
         epoch = self.epoch
-        rng = np.random.default_rng([self.seed, epoch, index, 0])
+        rng = np.random.default_rng([self.storage.seed, epoch, index, 0])
         current, skipped = index, []
-        for _ in range(self.max_retries + 1):
+        for _ in range(self.storage.max_retries + 1):
             record = self.records[current]
             try:
                 clip, label = self.load(record, rng)
                 return ClipSample(clip, label, skipped)
             except BadVideoError as error:
-                if self.bad_sample_policy == "raise":
+                if self.storage.bad_sample_policy == "raise":
                     raise
                 logger.warning("skipping sample %d: %s", current, error)
                 skipped.append(SkippedSample(current, record.path, error.reason, str(error)))
-                replace = np.random.default_rng([self.seed, epoch, index, 1 + len(skipped)])
+                replace = np.random.default_rng([self.storage.seed, epoch, index, 1 + len(skipped)])
                 current = int(replace.integers(len(self.records)))
-                rng = np.random.default_rng([self.seed, epoch, index, 0, len(skipped)])
+                rng = np.random.default_rng([self.storage.seed, epoch, index, 0, len(skipped)])
         raise BadVideoError(
             self.root / self.records[index].path,
             skipped[0].reason,
@@ -373,7 +348,7 @@ class VideoDataset(Dataset):
         try:
             clip, label = self.load(record, None)
         except BadVideoError as error:
-            if self.bad_sample_policy == "raise":
+            if self.storage.bad_sample_policy == "raise":
                 raise
             logger.warning("leaving out sample %d: %s", index, error)
             return ClipSample(
@@ -385,7 +360,7 @@ class VideoDataset(Dataset):
         return (
             f"{type(self).__name__}({len(self)} samples, root={str(self.root)!r}, train={self.train}, "
             f"sampler={type(self.sampler).__name__}({self.sampler.num_segments}), clips={self.num_clips}, "
-            f"transform={self.transform!r}, policy={self.bad_sample_policy!r})"
+            f"transform={self.transform!r}, policy={self.storage.bad_sample_policy!r})"
         )
 
 
@@ -414,12 +389,7 @@ def build_dataset(
     class_names: Sequence[str] | str | os.PathLike | None = None,
     num_classes: int | None = None,
     uint8: bool = False,
-    frame_template: str = DEFAULT_FRAME_TEMPLATE,
-    frame_start_index: int = 1,
-    bad_sample_policy: str = "raise",
-    max_retries: int = 10,
-    seed: int = 0,
-    decode_threads: int = 1,
+    storage: StorageOptions = DEFAULT_STORAGE,
 ) -> VideoDataset:
     """The standard train or test dataset of ``prep``. See :mod:`tcm.data` for the conventions.
 
@@ -432,12 +402,8 @@ def build_dataset(
         class_names: names or a ``classes.txt`` path; gives mirror pairs (a flip swaps their
             labels; classes with a side but no mirror are never flipped) and ``num_classes``.
         uint8: uint8 0..255 clips, not normalised.
-        frame_template, frame_start_index: file names in frame folders.
-        bad_sample_policy: ``"raise"`` or ``"skip"``.
-        seed: base of the per-item random generators.
-        decode_threads: decoders per video file, or threads per frame folder, working in
-            parallel on one clip (0: one per core); see :class:`~tcm.data.decoding.VideoReader`
-            and :class:`~tcm.data.decoding.FrameFolderReader`.
+        storage: frame folder names, bad sample policy, retries, decoding threads, seed
+            (:class:`~tcm.data.storage_options.StorageOptions`).
 
     Returns:
         A :class:`VideoDataset` whose items are ``(clip (V*T, 3, S, S), label)``.
@@ -446,7 +412,7 @@ def build_dataset(
         >>> prep = Preprocessing(num_segments=8, resize=(240, 320))
         >>> ds = build_dataset("lists/sthv1/train.txt", "/data/sthv1/frames", prep, train=True,
         ...                    class_names="lists/sthv1/classes.txt",
-        ...                    frame_template="{:05d}.jpg")                        # doctest: +SKIP
+        ...                    storage=StorageOptions(frame_template="{:05d}.jpg"))  # doctest: +SKIP
         >>> clip, label = ds[0]; clip.shape                                       # doctest: +SKIP
         torch.Size([8, 3, 224, 224])
     """
@@ -481,10 +447,5 @@ def build_dataset(
         std=prep.std,
         uint8=uint8,
         num_classes=num_classes,
-        frame_template=frame_template,
-        frame_start_index=frame_start_index,
-        bad_sample_policy=bad_sample_policy,
-        max_retries=max_retries,
-        seed=seed,
-        decode_threads=decode_threads,
+        storage=storage,
     )

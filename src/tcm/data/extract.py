@@ -16,14 +16,10 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from tcm.data.decoding import (
-    DEFAULT_FRAME_TEMPLATE,
-    NOT_A_VIDEO,
-    BadVideoError,
-    VideoReader,
-    format_frame_name,
-)
+from tcm.data.bad_video import NOT_A_VIDEO, BadVideoError
+from tcm.data.frame_names import DEFAULT_FRAME_TEMPLATE, format_frame_name
 from tcm.data.transforms import short_side_size
+from tcm.data.video_reader import VideoReader
 from tcm.utils.files import FILESYSTEM_ERRNOS, writing_stopped
 from tcm.utils.parallel import map_in_processes
 
@@ -87,7 +83,7 @@ def _extract_one(relative: str, root: Path, out: Path, **options) -> ExtractResu
     folder_rel = os.path.splitext(relative)[0]
     folder = out / folder_rel
     if folder.is_dir():
-        from tcm.data.annotations import count_frames
+        from tcm.data.media_lookup import count_frames
 
         return ExtractResult(relative, folder_rel, count_frames(folder))
     try:

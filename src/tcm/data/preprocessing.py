@@ -2,8 +2,8 @@
 
 A :class:`Preprocessing` says how clips are sampled from a video, resized, cropped, augmented
 (training) or split into views (testing), and normalised. Training builds it from the config
-(:meth:`Preprocessing.from_config`) and writes it into every checkpoint's ``data`` entry
-(:meth:`Preprocessing.to_dict`); ``tcm test``, ``tcm predict``, ``tcm export`` and
+(:func:`tcm.engine.preprocessing.preprocessing_from_config`) and writes it into every
+checkpoint's ``data`` entry (:meth:`Preprocessing.to_dict`); ``tcm test``, ``tcm predict``, ``tcm export`` and
 ``tcm visualize`` read it back (:meth:`Preprocessing.from_checkpoint`), so a model is always
 fed as it was trained. :func:`tcm.data.build_dataset` takes one.
 
@@ -17,15 +17,11 @@ import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from tcm.engine.config import TrainConfig
+from tcm.utils.imagenet import IMAGENET_MEAN, IMAGENET_STD
 
 logger = logging.getLogger(__name__)
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _size(value: Any) -> int | tuple[int, int] | None:
@@ -92,29 +88,6 @@ class Preprocessing:
         if self.short_side_range is not None:
             low, high = (int(v) for v in self.short_side_range)
             fix(self, "short_side_range", (low, high))
-
-    @classmethod
-    def from_config(
-        cls, cfg: TrainConfig, *, mean: Sequence[float], std: Sequence[float]
-    ) -> Preprocessing:
-        """The preprocessing a training config describes (``model.num_segments``, ``data``,
-        ``eval``'s views), with the model's ``mean`` and ``std``."""
-        data = cfg.data
-        return cls(
-            num_segments=cfg.model.num_segments,
-            sampling=data.sampling,
-            dense_stride=data.dense_stride,
-            input_size=data.input_size,
-            resize=data.resize,
-            mean=tuple(mean),
-            std=tuple(std),
-            num_clips=cfg.eval.num_clips,
-            num_crops=cfg.eval.num_crops,
-            short_side_range=data.short_side_range,
-            train_crop=data.train_crop,
-            scales=tuple(data.scales),
-            flip=data.flip,
-        )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Preprocessing:

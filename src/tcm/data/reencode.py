@@ -38,12 +38,9 @@ from av.video.frame import PictureType
 from av.video.reformatter import ColorRange, VideoReformatter
 
 from tcm.data.annotations import REENCODE_SETTINGS_FILE
-from tcm.data.decoding import (
-    REFORMAT_IN_CALLING_THREAD,
-    TRUNCATED,
-    BadVideoError,
-    VideoReader,
-)
+from tcm.data.bad_video import TRUNCATED, BadVideoError
+from tcm.data.pyav import REFORMAT_IN_CALLING_THREAD
+from tcm.data.video_reader import VideoReader
 from tcm.errors import OutputError
 from tcm.utils.files import FILESYSTEM_ERRNOS, writing_stopped
 from tcm.utils.locks import FolderLock

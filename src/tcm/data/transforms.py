@@ -22,6 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from tcm.errors import TcmError
+
 Size = int | tuple[int, int]
 
 # --------------------------------------------------------------------------------------------
@@ -29,7 +31,7 @@ Size = int | tuple[int, int]
 # --------------------------------------------------------------------------------------------
 
 
-class CropOutsideFrameError(ValueError):
+class CropOutsideFrameError(TcmError, ValueError):
     """A crop larger than the frames (small frames and no resize to enlarge them)."""
 
 

@@ -21,16 +21,12 @@ from tcm.data.preprocessing import Preprocessing
 from tcm.deploy.export import ExportResult, export_checkpoint
 from tcm.deploy.inputs import expand_inputs, read_clip
 from tcm.deploy.predictor import ClassScore, Prediction, Predictor
-from tcm.deploy.timeline import (
-    BadStretch,
-    LongVideoPredictor,
-    Segment,
-    Timeline,
-    WindowPrediction,
-)
+from tcm.deploy.tcm_maps import TCMMaps, collect_tcm_maps
+from tcm.deploy.timeline import LongVideoPredictor
 from tcm.deploy.timeline_plot import render_timeline, write_timeline
-from tcm.deploy.visualize import TCMMaps, collect_tcm_maps, visualize
-from tcm.deploy.windows import Span
+from tcm.deploy.timeline_records import BadStretch, Segment, Timeline, WindowPrediction
+from tcm.deploy.visualize import visualize
+from tcm.deploy.window_plan import Span
 
 __all__ = [
     "BadStretch",

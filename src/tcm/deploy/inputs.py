@@ -23,9 +23,11 @@ import numpy as np
 import torch
 
 from tcm.data.annotations import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, VideoRecord
+from tcm.data.bad_video import EMPTY, NOT_A_VIDEO, BadVideoError, check_media_path, unreadable
 from tcm.data.datasets import VideoDataset, build_dataset
-from tcm.data.decoding import MISSING, BadVideoError, open_media, unreadable
+from tcm.data.media import open_media
 from tcm.data.preprocessing import Preprocessing
+from tcm.data.storage_options import DEFAULT_STORAGE, StorageOptions
 from tcm.data.transforms import normalize
 
 logger = logging.getLogger(__name__)
@@ -51,10 +53,10 @@ def find_frame_template(folder: str | os.PathLike) -> tuple[str, int]:
     except OSError as error:
         raise unreadable(folder, error) from None
     if not names:
-        raise BadVideoError(folder, "empty", "no image file in the folder")
+        raise BadVideoError(folder, EMPTY, "no image file in the folder")
     numbers = list(re.finditer(r"\d+", names[0]))
     if not numbers:
-        raise BadVideoError(folder, "not a video", f"frame name {names[0]!r} has no frame number")
+        raise BadVideoError(folder, NOT_A_VIDEO, f"frame name {names[0]!r} has no frame number")
     match = numbers[-1]  # the frame number is the last run of digits
     digits = match.group()
     prefix = names[0][: match.start()].replace("{", "{{").replace("}", "}}")
@@ -104,11 +106,12 @@ def expand_inputs(paths: Iterable[str | os.PathLike]) -> list[Path]:
 
 def _dataset(path: Path, prep: Preprocessing) -> VideoDataset:
     """A one-sample test dataset of :mod:`tcm.data` for ``path`` (uint8 frames)."""
-    layout = {}
+    storage = DEFAULT_STORAGE
     if path.is_dir():
         template, start = find_frame_template(path)
-        layout = {"frame_template": template, "frame_start_index": start}
-    return build_dataset([VideoRecord(str(path), 0)], ".", prep, train=False, uint8=True, **layout)
+        storage = StorageOptions(frame_template=template, frame_start_index=start)
+    record = VideoRecord(str(path), 0)
+    return build_dataset([record], ".", prep, train=False, uint8=True, storage=storage)
 
 
 def read_clip(path: str | os.PathLike, prep: Preprocessing) -> torch.Tensor:
@@ -126,12 +129,7 @@ def read_clip(path: str | os.PathLike, prep: Preprocessing) -> torch.Tensor:
         BadVideoError: the input cannot be read (``.reason`` says why).
     """
     path = Path(path)
-    try:
-        exists = path.exists()
-    except OSError as error:
-        raise unreadable(path, error) from None
-    if not exists:
-        raise BadVideoError(path, MISSING, "no such file or folder")
+    check_media_path(path, folders=True)
     clip, _ = _dataset(path, prep)[0]
     return clip
 
@@ -141,8 +139,8 @@ def sampled_frame_indices(path: str | os.PathLike, prep: Preprocessing) -> np.nd
     dataset = _dataset(Path(path), prep)
     with open_media(
         path,
-        frame_template=dataset.frame_template,
-        frame_start_index=dataset.frame_start_index,
+        frame_template=dataset.storage.frame_template,
+        frame_start_index=dataset.storage.frame_start_index,
     ) as reader:
         return dataset.sampler(reader.num_frames, train=False, num_clips=prep.num_clips)
 

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from tcm.checkpoint import load_checkpoint
-from tcm.data.decoding import BadVideoError
+from tcm.data.bad_video import BadVideoError
 from tcm.data.preprocessing import Preprocessing
 from tcm.deploy.inputs import read_clip, to_model_input
 from tcm.utils.devices import pick_device
@@ -55,7 +55,7 @@ class Prediction:
         path: the input (video file or frame folder).
         top: the ``topk`` most probable classes, most probable first; empty when it failed.
         error: why the input could not be classified (``None`` when it was): the reason of the
-            :class:`~tcm.data.decoding.BadVideoError` (``"missing"``, ``"truncated"``, ...).
+            :class:`~tcm.data.bad_video.BadVideoError` (``"missing"``, ``"truncated"``, ...).
         message: the full error message, when it failed.
     """
 

@@ -1,8 +1,9 @@
-"""What happens when in a long video: class probabilities of sliding windows, merged segments.
+"""Running a classifier over a long video or a live stream: :class:`LongVideoPredictor`.
 
 :class:`LongVideoPredictor` slides a window over a video file or a live stream (see
-:mod:`tcm.deploy.windows` for the grid, the sampling and the constant memory), classifies the
-windows in batches, and collects a :class:`Timeline`:
+:mod:`tcm.data.video_stream` for the grid, :mod:`tcm.deploy.window_plan` for the sampling,
+:mod:`tcm.deploy.windows` for the constant memory), classifies the windows in batches, and
+collects a :class:`~tcm.deploy.timeline_records.Timeline`:
 
 - one :class:`WindowPrediction` per window: start and end (seconds), the class probabilities
   ``(K,)``, and for a model with TCM the mean magnitude of its fast and slow displacement
@@ -29,262 +30,25 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
 from tcm.data.transforms import resize
+from tcm.data.video_stream import Gap, VideoStream
 from tcm.deploy.inputs import to_model_input
-from tcm.deploy.predictor import ClassScore, Predictor
-from tcm.deploy.visualize import tcm_stages
-from tcm.deploy.windows import (
-    FramePreparer,
-    Gap,
-    SkippedWindow,
-    Span,
-    VideoStream,
-    WindowAssembler,
-    WindowClip,
-    WindowPlan,
-    check_spans,
-)
-from tcm.models.plugin import tcm_layers
+from tcm.deploy.predictor import Predictor
+from tcm.deploy.tcm_maps import tcm_stages
+from tcm.deploy.tempo_probe import TempoProbe
+from tcm.deploy.timeline_records import BadStretch, Timeline, WindowPrediction
+from tcm.deploy.window_plan import Span, WindowPlan, check_spans
+from tcm.deploy.windows import FramePreparer, SkippedWindow, WindowAssembler, WindowClip
 
 logger = logging.getLogger(__name__)
 
 #: Height of the thumbnails kept for the timeline picture, in pixels.
 THUMBNAIL_SIZE = 64
-
-
-@dataclass
-class WindowPrediction:
-    """The result for one window.
-
-    Attributes:
-        k: window number (window ``k`` starts ``k`` strides into the video).
-        start, end: seconds from the first frame.
-        probabilities: ``(K,)`` float32 softmax probabilities.
-        tempo: ``(fast, slow)`` mean displacement magnitude of the TCM layer, in input
-            pixels, or ``None`` without TCM.
-    """
-
-    k: int
-    start: float
-    end: float
-    probabilities: np.ndarray
-    tempo: tuple[float, float] | None = None
-
-    @property
-    def centre(self) -> float:
-        return (self.start + self.end) / 2
-
-    def top(self, classes: list[str], topk: int = 5) -> list[ClassScore]:
-        """The ``topk`` most probable classes, most probable first."""
-        k = max(1, min(topk, self.probabilities.size))
-        order = np.argsort(-self.probabilities, kind="stable")[:k]
-        return [ClassScore(classes[i], int(i), float(self.probabilities[i])) for i in order]
-
-    def to_dict(self, classes: list[str], topk: int = 5) -> dict[str, Any]:
-        """``{"start", "end", "classes", "probabilities"}`` (top ``topk``), plus ``"tempo":
-        {"fast", "slow"}`` with TCM."""
-        top = self.top(classes, topk)
-        out: dict[str, Any] = {
-            "start": round(self.start, 4),
-            "end": round(self.end, 4),
-            "classes": [score.label for score in top],
-            "probabilities": [round(score.probability, 6) for score in top],
-        }
-        if self.tempo is not None:
-            out["tempo"] = {"fast": round(self.tempo[0], 4), "slow": round(self.tempo[1], 4)}
-        return out
-
-
-@dataclass
-class Segment:
-    """Consecutive windows with the same top class: ``[start, end)`` seconds, the class, the
-    mean of its probability over the windows, and how many windows."""
-
-    start: float
-    end: float
-    label: str
-    index: int
-    probability: float
-    windows: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "start": round(self.start, 4),
-            "end": round(self.end, 4),
-            "label": self.label,
-            "index": self.index,
-            "probability": round(self.probability, 6),
-            "windows": self.windows,
-        }
-
-
-@dataclass
-class BadStretch:
-    """Frames ``[start, end)`` seconds that could not be decoded (nearby stretches merged).
-
-    Attributes:
-        reason: why (the first error of the stretch).
-        frames: grid frames that were missing.
-        windows: windows skipped because they overlap it.
-    """
-
-    start: float
-    end: float
-    reason: str
-    frames: int
-    windows: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "start": round(self.start, 4),
-            "end": round(self.end, 4),
-            "reason": self.reason,
-            "frames": self.frames,
-            "windows": self.windows,
-        }
-
-
-def merge_segments(
-    windows: list[WindowPrediction],
-    classes: list[str],
-    *,
-    threshold: float = 0.5,
-    stride: float,
-) -> list[Segment]:
-    """Runs of consecutive windows whose top class is the same and at least ``threshold``.
-
-    A window below the threshold, or a window missing from the sequence (skipped), ends a run.
-    A run's bounds lie half a stride before its first window's centre and after its last one's;
-    a run that starts with the video's first window starts where that window starts, one that
-    ends with the last window ends where that window ends.
-
-    Args:
-        windows: in order of ``k``.
-        classes: class names.
-        threshold: smallest top-class probability a window of a segment has.
-        stride: seconds between window starts.
-    """
-    segments: list[Segment] = []
-    run: list[WindowPrediction] = []
-    best = -1
-
-    def close() -> None:
-        if not run:
-            return
-        first, last = run[0], run[-1]
-        start = first.start if first is windows[0] else first.centre - stride / 2
-        end = last.end if last is windows[-1] else last.centre + stride / 2
-        mean = float(np.mean([w.probabilities[best] for w in run]))
-        segments.append(Segment(start, end, classes[best], best, mean, len(run)))
-        run.clear()
-
-    for window in windows:
-        top = int(np.argmax(window.probabilities))
-        confident = window.probabilities[top] >= threshold
-        if run and (not confident or top != best or window.k != run[-1].k + 1):
-            close()
-        if confident:
-            best = top
-            run.append(window)
-    close()
-    return segments
-
-
-@dataclass
-class Timeline:
-    """Everything :class:`LongVideoPredictor` found in one video.
-
-    Attributes:
-        source: the file or stream.
-        classes: class names.
-        fps: frame rate of the time grid.
-        window, stride: seconds.
-        duration: seconds decoded.
-        windows: :class:`WindowPrediction` per classified window, in order.
-        stretches: :class:`BadStretch` es.
-        thumbnails: ``(seconds, (h, w, 3) uint8)`` along the video.
-        tempo_stage: the backbone stage of the TCM layer whose fields ``tempo`` measures, or
-            ``None`` without TCM.
-    """
-
-    source: str
-    classes: list[str]
-    fps: float
-    window: float
-    stride: float
-    duration: float = 0.0
-    windows: list[WindowPrediction] = field(default_factory=list)
-    stretches: list[BadStretch] = field(default_factory=list)
-    thumbnails: list[tuple[float, np.ndarray]] = field(default_factory=list)
-    tempo_stage: str | None = None
-
-    def segments(self, threshold: float = 0.5) -> list[Segment]:
-        return merge_segments(self.windows, self.classes, threshold=threshold, stride=self.stride)
-
-    def probabilities(self) -> np.ndarray:
-        """``(num_windows, K)``."""
-        if not self.windows:
-            return np.zeros((0, len(self.classes)), dtype=np.float32)
-        return np.stack([w.probabilities for w in self.windows])
-
-    def to_dict(self, *, topk: int = 5, threshold: float = 0.5) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "fps": self.fps,
-            "window": self.window,
-            "stride": self.stride,
-            "duration": round(self.duration, 4),
-            "windows": [w.to_dict(self.classes, topk) for w in self.windows],
-            "segments": [s.to_dict() for s in self.segments(threshold)],
-            "skipped": [s.to_dict() for s in self.stretches],
-        }
-
-
-class TempoProbe:
-    """Mean magnitude of a TCM layer's fast and slow displacement fields, per clip.
-
-    While open (``with probe:``), a forward hook on the layer's MTDM records, for the clips of
-    the last forward pass, the mean over frames and positions of ``|(u, v)|`` in input pixels
-    (``radius * input_size / w`` per unit; the repeated last frame of each clip left out).
-
-    Attributes:
-        last: ``(clips, 2)`` ``[fast, slow]`` of the last forward pass (``clips = N * V``).
-    """
-
-    def __init__(self, model: torch.nn.Module, input_size: int, stage: str | None = None):
-        stages = tcm_stages(model)
-        if not stages:
-            raise ValueError("the model has no TCM layer")
-        self.stage = stage or stages[0]
-        self.layer = tcm_layers(model.backbone)[self.stage]
-        self.radius = self.layer.mtdm.patch_size // 2
-        self.input_size = input_size
-        self.last: torch.Tensor | None = None
-        self._handle = None
-
-    def _record(self, _module, _inputs, output: torch.Tensor) -> None:
-        frames = self.layer.num_segments
-        height, width = output.shape[-2:]
-        fields = output.detach().float().view(-1, frames, 6, height, width)[:, :-1]
-        pixels = self.radius * self.input_size / width
-        fast = torch.hypot(fields[:, :, 0], fields[:, :, 1]).mean(dim=(1, 2, 3))  # (clips,)
-        slow = torch.hypot(fields[:, :, 3], fields[:, :, 4]).mean(dim=(1, 2, 3))
-        self.last = (torch.stack([fast, slow], dim=1) * pixels).cpu()
-
-    def __enter__(self) -> TempoProbe:
-        self._handle = self.layer.mtdm.register_forward_hook(self._record)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._handle is not None:
-            self._handle.remove()
-            self._handle = None
 
 
 class _Thumbnails:
@@ -311,7 +75,7 @@ class LongVideoPredictor:
 
     Args:
         predictor: the model, its classes and its test preprocessing.
-        window: window length: a :class:`~tcm.deploy.windows.Span` or its text (``"2.0"``
+        window: window length: a :class:`~tcm.deploy.window_plan.Span` or its text (``"2.0"``
             seconds, ``"64f"`` frames).
         stride: time between window starts (default: a quarter of the window).
         batch_size: windows per forward pass.
@@ -360,12 +124,12 @@ class LongVideoPredictor:
         input_format: str | None = None,
         threads: int = 0,
     ) -> WindowRun:
-        """Open ``source`` (see :class:`~tcm.deploy.windows.VideoStream`); iterate the result.
+        """Open ``source`` (see :class:`~tcm.data.video_stream.VideoStream`); iterate the result.
 
         Raises:
             BadVideoError: the source cannot be opened.
             ValueError: the window or stride does not suit its frame rate (see
-                :func:`~tcm.deploy.windows.check_spans`).
+                :func:`~tcm.deploy.window_plan.check_spans`).
         """
         stream = VideoStream(source, live=live, input_format=input_format, threads=threads)
         try:

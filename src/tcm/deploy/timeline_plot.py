@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tcm.deploy.timeline import Timeline
+from tcm.deploy.timeline_records import Timeline
 from tcm.utils.files import check_output_file
 
 logger = logging.getLogger(__name__)

@@ -1,9 +1,15 @@
 """Training and evaluation engine: configs, the training loop, checkpoints, metrics.
 
-- :mod:`~tcm.engine.config`: typed config dataclasses, YAML with ``_base_``, ``--set`` overrides.
-- :mod:`~tcm.engine.trainer`: :func:`train` (single process, or every process of ``torchrun``).
-- :mod:`~tcm.engine.training_step`: one optimizer step (forward, backward, clipping) and the
-  running sums of an epoch.
+- :mod:`~tcm.engine.config`: the run config, a dataclass per section;
+  :mod:`~tcm.engine.config_files`: YAML files with ``_base_``, ``--set`` overrides;
+  :mod:`~tcm.engine.config_checks`: the checks before a run; :mod:`~tcm.engine.typed_config`:
+  typed dataclasses from dicts.
+- :mod:`~tcm.engine.run`: :func:`train` (single process, or every process of ``torchrun``).
+- :mod:`~tcm.engine.trainer`: the trainer of one run; :mod:`~tcm.engine.training_epoch`: its
+  epochs (forward, backward, clipping, step rows).
+- :mod:`~tcm.engine.training_state`: the training state, saved to and restored from a
+  checkpoint.
+- :mod:`~tcm.engine.preprocessing`: the preprocessing and storage options a config describes.
 - :mod:`~tcm.engine.evaluation`: :func:`evaluate`, running a model over a test set.
 - :mod:`~tcm.engine.scores`: accuracy metrics, score files, per-class tables, :func:`ensemble`.
 - :mod:`~tcm.engine.training_checkpoint`: full training state, ``last.pt`` / ``best.pt``, resume.
@@ -14,9 +20,9 @@
 
 Example (a config built in Python, no YAML)::
 
-    from tcm.engine import DataConfig, ModelConfig, ScheduleConfig, TrainConfig, evaluate, train
+    from tcm.engine import DataConfig, ModelConfig, ScheduleConfig, RunConfig, evaluate, train
 
-    cfg = TrainConfig(
+    cfg = RunConfig(
         name="tsm10",
         model=ModelConfig(name="tsm_resnet10", num_segments=8,
                           kwargs={"widths": [16, 32, 64, 128], "stem_width": 16}),
@@ -36,35 +42,41 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "ConfigError": "tcm.engine.config",
+    "ConfigError": "tcm.errors",
     "DataConfig": "tcm.engine.config",
     "DistConfig": "tcm.engine.config",
     "EvalConfig": "tcm.engine.config",
     "ModelConfig": "tcm.engine.config",
     "OptimConfig": "tcm.engine.config",
     "ScheduleConfig": "tcm.engine.config",
+    "RunConfig": "tcm.engine.config",
     "TrainConfig": "tcm.engine.config",
     "TrainLoopConfig": "tcm.engine.config",
-    "check_config": "tcm.engine.config",
-    "list_configs": "tcm.engine.config",
-    "load_config": "tcm.engine.config",
+    "check_config": "tcm.engine.config_checks",
+    "list_configs": "tcm.engine.config_files",
+    "load_config": "tcm.engine.config_files",
     "EvalResult": "tcm.engine.scores",
     "compute_metrics": "tcm.engine.scores",
     "ensemble": "tcm.engine.scores",
     "evaluate": "tcm.engine.evaluation",
     "load_scores": "tcm.engine.scores",
     "read_metrics": "tcm.engine.training_log",
-    "NonFiniteLossError": "tcm.engine.trainer",
+    "NonFiniteLossError": "tcm.errors",
     "TrainResult": "tcm.engine.trainer",
-    "train": "tcm.engine.trainer",
+    "train": "tcm.engine.run",
 }
+
+# Former names of exports: the whole config was called TrainConfig, like its ``train`` section
+# (TrainLoopConfig).
+_FORMER_NAMES = {"TrainConfig": "RunConfig"}
 
 __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str):
     if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
+        module = importlib.import_module(_EXPORTS[name])
+        return getattr(module, _FORMER_NAMES.get(name, name))
     raise AttributeError(f"module 'tcm.engine' has no attribute {name!r}")
 
 

@@ -1,16 +1,17 @@
 """Whether a checked config fits what runs it: its model builds with its options, and a batch
 of its test views fits in the machine's memory. Part of
-:func:`~tcm.engine.config.check_config`, before anything is built or read."""
+:func:`~tcm.engine.config_checks.check_config`, before anything is built or read."""
 
 from __future__ import annotations
 
 import torch
 
-from tcm.engine.config import ConfigError, TrainConfig
+from tcm.engine.config import RunConfig
+from tcm.errors import ConfigError
 from tcm.utils.memory import format_bytes, physical_memory_bytes
 
 
-def check_model_builds(cfg: TrainConfig, num_classes: int) -> None:
+def check_model_builds(cfg: RunConfig, num_classes: int) -> None:
     """The model the config describes can be built with its options (``model.kwargs``): built
     on the ``meta`` device, which takes no memory and reads no weights.
 
@@ -31,7 +32,7 @@ def check_model_builds(cfg: TrainConfig, num_classes: int) -> None:
         raise ConfigError(f"model.kwargs {cfg.model.kwargs}: {error}") from None
 
 
-def check_views_fit(cfg: TrainConfig) -> None:
+def check_views_fit(cfg: RunConfig) -> None:
     """One evaluation batch of test views must fit in the machine's memory: the model's input
     alone takes ``eval.batch_size * views * T * 3 * S * S`` float32 numbers (its activations
     take many times that).

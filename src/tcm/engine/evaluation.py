@@ -23,8 +23,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from tcm.data.decoding import DEFAULT_FRAME_TEMPLATE
 from tcm.data.preprocessing import Preprocessing
+from tcm.data.storage_options import DEFAULT_STORAGE, StorageOptions
 from tcm.engine.distributed import DistContext, ShardSampler, all_gather_objects
 from tcm.engine.scores import EvalResult
 from tcm.errors import DataError
@@ -214,10 +214,7 @@ def evaluate(
     out_dir: str | os.PathLike | None = None,
     progress: bool = False,
     ctx: DistContext | None = None,
-    bad_sample_policy: str = "raise",
-    frame_template: str = DEFAULT_FRAME_TEMPLATE,
-    frame_start_index: int = 1,
-    decode_threads: int = 1,
+    storage: StorageOptions = DEFAULT_STORAGE,
 ) -> EvalResult:
     """Evaluate a model on a labelled list: ``num_clips x num_crops`` views per video.
 
@@ -230,10 +227,9 @@ def evaluate(
             model's frames, mean and std.
         classes: class names (default: the checkpoint's).
         out_dir: when given, :meth:`EvalResult.save` writes scores, per-class CSV, confusion.
-        bad_sample_policy: ``"raise"`` (stop at a video that cannot be read) or ``"skip"``
-            (leave it out, listed in :attr:`EvalResult.skipped`).
-        frame_template, frame_start_index: file names in frame folders.
-        decode_threads: decoders per video file in parallel threads (0: one per core).
+        storage: frame folder names, decoding threads and the bad sample policy:
+            ``"raise"`` (stop at a video that cannot be read) or ``"skip"`` (leave it out,
+            listed in :attr:`EvalResult.skipped`).
 
     Returns:
         :class:`EvalResult` (``top1``, ``top5``, ``mean_class_acc``, ``per_class_acc``,
@@ -257,10 +253,7 @@ def evaluate(
         prep,
         train=False,
         num_classes=int(getattr(model, "num_classes", 0)) or None,
-        frame_template=frame_template,
-        frame_start_index=frame_start_index,
-        bad_sample_policy=bad_sample_policy,
-        decode_threads=decode_threads,
+        storage=storage,
     )
     result = evaluate_dataset(
         model,

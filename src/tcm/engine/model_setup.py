@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tcm.engine.config import TrainConfig
+from tcm.engine.config import RunConfig
 
 logger = logging.getLogger(__name__)
 
@@ -82,13 +82,13 @@ def load_initial_weights(model: nn.Module, path: str) -> None:
     logger.info("initialised from %s", path)
 
 
-def model_kwargs(cfg: TrainConfig) -> dict[str, Any]:
+def model_kwargs(cfg: RunConfig) -> dict[str, Any]:
     """Options of ``create_model`` that describe the architecture (stored in checkpoints)."""
     kwargs = {k: v for k, v in cfg.model.kwargs.items() if k != "pretrained"}
     return {"dropout": cfg.model.dropout, **kwargs}
 
 
-def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
+def build_model(cfg: RunConfig, num_classes: int) -> nn.Module:
     """The config's model on the CPU: created (with ``model.pretrained`` weights), initialised
     from ``model.init_from`` and with ``model.freeze_bn`` applied. Seeds the generators with
     ``train.seed`` first, so that every process builds the same initial weights."""

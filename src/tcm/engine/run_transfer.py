@@ -3,7 +3,7 @@
 The new folder takes the run over: it receives the training log rows up to the checkpoint's
 step and the run's ``best.pt`` when that is the best of the epochs the checkpoint holds, so
 that it holds the whole run, as the old folder would have; the trainer then writes its own
-``last.pt`` at once (see :func:`tcm.engine.trainer.train`), so that the new folder can be
+``last.pt`` at once (see :func:`tcm.engine.run.train`), so that the new folder can be
 resumed from the first moment, and a run that had nothing left to train still ends with its
 checkpoint where it says.
 """

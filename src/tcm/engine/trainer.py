@@ -1,19 +1,5 @@
-"""The training loop: :func:`train` turns a :class:`~tcm.engine.config.TrainConfig` into a run.
-
-A run lives in a work dir, locked for the life of the run (:mod:`tcm.engine.workdir`: a
-second run there is refused, as is a new run into a folder that holds one)::
-
-    config.yaml      the resolved config
-    train.log        the log of the main process
-    metrics.jsonl    one row per logged step and per epoch (see :mod:`tcm.engine.training_log`)
-    last.pt          the full training state (every ``train.checkpoint_interval`` steps and
-                     at every epoch end)
-    best.pt          the weights of the best validation top-1 (inference only)
-    curves.png       loss, accuracy and learning rate, written at the end
-    tensorboard/     when TensorBoard is installed
-
-Nothing is written into the work dir before every check has passed (config, folder, resume
-checkpoint, datasets, model).
+"""The trainer of one run: its model, data and optimisation built, resumed, trained epoch by
+epoch, validated and checkpointed. :func:`tcm.engine.run.train` is the entry point.
 
 Bad samples: a training sample that cannot be read is replaced (``data.bad_sample_policy:
 skip``; the epoch row counts them in ``train_skipped``, names the first in
@@ -30,18 +16,11 @@ processes, with deterministic kernels). At an epoch's end ``last.pt`` is written
 the epoch's row and the best so far), then the row, then ``best.pt``: a run resumed from it
 writes whichever of them is missing, and a run stopped before its first ``last.pt`` left
 nothing to continue (``--resume auto`` starts it again).
-
-Distributed: started by ``torchrun`` (see :mod:`tcm.engine.distributed`), every process
-trains on its share of each global batch (DDP averages the gradients); only rank 0 logs and
-writes files. A process that stops ends the others with one line naming it
-(:mod:`tcm.engine.lost_processes`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -49,52 +28,31 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from tcm.data.preprocessing import Preprocessing
 from tcm.engine import training_checkpoint as ckpt
-from tcm.engine.config import ConfigError, TrainConfig, check_config, check_values
-from tcm.engine.distributed import (
-    DistContext,
-    EpochSampler,
-    all_gather_objects,
-    all_reduce_sum,
-    barrier,
-    broadcast_object,
-    cleanup,
-    init_distributed,
-)
-from tcm.engine.evaluation import autocast_context, evaluate_dataset, to_layout
-from tcm.engine.lost_processes import gather_processes, lost_process_error
-from tcm.engine.model_setup import build_model, model_kwargs, seed_everything, set_train_mode
+from tcm.engine.config import RunConfig
+from tcm.engine.config_checks import check_config
+from tcm.engine.distributed import DistContext, EpochSampler, all_gather_objects, barrier
+from tcm.engine.evaluation import evaluate_dataset
+from tcm.engine.model_setup import build_model, model_kwargs, seed_everything
 from tcm.engine.optim import LRSchedule, build_optimizer, scaled_lr
-from tcm.engine.run_transfer import is_elsewhere, take_over_run
+from tcm.engine.preprocessing import preprocessing_from_config, storage_from_config
 from tcm.engine.scores import EvalResult
+from tcm.engine.training_epoch import SHOWN_SKIPPED, EpochLoop
 from tcm.engine.training_log import (
     CURVES_FILE,
     TRAINING_LOG_FILE,
     MetricsWriter,
-    RunningSums,
     plot_curves,
     read_metrics,
 )
-from tcm.engine.workdir import WorkDirLock, resume_checkpoint
-from tcm.errors import WorkDirError
+from tcm.engine.training_state import RunRecord, TrainingState
+from tcm.errors import ConfigError
 
 logger = logging.getLogger(__name__)
-
-CONFIG_FILE = "config.yaml"
-LOG_FILE = "train.log"
-SHOWN_SKIPPED = 5
-"""Paths of skipped samples named in an epoch row and in the log."""
-
-
-class NonFiniteLossError(RuntimeError):
-    """The loss (or the gradient norm) became NaN or infinite; the run stopped without writing
-    a checkpoint."""
 
 
 @dataclass
@@ -120,15 +78,15 @@ class TrainResult:
         return self.work_dir / TRAINING_LOG_FILE
 
 
-class Trainer:
-    """One training run; :func:`train` is the entry point.
+class Trainer(EpochLoop):
+    """One training run; :func:`~tcm.engine.run.train` is the entry point.
 
     Built in steps (:meth:`build`: model, data, optimisation), then :meth:`run` trains it,
-    writing its own training log (``metrics.jsonl``). An optimizer step is
-    :meth:`_forward_backward` on each micro-batch, then :meth:`_optimizer_step`.
+    writing its own training log (``metrics.jsonl``); the epochs are :class:`EpochLoop`'s.
+    Everything a checkpoint holds is :attr:`state` (:class:`TrainingState`).
     """
 
-    def __init__(self, cfg: TrainConfig, work_dir: Path, ctx: DistContext, progress: bool) -> None:
+    def __init__(self, cfg: RunConfig, work_dir: Path, ctx: DistContext, progress: bool) -> None:
         self.ctx = ctx
         self.work_dir = work_dir
         self.progress = progress and ctx.is_main
@@ -157,16 +115,19 @@ class Trainer:
         seed_everything(self.cfg.train.seed + self.ctx.rank)  # dropout differs per process
         self._build_data()
         self._build_optimization()
-        self.epoch = 0
-        self.batch_in_epoch = 0
-        self.step = 0
-        self.best_top1 = -math.inf
-        self.best_row: dict[str, Any] = {}
-        self.epoch_row: dict[str, Any] = {}  # the row of the last completed epoch
-        self.epoch_sums = RunningSums()
-        self.window = RunningSums()  # since the last step row
-        self.skipped_count = 0  # training samples replaced this epoch, over every process
-        self.skipped_paths: list[str] = []  # the first of them (this process's)
+        record = RunRecord(
+            model_name=self.cfg.model.name,
+            num_classes=self.num_classes,
+            num_segments=self.cfg.model.num_segments,
+            model_kwargs=model_kwargs(self.cfg),
+            classes=self.classes,
+            preprocessing=self.prep.to_dict(),
+            config=self.cfg.to_dict(),
+            world_size=self.ctx.world_size,
+        )
+        self.state = TrainingState(
+            record, self.model, self.optimizer, self.schedule, self.scaler, self.global_batch
+        )
         self.last_good: Path | None = None
         self.grad_norm = float("nan")
         self.lr_of_step = self.lr
@@ -174,7 +135,7 @@ class Trainer:
     def _build_model(self) -> None:
         cfg, ctx = self.cfg, self.ctx
         model = build_model(cfg, self.num_classes)
-        self.prep = Preprocessing.from_config(cfg, mean=model.mean, std=model.std)
+        self.prep = preprocessing_from_config(cfg, mean=model.mean, std=model.std)
         model.to(ctx.device)
         if cfg.model.channels_last:
             model.to(memory_format=torch.channels_last)
@@ -193,25 +154,25 @@ class Trainer:
         from tcm.data import build_dataset, collate_clips
 
         cfg, ctx, data = self.cfg, self.ctx, self.cfg.data
-        common = {
-            "num_classes": self.num_classes,
-            "frame_template": data.frame_template,
-            "frame_start_index": data.frame_start_index,
-            "bad_sample_policy": data.bad_sample_policy,
-            "decode_threads": data.decode_threads,
-        }
         self.train_set = build_dataset(
             data.train_list,
             data.root,
             self.prep,
             train=True,
             class_names=self.classes,
-            seed=cfg.train.seed,
-            **common,
+            num_classes=self.num_classes,
+            storage=storage_from_config(cfg, seed=cfg.train.seed),
         )
         self.val_set = None
         if data.val_list and cfg.train.eval_interval > 0:
-            self.val_set = build_dataset(data.val_list, data.root, self.prep, train=False, **common)
+            self.val_set = build_dataset(
+                data.val_list,
+                data.root,
+                self.prep,
+                train=False,
+                num_classes=self.num_classes,
+                storage=storage_from_config(cfg),
+            )
         self.sampler = EpochSampler(
             len(self.train_set),
             shuffle=True,
@@ -252,45 +213,13 @@ class Trainer:
 
     # -- checkpoints -----------------------------------------------------------------------
 
-    def _gather_skipped(self) -> list[str]:
-        """The first skipped paths of every process (every process takes part)."""
-        parts = all_gather_objects(self.skipped_paths, self.ctx)
-        return list(dict.fromkeys(p for part in parts for p in part))[:SHOWN_SKIPPED]
-
     def _checkpoint(self, *, full: bool, metrics: dict | None = None) -> dict[str, Any]:
-        rng = None
-        skipped_paths: list[str] = []
-        if full:
-            rng = ckpt.gathered_rng(all_gather_objects(ckpt.capture_rng(), self.ctx))
-            skipped_paths = self._gather_skipped()
-        return ckpt.build_training_checkpoint(
-            model=self.model,
-            model_name=self.cfg.model.name,
-            num_classes=self.num_classes,
-            num_segments=self.cfg.model.num_segments,
-            model_kwargs=model_kwargs(self.cfg),
-            classes=self.classes,
-            data=self.prep.to_dict(),
-            config=self.cfg.to_dict(),
-            epoch=self.epoch,
-            step=self.step,
-            batch_in_epoch=self.batch_in_epoch,
-            optimizer=self.optimizer if full else None,
-            scheduler=self.schedule,
-            scaler=self.scaler,
-            rng=rng,
-            state={
-                "best_top1": self.best_top1,
-                "best_row": dict(self.best_row),
-                "epoch_row": dict(self.epoch_row),
-                "epoch_sums": self.epoch_sums.to_tensor(),
-                "window": self.window.to_tensor(),
-                "skipped": {"count": self.skipped_count, "paths": skipped_paths},
-                "global_batch": self.global_batch,
-            },
-            world_size=self.ctx.world_size,
-            metrics=metrics,
-        )
+        """The training state as a checkpoint; ``full`` (every process takes part) with the
+        random states and skipped paths of every process."""
+        if not full:
+            return self.state.to_checkpoint(full=False, metrics=metrics)
+        rng = ckpt.gathered_rng(all_gather_objects(ckpt.capture_rng(), self.ctx))
+        return self.state.to_checkpoint(rng=rng, skipped_paths=self._gather_skipped())
 
     def save_last(self) -> None:
         """Write ``last.pt`` (every process takes part: random states are gathered)."""
@@ -323,29 +252,7 @@ class Trainer:
             check_state_dict(checkpoint["state_dict"], self.model.state_dict())
         except ValueError as error:
             raise ValueError(f"{path} does not fit the config's model: {error}") from None
-        self.model.load_state_dict(checkpoint["state_dict"])
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
-        self.schedule.load_state_dict(checkpoint["scheduler"])
-        if checkpoint.get("scaler") is not None and self.scaler.is_enabled():
-            self.scaler.load_state_dict(checkpoint["scaler"])
-        self.epoch = int(checkpoint["epoch"])
-        self.step = int(checkpoint["step"])
-        self.batch_in_epoch = int(checkpoint["batch_in_epoch"])
-        state = checkpoint.get("state", {})
-        self.best_top1 = float(state.get("best_top1", -math.inf))
-        self.best_row = dict(state.get("best_row", {}))
-        self.epoch_row = dict(state.get("epoch_row", {}))
-        self.epoch_sums = RunningSums.from_tensor(state.get("epoch_sums"))
-        self.window = RunningSums.from_tensor(state.get("window"))
-        skipped = state.get("skipped", {})
-        self.skipped_count = int(skipped.get("count", 0))
-        self.skipped_paths = list(skipped.get("paths", [])) if self.ctx.is_main else []
-        if state.get("global_batch", self.global_batch) != self.global_batch:
-            logger.warning(
-                "resuming with a global batch of %d clips; the checkpoint was trained with %d",
-                self.global_batch,
-                state["global_batch"],
-            )
+        self.state.restore(checkpoint, keep_paths=self.ctx.is_main)
         rng = checkpoint["rng"]
         if checkpoint.get("world_size", 1) == self.ctx.world_size:
             try:
@@ -359,191 +266,8 @@ class Trainer:
                 checkpoint.get("world_size", 1),
                 self.ctx.world_size,
             )
-            seed_everything(self.cfg.train.seed + self.ctx.rank + 1000 * self.step)
+            seed_everything(self.cfg.train.seed + self.ctx.rank + 1000 * self.loop.step)
         self.last_good = Path(path)
-
-    # -- one epoch ---------------------------------------------------------------------------
-
-    def _non_finite(self, what: str, value: float) -> NonFiniteLossError:
-        last = self.last_good or "none (no checkpoint was written yet)"
-        return NonFiniteLossError(
-            f"non-finite {what} ({value}) at step {self.step + 1} (epoch {self.epoch + 1}, "
-            f"learning rate {self.schedule.get_last_lr()[0]:.4g}); the run stopped without writing a "
-            f"checkpoint. Last good checkpoint: {last}. Try a lower optim.lr, "
-            "optim.clip_grad_norm, a warm-up (schedule.warmup_epochs) or train.amp=none."
-        )
-
-    def train_epoch(self) -> dict[str, Any]:
-        """Train the rest of the epoch; its row's training part."""
-        from tqdm.auto import tqdm
-
-        from tcm.data import loader_errors
-
-        total = self._start_epoch()
-        bar = tqdm(
-            total=self.steps_per_epoch,
-            initial=self.batch_in_epoch // self.cfg.optim.accumulate_steps,
-            desc=f"epoch {self.epoch + 1}/{self.cfg.schedule.epochs}",
-            disable=not self.progress,
-            dynamic_ncols=True,
-            leave=False,
-        )
-        with loader_errors("training data"):
-            iterator = iter(self.loader)
-        try:
-            for micro in range(self.batch_in_epoch, total):
-                with loader_errors("training data"):
-                    batch = next(iterator)
-                if not self._micro_batch(batch, micro):
-                    continue
-                bar.update(1)
-                last = micro + 1 == total
-                if self.step % self.cfg.train.log_interval == 0 or last:
-                    self._log_step(bar, (micro + 1) / total)
-                interval = self.cfg.train.checkpoint_interval
-                if interval and self.step % interval == 0 and not last:
-                    self.epoch_sums.bank()
-                    self.window.bank()
-                    self.save_last()
-        finally:
-            bar.close()
-            del iterator
-        self.epoch_sums.bank()
-        return self._epoch_training_row()
-
-    def _start_epoch(self) -> int:
-        """Position the data at ``batch_in_epoch`` and start the clocks; the epoch's
-        micro-batches."""
-        cfg = self.cfg
-        set_train_mode(self.model, cfg.model.freeze_bn)
-        self.train_set.set_epoch(self.epoch)
-        self.sampler.set_epoch(self.epoch)
-        self.sampler.set_start(self.batch_in_epoch * cfg.data.batch_size)
-        if self.batch_in_epoch == 0:
-            self.epoch_sums.reset()
-            self.window.reset()
-            self.skipped_count = 0
-            self.skipped_paths = []
-        self.epoch_sums.start_clock()
-        self.window.start_clock()
-        self.grad_norm = float("nan")
-        return self.steps_per_epoch * cfg.optim.accumulate_steps
-
-    def _micro_batch(self, batch, micro: int) -> bool:
-        """Forward and backward one micro-batch; then, after the last of an optimizer step,
-        the step. Whether a step was taken."""
-        for entry in batch.skipped:
-            if len(self.skipped_paths) < SHOWN_SKIPPED and entry.path not in self.skipped_paths:
-                self.skipped_paths.append(entry.path)
-        last_micro = (micro + 1) % self.cfg.optim.accumulate_steps == 0
-        stats = self._forward_backward(batch, sync=last_micro)
-        self.epoch_sums.add(*stats[:3])
-        self.window.add(*stats[:3])
-        self.skipped_count += int(stats[3])
-        self.batch_in_epoch = micro + 1
-        if last_micro:
-            self._optimizer_step()
-        return last_micro
-
-    def _forward_backward(self, batch, *, sync: bool) -> list[float]:
-        """Loss and gradients of one micro-batch (gradients all-reduced when ``sync``).
-
-        Returns:
-            Summed over every process: the loss sum, correct clips, clips, skipped samples.
-
-        Raises:
-            NonFiniteLossError: the loss is not finite on some process.
-        """
-        ctx, cfg = self.ctx, self.cfg
-        clips, labels = batch
-        clips = clips.to(ctx.device, non_blocking=True)
-        labels = labels.to(ctx.device, non_blocking=True)
-        n = clips.shape[0]
-        x = clips.view(n, -1, cfg.model.num_segments, *clips.shape[2:])[:, 0]  # (N, T, 3, H, W)
-        no_sync = self.ddp is not None and not sync
-        with self.ddp.no_sync() if no_sync else contextlib.nullcontext():
-            with autocast_context(ctx.device, cfg.train.amp):
-                logits = (self.ddp or self.model)(to_layout(x, cfg.model.channels_last))
-            loss = F.cross_entropy(logits.float(), labels)
-            finite = bool(torch.isfinite(loss))
-            stats = torch.tensor(
-                [
-                    loss.item() * n if finite else 0.0,
-                    (logits.argmax(1) == labels).sum().item(),
-                    n,
-                    0.0 if finite else 1.0,
-                    len(batch.skipped),
-                ],
-                dtype=torch.float64,
-                device=ctx.device if ctx.device.type == "cuda" else "cpu",
-            )
-            stats = all_reduce_sum(stats, ctx).cpu()
-            if stats[3] > 0:
-                raise self._non_finite("loss", loss.item())
-            self.scaler.scale(loss / cfg.optim.accumulate_steps).backward()
-        loss_sum, correct, clips_seen, _, skipped = stats.tolist()
-        return [loss_sum, correct, clips_seen, skipped]
-
-    def _optimizer_step(self) -> None:
-        """Clip the gradients, step the optimizer and the schedule."""
-        self.lr_of_step = self.schedule.get_last_lr()[0]
-        clip_norm = self.cfg.optim.clip_grad_norm
-        if clip_norm is not None:
-            self.scaler.unscale_(self.optimizer)
-            self.grad_norm = float(nn.utils.clip_grad_norm_(self.model.parameters(), clip_norm))
-            if not math.isfinite(self.grad_norm) and not self.scaler.is_enabled():
-                raise self._non_finite("gradient norm", self.grad_norm)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.step += 1
-        self.schedule.set_step(self.step)
-
-    def _log_step(self, bar, epoch_fraction: float) -> None:
-        """Write the window's step row; the window starts again."""
-        window = self.window
-        row = {
-            "kind": "step",
-            "epoch": self.epoch + epoch_fraction,
-            "step": self.step,
-            "loss": window.mean_loss,
-            "top1": window.top1,
-            "lr": self.lr_of_step,
-            "grad_norm": self.grad_norm,
-            "clips_per_s": window.clips_per_s,
-        }
-        self.log.write(row)
-        bar.set_postfix(
-            loss=f"{row['loss']:.3f}",
-            lr=f"{row['lr']:.3g}",
-            clips_s=f"{row['clips_per_s']:.1f}",
-        )
-        window.reset()
-
-    def _epoch_training_row(self) -> dict[str, Any]:
-        sums = self.epoch_sums
-        row = {
-            "train_loss": sums.mean_loss,
-            "train_top1": sums.top1,
-            # the learning rate of the epoch's last step
-            "lr": self.optimizer.param_groups[0]["base_lr"] * self.schedule.factor(self.step - 1),
-            "train_time": sums.seconds,
-            "clips_per_s": sums.clips / max(sums.seconds, 1e-9),
-            "train_skipped": self.skipped_count,
-        }
-        paths = self._gather_skipped()
-        if self.skipped_count:
-            row["train_skipped_paths"] = paths
-            if self.ctx.is_main:
-                logger.warning(
-                    "epoch %d: %d training samples could not be read and were replaced "
-                    "(data.bad_sample_policy=skip): %s%s",
-                    self.epoch + 1,
-                    self.skipped_count,
-                    ", ".join(paths),
-                    ", ..." if self.skipped_count > len(paths) else "",
-                )
-        return row
 
     # -- the run -----------------------------------------------------------------------------
 
@@ -559,11 +283,11 @@ class Trainer:
                     logger.info(
                         "resumed from %s: epoch %d, step %d (%d batches into the epoch)",
                         resume_path,
-                        self.epoch,
-                        self.step,
-                        self.batch_in_epoch,
+                        self.loop.epoch,
+                        self.loop.step,
+                        self.loop.batch_in_epoch,
                     )
-                self.log.truncate_after(self.step)
+                self.log.truncate_after(self.loop.step)
                 self._finish_epoch_files(resumed=True)
             else:
                 if resume == "auto" and self.ctx.is_main:
@@ -596,23 +320,24 @@ class Trainer:
                 self.global_batch,
                 self.lr,
             )
-        while self.epoch < epochs:
-            row: dict[str, Any] = {"kind": "epoch", "epoch": self.epoch + 1}
+        while self.loop.epoch < epochs:
+            row: dict[str, Any] = {"kind": "epoch", "epoch": self.loop.epoch + 1}
             row.update(self.train_epoch())
             eval_start = time.perf_counter()
             evaluate_now = self.val_set is not None and (
-                (self.epoch + 1) % cfg.train.eval_interval == 0 or self.epoch + 1 == epochs
+                (self.loop.epoch + 1) % cfg.train.eval_interval == 0
+                or self.loop.epoch + 1 == epochs
             )
             if evaluate_now:
                 row.update(self._validation_row())
-            row["step"] = self.step
+            row["step"] = self.loop.step
             row["time"] = row.pop("train_time") + time.perf_counter() - eval_start
-            self.epoch += 1
-            self.batch_in_epoch = 0
-            if evaluate_now and row["val_top1"] > self.best_top1:
-                self.best_top1 = row["val_top1"]
-                self.best_row = dict(row)
-            self.epoch_row = dict(row)
+            self.loop.epoch += 1
+            self.loop.batch_in_epoch = 0
+            if evaluate_now and row["val_top1"] > self.loop.best_top1:
+                self.loop.best_top1 = row["val_top1"]
+                self.loop.best_row = dict(row)
+            self.loop.epoch_row = dict(row)
             # last.pt first: it holds the row and the best, so a run stopped before the row
             # or best.pt is written writes them when resumed (_finish_epoch_files).
             self.save_last()
@@ -625,8 +350,8 @@ class Trainer:
         """After the ``last.pt`` of an epoch's end: the epoch's row in ``metrics.jsonl`` and,
         when the epoch was the best, ``best.pt``. ``resumed``: only what is not there yet (the
         run that wrote ``last.pt`` may have stopped before or between these writes)."""
-        row, epoch = self.epoch_row, self.epoch
-        if not row or self.batch_in_epoch != 0 or row.get("epoch") != epoch:
+        row, epoch = self.loop.epoch_row, self.loop.epoch
+        if not row or self.loop.batch_in_epoch != 0 or row.get("epoch") != epoch:
             return  # last.pt is not an epoch's end
         if self.ctx.is_main:
             logged = resumed and any(
@@ -635,7 +360,7 @@ class Trainer:
             )
             if not logged:
                 self.log.write(row)
-        best = self.best_row.get("epoch") == epoch
+        best = self.loop.best_row.get("epoch") == epoch
         if best and not (resumed and ckpt.holds_epoch(self.work_dir / ckpt.BEST, epoch)):
             self.save_best(row)
 
@@ -677,7 +402,7 @@ class Trainer:
                 logger.warning(
                     "epoch %d: %d validation videos could not be read and are left out of "
                     "val_top1: %s%s",
-                    self.epoch + 1,
+                    self.loop.epoch + 1,
                     len(result.skipped),
                     ", ".join(row["val_skipped_paths"]),
                     ", ..." if len(result.skipped) > SHOWN_SKIPPED else "",
@@ -692,10 +417,10 @@ class Trainer:
             work_dir=self.work_dir,
             checkpoint=self.work_dir / ckpt.LAST,
             best_checkpoint=best if best.is_file() else None,
-            epochs=self.epoch,
-            steps=self.step,
+            epochs=self.loop.epoch,
+            steps=self.loop.step,
             final=history[-1] if history else {},
-            best=dict(self.best_row),
+            best=dict(self.loop.best_row),
             history=history,
         )
 
@@ -711,150 +436,3 @@ def _epoch_line(row: dict[str, Any], epochs: int) -> str:
             f"mean class {row['val_mean_class']:.2f}%"
         )
     return text
-
-
-# --------------------------------------------------------------------------------------------
-# Entry point
-# --------------------------------------------------------------------------------------------
-
-
-def default_work_dir(cfg: TrainConfig) -> Path:
-    return Path("work_dirs") / (cfg.name or cfg.model.name)
-
-
-@contextlib.contextmanager
-def _run_logging(work_dir: Path, enabled: bool):
-    """Log the ``tcm`` loggers of the main process to ``work_dir/train.log`` too."""
-    if not enabled:
-        yield
-        return
-    package_logger = logging.getLogger("tcm")
-    handler = logging.FileHandler(work_dir / LOG_FILE, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.setLevel(logging.INFO)
-    previous = package_logger.level
-    if package_logger.getEffectiveLevel() > logging.INFO:
-        package_logger.setLevel(logging.INFO)
-    package_logger.addHandler(handler)
-    try:
-        yield
-    finally:
-        package_logger.removeHandler(handler)
-        package_logger.setLevel(previous)
-        handler.close()
-
-
-def train(
-    config: TrainConfig,
-    work_dir: str | os.PathLike | None = None,
-    *,
-    resume: str | os.PathLike | None = None,
-    progress: bool = True,
-) -> TrainResult:
-    """Train a model as ``config`` says; write the run into ``work_dir``.
-
-    Args:
-        config: the configuration (:func:`~tcm.engine.config.load_config`, or built in Python).
-        work_dir: the run's folder (default ``work_dirs/<config name>``), locked for the life
-            of the run. A folder that holds a run (``last.pt``, ``best.pt`` or
-            ``metrics.jsonl``) is an error unless the run is resumed.
-        resume: ``"auto"`` (continue from the work dir's ``last.pt`` when there is one, else
-            start) or the path of a training checkpoint (of this folder's run, or into an
-            empty folder). Processes restarted by ``torchrun --max-restarts`` resume
-            automatically.
-        progress: progress bars (main process only).
-
-    Returns:
-        :class:`TrainResult` with the final and best epoch rows and the checkpoint paths.
-
-    Raises:
-        ConfigError: an invalid config (checked before any data is read).
-        WorkDirError: the folder is in use by another run, or holds a run this one may not
-            replace or continue.
-        NonFiniteLossError: the loss diverged; no checkpoint was overwritten.
-
-    Example:
-        >>> cfg = TrainConfig(model=ModelConfig(name="tsm_resnet10", num_segments=8),
-        ...                   data=DataConfig(root="videos", train_list="train.txt",
-        ...                                   val_list="val.txt", classes="classes.txt"))
-        >>> result = train(cfg, "runs/tsm10")                      # doctest: +SKIP
-        >>> result.final["val_top1"], result.checkpoint            # doctest: +SKIP
-    """
-    work_dir = Path(work_dir) if work_dir is not None else default_work_dir(config)
-    check_values(config)  # dist.timeout_min among them, before the process group is made
-    ctx = init_distributed(config.train.device, config.dist.backend, config.dist.timeout_min)
-    previous_deterministic = torch.are_deterministic_algorithms_enabled()
-    lock = WorkDirLock(work_dir) if ctx.is_main else None
-    started = False
-    processes = None
-    try:
-        processes = gather_processes(ctx)  # where each runs, before any can fail alone
-        trainer = Trainer(config, work_dir, ctx, progress)  # checks the config: no data read yet
-        if resume is None and int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0:
-            resume = "auto"
-        resume_path = _claim_work_dir(lock, ctx, resume)
-        checkpoint = None
-        if resume_path is not None:
-            checkpoint = ckpt.load_training_checkpoint(resume_path)
-            trainer.check_resumable(checkpoint, resume_path)
-        if config.train.deterministic:
-            torch.use_deterministic_algorithms(True)
-        with _tqdm_logging(progress and ctx.is_main):
-            trainer.build()
-            if checkpoint is not None:
-                trainer.resume(checkpoint, resume_path)
-            del checkpoint
-            # Every check has passed: the run's files may be written.
-            started = True
-            elsewhere = resume_path is not None and is_elsewhere(resume_path, work_dir)
-            if ctx.is_main:
-                ckpt.remove_stale_temporaries(work_dir)
-                (work_dir / CONFIG_FILE).write_text(trainer.cfg.to_yaml(), encoding="utf-8")
-                if elsewhere:  # this folder takes the run over: its log rows and best.pt
-                    take_over_run(resume_path.parent, work_dir, trainer.step, trainer.best_row)
-            barrier(ctx)
-            with _run_logging(work_dir, ctx.is_main):
-                if elsewhere:
-                    trainer.save_last()  # resumable here from the start, whatever is left
-                return trainer.run(resume_path, resume)
-    except RuntimeError as error:
-        lost = lost_process_error(error, processes, ctx, work_dir / LOG_FILE)
-        if lost is None:
-            raise
-        raise lost from None
-    finally:
-        if lock is not None:
-            lock.release(remove_dir=not started)
-        torch.use_deterministic_algorithms(previous_deterministic)
-        cleanup(ctx)
-
-
-def _claim_work_dir(
-    lock: WorkDirLock | None, ctx: DistContext, resume: str | os.PathLike | None
-) -> Path | None:
-    """Lock the work dir (main process) and decide what the run does with it: the checkpoint
-    to resume from, or ``None``. The other processes follow the decision, or the refusal."""
-    decision: tuple[str, Any] = ("ok", None)
-    refusal: BaseException | None = None
-    if lock is not None:
-        try:
-            lock.acquire()
-            decision = ("ok", resume_checkpoint(lock.work_dir, resume))
-        except (ValueError, OSError) as error:
-            refusal, decision = error, ("refused", str(error))
-    decision = broadcast_object(decision, ctx)
-    if decision[0] == "refused":
-        raise refusal if refusal is not None else WorkDirError(decision[1])
-    return decision[1]
-
-
-@contextlib.contextmanager
-def _tqdm_logging(enabled: bool):
-    """Route console log lines through tqdm so that they do not break the progress bars."""
-    if not enabled:
-        yield
-        return
-    from tqdm.contrib.logging import logging_redirect_tqdm
-
-    with logging_redirect_tqdm():
-        yield

@@ -1,7 +1,8 @@
-"""Training checkpoints: full state in the project's format, ``last.pt`` / ``best.pt``, resume.
+"""Training checkpoints on disk: ``last.pt`` / ``best.pt``, random states, which file to resume.
 
 A training checkpoint is a :func:`tcm.checkpoint.make_checkpoint` dict (model description,
-classes, weights, preprocessing) with the training state added::
+classes, weights, preprocessing) with the training state added (written and read by
+:class:`tcm.engine.training_state.TrainingState`)::
 
     optimizer, scheduler, scaler    state dicts (scaler None without fp16 loss scaling)
     epoch                           completed epochs
@@ -28,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tcm.checkpoint import atomic_save, load_checkpoint, make_checkpoint
+from tcm.checkpoint import atomic_save, load_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -119,56 +120,6 @@ def cpu_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The model's weights on the CPU (``module.`` wrappers of DDP removed)."""
     model = getattr(model, "module", model)
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-
-
-def build_training_checkpoint(
-    *,
-    model: torch.nn.Module,
-    model_name: str,
-    num_classes: int,
-    num_segments: int,
-    model_kwargs: dict[str, Any],
-    classes: list[str] | None,
-    data: dict[str, Any],
-    config: dict[str, Any],
-    epoch: int,
-    step: int,
-    batch_in_epoch: int = 0,
-    optimizer: torch.optim.Optimizer | None = None,
-    scheduler: Any = None,
-    scaler: torch.amp.GradScaler | None = None,
-    rng: dict[str, Any] | None = None,
-    state: dict[str, Any] | None = None,
-    world_size: int = 1,
-    metrics: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """A checkpoint dict; without ``optimizer`` it holds only what inference needs."""
-    extra: dict[str, Any] = {
-        "epoch": int(epoch),
-        "step": int(step),
-        "batch_in_epoch": int(batch_in_epoch),
-        "config": config,
-        "metrics": dict(metrics or {}),
-        "world_size": int(world_size),
-    }
-    if optimizer is not None:
-        extra.update(
-            optimizer=optimizer.state_dict(),
-            scheduler=scheduler.state_dict() if scheduler is not None else None,
-            scaler=scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
-            rng=rng or {},
-            state=dict(state or {}),
-        )
-    return make_checkpoint(
-        cpu_state_dict(model),
-        model_name=model_name,
-        num_classes=num_classes,
-        num_segments=num_segments,
-        model_kwargs=model_kwargs,
-        classes=classes,
-        data=data,
-        **extra,
-    )
 
 
 def save(checkpoint: dict[str, Any], path: str | Path) -> Path:

@@ -11,9 +11,10 @@ from tcm.models import zoo  # noqa: F401  (registers the models)
 from tcm.models.convert import check_state_dict, convert_official_checkpoint
 from tcm.models.mobilenetv2 import InvertedResidual, MobileNetV2
 from tcm.models.plugin import add_tcm, add_temporal_shift, shifted_layers, tcm_layers
-from tcm.models.recognizer import IMAGENET_MEAN, IMAGENET_STD, VideoRecognizer
+from tcm.models.recognizer import VideoRecognizer
 from tcm.models.registry import create_model, list_models, register_model
 from tcm.models.resnet import BasicBlock, Bottleneck, ResNet
+from tcm.utils.imagenet import IMAGENET_MEAN, IMAGENET_STD
 
 
 def model_from_checkpoint(checkpoint: dict | str) -> tuple[VideoRecognizer, dict]:

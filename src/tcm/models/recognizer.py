@@ -7,9 +7,7 @@ from torch import nn
 
 from tcm.models.plugin import plugged_num_segments
 from tcm.models.probe import feature_channels
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from tcm.utils.imagenet import IMAGENET_MEAN, IMAGENET_STD
 
 
 class VideoRecognizer(nn.Module):

@@ -10,8 +10,20 @@ _MODELS: dict[str, Callable[..., VideoRecognizer]] = {}
 
 
 def register_model(builder: Callable[..., VideoRecognizer]) -> Callable[..., VideoRecognizer]:
-    """Decorator adding a builder under its function name."""
-    _MODELS[builder.__name__] = builder
+    """Decorator adding a builder under its function name.
+
+    Raises:
+        ValueError: a model of that name is registered already (a second builder would
+            otherwise replace the first without a word).
+    """
+    name = builder.__name__
+    if name in _MODELS:
+        first = _MODELS[name]
+        raise ValueError(
+            f"model {name!r} is registered already (by {first.__module__}.{first.__qualname__}); "
+            f"rename the builder {builder.__module__}.{builder.__qualname__}"
+        )
+    _MODELS[name] = builder
     return builder
 
 

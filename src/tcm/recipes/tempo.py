@@ -37,8 +37,8 @@ from tcm.engine import (
     EvalConfig,
     ModelConfig,
     OptimConfig,
+    RunConfig,
     ScheduleConfig,
-    TrainConfig,
     TrainLoopConfig,
     evaluate,
     train,
@@ -168,14 +168,14 @@ def pretrain(out: Path, settings: TempoSettings, progress: bool = True) -> Path 
 
 def variant_config(
     variant: str, data_root: Path, settings: TempoSettings, trunk: Path | None = None
-) -> TrainConfig:
+) -> RunConfig:
     """The training config of one variant: same data, schedule, trunk and init for all."""
     kwargs: dict[str, Any] = {"widths": list(settings.widths), "stem_width": settings.widths[0]}
     if variant in TCM_VARIANTS:
         kwargs["tcm_stages"] = list(settings.tcm_stages)
         kwargs.update(settings.tcm_options)
     kwargs.update(settings.extra_model_kwargs)
-    return TrainConfig(
+    return RunConfig(
         name=f"tempo_{variant}",
         model=ModelConfig(
             name=VARIANTS[variant],

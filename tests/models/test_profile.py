@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import tcm
-from tcm.utils.profile import count_model
+from tcm.models.profile import count_model
 
 WIDTHS = {"widths": [8, 16, 32, 64], "stem_width": 8}  # 64 features before the classifier
 SIZE = 32

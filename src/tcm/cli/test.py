@@ -55,7 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tcm.engine.config import check_config, load_config
+    from tcm.engine.config_checks import check_config
+    from tcm.engine.config_files import load_config
 
     overrides = list(args.overrides)
     if args.list_file:
@@ -104,12 +105,12 @@ def _load_model(path: Path, classes: list[str] | None):
 
 def _evaluate(cfg, model, classes, views: tuple[int, int], out: Path, args):
     """Evaluate ``model`` on the config's test list with the config's preprocessing."""
-    from tcm.data import Preprocessing
     from tcm.engine.distributed import cleanup, init_distributed
     from tcm.engine.evaluation import evaluate
+    from tcm.engine.preprocessing import preprocessing_from_config, storage_from_config
     from tcm.utils.files import check_output_dir
 
-    prep = Preprocessing.from_config(cfg, mean=model.mean, std=model.std)
+    prep = preprocessing_from_config(cfg, mean=model.mean, std=model.std)
     if prep.num_segments != model.num_segments:
         logger.warning(
             "testing a %d-frame model with %d-frame clips (model.num_segments of the config)",
@@ -134,10 +135,7 @@ def _evaluate(cfg, model, classes, views: tuple[int, int], out: Path, args):
             out_dir=out,
             progress=not args.no_progress and not args.json,
             ctx=ctx,
-            bad_sample_policy=cfg.data.bad_sample_policy,
-            frame_template=cfg.data.frame_template,
-            frame_start_index=cfg.data.frame_start_index,
-            decode_threads=cfg.data.decode_threads,
+            storage=storage_from_config(cfg),
         )
     finally:
         cleanup(ctx)

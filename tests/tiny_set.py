@@ -1,43 +1,21 @@
-"""Helpers of the engine tests: a tiny labelled video set and a tiny model config."""
+"""A tiny labelled video set (3 classes of :func:`video_files.write_class_clip`) and a tiny
+model config that trains on it in seconds, for the engine and command-line tests."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
-import numpy as np
+from tcm.engine.config import RunConfig
+from video_files import write_class_clip
 
-from tcm.engine.config import TrainConfig
-
-NUM_CLASSES = 3
-# Class c: a bright square of colour COLOURS[c] moving along DIRECTIONS[c] over a grey field.
-COLOURS = ((230, 40, 40), (40, 230, 40), (40, 40, 230))
-DIRECTIONS = ((1, 0), (-1, 0), (0, 1))
-
-
-def write_clip(path: Path, label: int, seed: int, num_frames: int = 12, size=(40, 48)) -> None:
-    """A small H.264 video of class ``label`` (colour and motion tell the classes apart)."""
-    rng = np.random.default_rng(seed)
-    height, width = size
-    y, x = int(rng.integers(8, height - 16)), int(rng.integers(8, width - 16))
-    dy, dx = DIRECTIONS[label]
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=12)
-        stream.width, stream.height = width, height
-        stream.pix_fmt = "yuv420p"
-        for t in range(num_frames):
-            image = np.full((height, width, 3), 110 + int(rng.integers(0, 20)), dtype=np.uint8)
-            top = min(max(y + dy * t, 0), height - 10)
-            left = min(max(x + dx * t, 0), width - 10)
-            image[top : top + 10, left : left + 10] = COLOURS[label]
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
+NUM_CLASSES = 3  # the classes of write_class_clip
 
 
 @dataclass(frozen=True)
 class TinySet:
+    """Where the set lies: the video folder, the two list files and the class names."""
+
     root: Path
     train_list: Path
     val_list: Path
@@ -45,6 +23,8 @@ class TinySet:
 
 
 def make_tiny_set(folder: Path, train_per_class: int = 4, val_per_class: int = 2) -> TinySet:
+    """Write the set in ``folder``: ``train_per_class`` and ``val_per_class`` videos of each
+    class (12 frames of 40x48), ``train.txt``, ``val.txt`` and ``classes.txt``."""
     folder.mkdir(parents=True, exist_ok=True)
     videos = folder / "videos"
     videos.mkdir(exist_ok=True)
@@ -54,7 +34,7 @@ def make_tiny_set(folder: Path, train_per_class: int = 4, val_per_class: int = 2
         for label in range(NUM_CLASSES):
             for k in range(per_class):
                 name = f"{split}_{label}_{k}.mp4"
-                write_clip(videos / name, label, seed)
+                write_class_clip(videos / name, label, seed)
                 seed += 1
                 lines[split].append(f"{name} {label}")
     (folder / "train.txt").write_text("\n".join(lines["train"]) + "\n")
@@ -63,7 +43,7 @@ def make_tiny_set(folder: Path, train_per_class: int = 4, val_per_class: int = 2
     return TinySet(videos, folder / "train.txt", folder / "val.txt", folder / "classes.txt")
 
 
-def tiny_config(data: TinySet, **overrides) -> TrainConfig:
+def tiny_config(data: TinySet, **overrides) -> RunConfig:
     """A TCM-TSM-ResNet-10 of widths 8..64 on 4 frames of 32x32, 2 epochs, CPU, no workers."""
     base = {
         "name": "tiny",
@@ -88,4 +68,4 @@ def tiny_config(data: TinySet, **overrides) -> TrainConfig:
         "train": {"device": "cpu", "tensorboard": False, "log_interval": 1},
         "eval": {"batch_size": 6},
     }
-    return TrainConfig.from_dict(base).replace(overrides)
+    return RunConfig.from_dict(base).replace(overrides)

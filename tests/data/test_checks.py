@@ -1,0 +1,77 @@
+"""``tcm check-data``'s checks: every entry decoded, each bad one reported with its reason."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tcm.data.annotations import VideoRecord
+from tcm.data.bad_video import (
+    BAD_LABEL,
+    EMPTY,
+    MISSING,
+    MISSING_FRAME,
+    NOT_A_VIDEO,
+    TOO_FEW_FRAMES,
+)
+from tcm.data.checks import CheckResult, check_record, check_records
+from video_files import write_video
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("check_data")
+    write_video(root / "good.mp4", num_frames=10)
+    (root / "empty.mp4").write_bytes(b"")
+    (root / "text.mp4").write_text("not a video")
+    for name, count in (("frames", 5), ("gap", 5)):
+        (root / name).mkdir()
+        for i in range(1, count + 1):
+            Image.fromarray(np.full((8, 8, 3), 20 * i, np.uint8)).save(
+                root / name / f"img_{i:05d}.jpg"
+            )
+    (root / "gap" / "img_00003.jpg").unlink()
+    return root
+
+
+def test_a_good_video_and_frame_folder_pass_with_their_frame_counts(root):
+    video = check_record(VideoRecord("good.mp4", 1, line=1), root, num_classes=2)
+    assert video == CheckResult(1, "good.mp4", True, 10)
+    frames = check_record(VideoRecord("frames", 0, 5, line=2), root)
+    assert (frames.ok, frames.num_frames, frames.reason) == (True, 5, "")
+
+
+@pytest.mark.parametrize(
+    ("record", "reason"),
+    [
+        (VideoRecord("nowhere.mp4", 0), MISSING),
+        (VideoRecord("empty.mp4", 0), EMPTY),
+        (VideoRecord("text.mp4", 0), NOT_A_VIDEO),
+        (VideoRecord("good.mp4", 5), BAD_LABEL),
+        (VideoRecord("good.mp4", 0, 30), TOO_FEW_FRAMES),
+        (VideoRecord("frames", 0, 9), TOO_FEW_FRAMES),
+        (VideoRecord("gap", 0, 5), MISSING_FRAME),
+    ],
+)
+def test_each_bad_entry_is_reported_with_its_reason_and_never_raises(root, record, reason):
+    result = check_record(record, root, num_classes=2)
+    assert not result.ok and result.reason == reason and result.num_frames == 0
+    assert result.path == record.path and str(root / record.path) in result.message
+
+
+def test_records_are_checked_in_order_with_the_frame_layout_given(root, tmp_path):
+    (tmp_path / "zero_based").mkdir()
+    for i in range(3):
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "zero_based" / f"{i}.png")
+    records = [VideoRecord("zero_based", 0, 3, line=1), VideoRecord("zero_based", 0, 4, line=2)]
+    results = check_records(records, tmp_path, frame_template="{}.png", frame_start_index=0)
+    assert [(r.line, r.ok, r.num_frames) for r in results] == [(1, True, 3), (2, False, 0)]
+    assert results[1].to_dict() == {
+        "line": 2,
+        "path": "zero_based",
+        "ok": False,
+        "num_frames": 0,
+        "reason": TOO_FEW_FRAMES,
+        "message": results[1].message,
+    }
