@@ -182,12 +182,12 @@ def test_large_volumes_reuse_the_memory_of_freed_ones(compiled):
 def test_auto_picks_the_compiled_path_on_cpu_but_not_while_tracing(compiled):
     a = torch.randn(1, 4, 5, 5)
     assert backend.get_backend() == "auto"
-    assert backend.kernels_for(a) is not None
-    assert backend.kernels_for(a.int()) is None
+    assert backend.path_for(a).name == "compiled" and backend.path_for(a).kernels is not None
+    assert backend.path_for(a.int()) is backend.TORCH
     traced = torch.jit.trace(lambda p, q: ops.mtdm_fields(p, q, 3), (a, a), check_trace=False)
     assert "PythonOp" not in str(traced.graph)
     with ops.use_backend("torch"):
-        assert backend.kernels_for(a) is None
+        assert backend.path_for(a) is backend.TORCH
 
 
 def test_unknown_backend_is_refused():
@@ -241,7 +241,7 @@ def test_disable_variable_never_builds(monkeypatch, fresh_extension_state):
 
     monkeypatch.setattr(_extension, "_build", no_build)
     a = torch.randn(1, 4, 5, 5)
-    assert backend.kernels_for(a) is None
+    assert backend.path_for(a) is backend.TORCH
     assert ops.mtdm_fields(a, a, 3).shape == (1, 3, 5, 5)
     with pytest.raises(RuntimeError, match="TCM_DISABLE_EXTENSIONS"):
         ops.set_backend("extension")

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from types import ModuleType
 
 import torch
@@ -108,12 +109,25 @@ def _is_plain_cpu_float(t: torch.Tensor) -> bool:
     )
 
 
-def kernels_for(*tensors: torch.Tensor) -> ModuleType | None:
-    """The compiled kernels if they should run on ``tensors``, else ``None`` (pure PyTorch)."""
-    if _backend == "torch" or is_capturing():
-        return None
-    if not all(_is_plain_cpu_float(t) for t in tensors):
-        return None
-    if _backend == "extension":
-        return _require_extension()
-    return _extension.load_extension()
+@dataclass(frozen=True)
+class OpPath:
+    """Where one call of an operator runs: ``"exportable"`` (a graph is being captured),
+    ``"compiled"`` (``kernels``, the loaded extension module) or ``"torch"``."""
+
+    name: str
+    kernels: ModuleType | None = None
+
+
+EXPORTABLE, TORCH = OpPath("exportable"), OpPath("torch")
+
+
+def path_for(*tensors: torch.Tensor) -> OpPath:
+    """The path of an operator called on ``tensors``, the one choice every operator follows:
+    the export-friendly form while a graph is captured; the compiled kernels for real CPU float
+    tensors when the backend allows them and they load; plain PyTorch otherwise."""
+    if is_capturing():
+        return EXPORTABLE
+    if _backend == "torch" or not all(_is_plain_cpu_float(t) for t in tensors):
+        return TORCH
+    kernels = _require_extension() if _backend == "extension" else _extension.load_extension()
+    return TORCH if kernels is None else OpPath("compiled", kernels)

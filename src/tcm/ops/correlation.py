@@ -130,13 +130,13 @@ def local_correlation(
         torch.Size([2, 225, 28, 28])
     """
     _check_pair(a, b, patch_size)
-    if backend.is_capturing():
+    path = backend.path_for(a, b)
+    if path is backend.EXPORTABLE:
         return local_correlation_exportable(a, b, patch_size)
-    kernels = backend.kernels_for(a, b)
-    if kernels is None:
+    if path is backend.TORCH:
         return local_correlation_torch(a, b, patch_size, max_temp_bytes)
     dtype = _compute_dtype(a)
-    return _CompiledCorrelation.apply(a.to(dtype), b.to(dtype), patch_size, kernels)
+    return _CompiledCorrelation.apply(a.to(dtype), b.to(dtype), patch_size, path.kernels)
 
 
 def local_correlation_torch(

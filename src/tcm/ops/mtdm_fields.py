@@ -73,12 +73,12 @@ def mtdm_fields(
         torch.Size([13, 3, 28, 28])
     """
     _check_pair(a, b, patch_size)
-    if backend.is_capturing():
-        correlation = local_correlation_exportable(a, b, patch_size).relu()
-        return kernel_soft_argmax_torch(correlation, patch_size, sigma, temperature)
-    kernels = backend.kernels_for(a, b)
-    if kernels is None:
-        correlation = local_correlation_torch(a, b, patch_size).relu()
+    path = backend.path_for(a, b)
+    if path.kernels is None:
+        correlate = (
+            local_correlation_exportable if path is backend.EXPORTABLE else local_correlation_torch
+        )
+        correlation = correlate(a, b, patch_size).relu()
         return kernel_soft_argmax_torch(correlation, patch_size, sigma, temperature)
     dtype = _compute_dtype(a)
     keep_volume = torch.is_grad_enabled() and (a.requires_grad or b.requires_grad)
@@ -89,5 +89,5 @@ def mtdm_fields(
         float(sigma),
         float(temperature),
         keep_volume,
-        kernels,
+        path.kernels,
     )

@@ -66,8 +66,8 @@ def kernel_soft_argmax(
         torch.Size([2, 3, 28, 28])
     """
     _check_volume(correlation, patch_size)
-    kernels = backend.kernels_for(correlation)
-    if kernels is None:
+    kernels = backend.path_for(correlation).kernels
+    if kernels is None:  # the exportable form is the plain one
         return kernel_soft_argmax_torch(correlation, patch_size, sigma, temperature)
     dtype = torch.float64 if correlation.dtype == torch.float64 else torch.float32
     fields = _CompiledSoftArgmax.apply(
