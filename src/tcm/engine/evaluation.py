@@ -74,7 +74,7 @@ class Predictions:
     indices: np.ndarray
     """``(N,)`` int64 dataset indices of the rows."""
     skipped: list
-    """:class:`~tcm.data.datasets.SkippedSample` of the items left out, by index."""
+    """:class:`~tcm.data.clip_batch.SkippedSample` of the items left out, by index."""
 
 
 @torch.no_grad()

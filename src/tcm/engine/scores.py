@@ -100,7 +100,7 @@ class EvalResult:
     """``(clips, crops)`` per video."""
     skipped: list = field(default_factory=list)
     """The videos left out because they could not be read
-    (:class:`~tcm.data.datasets.SkippedSample`: ``index``, ``path``, ``reason``, ``message``)."""
+    (:class:`~tcm.data.clip_batch.SkippedSample`: ``index``, ``path``, ``reason``, ``message``)."""
     top1: float = field(init=False)
     top5: float = field(init=False)
     mean_class_acc: float = field(init=False)
