@@ -16,6 +16,7 @@ from tcm.data.bad_video import (
     TOO_FEW_FRAMES,
 )
 from tcm.data.checks import CheckResult, check_record, check_records
+from tcm.data.storage_options import StorageOptions
 from video_files import write_video
 
 
@@ -65,7 +66,9 @@ def test_records_are_checked_in_order_with_the_frame_layout_given(root, tmp_path
     for i in range(3):
         Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "zero_based" / f"{i}.png")
     records = [VideoRecord("zero_based", 0, 3, line=1), VideoRecord("zero_based", 0, 4, line=2)]
-    results = check_records(records, tmp_path, frame_template="{}.png", frame_start_index=0)
+    results = check_records(
+        records, tmp_path, storage=StorageOptions(frame_template="{}.png", frame_start_index=0)
+    )
     assert [(r.line, r.ok, r.num_frames) for r in results] == [(1, True, 3), (2, False, 0)]
     assert results[1].to_dict() == {
         "line": 2,

@@ -10,6 +10,7 @@ from pathlib import Path
 from tcm.data.annotations import read_classes, read_list, write_list
 from tcm.data.checks import check_records
 from tcm.data.frame_names import DEFAULT_FRAME_TEMPLATE
+from tcm.data.storage_options import StorageOptions
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -74,8 +75,9 @@ def run(args: argparse.Namespace) -> int:
         records,
         args.root,
         num_classes=num_classes,
-        frame_template=args.frame_template,
-        frame_start_index=args.frame_start_index,
+        storage=StorageOptions(
+            frame_template=args.frame_template, frame_start_index=args.frame_start_index
+        ),
         workers=args.workers,
         progress=not (args.no_progress or args.json),
     )

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from tcm.data.annotations import VideoRecord
 from tcm.data.bad_video import BAD_LABEL, TOO_FEW_FRAMES, TRUNCATED, BadVideoError
-from tcm.data.frame_names import DEFAULT_FRAME_TEMPLATE
 from tcm.data.media import open_media
+from tcm.data.storage_options import DEFAULT_STORAGE, StorageOptions
 from tcm.data.video_reader import VideoReader
 from tcm.utils.parallel import map_in_processes
 
@@ -45,10 +45,10 @@ def check_record(
     root: str | os.PathLike,
     *,
     num_classes: int | None = None,
-    frame_template: str = DEFAULT_FRAME_TEMPLATE,
-    frame_start_index: int = 1,
+    storage: StorageOptions = DEFAULT_STORAGE,
 ) -> CheckResult:
-    """Decode every frame of one entry; never raises for bad input."""
+    """Decode every frame of one entry, its frame folder named and decoded as ``storage``
+    says (the loader's options); never raises for bad input."""
     path = Path(root) / record.path
     try:
         if num_classes is not None and not 0 <= record.label < num_classes:
@@ -56,8 +56,9 @@ def check_record(
         with open_media(
             path,
             num_frames=record.num_frames,
-            frame_template=frame_template,
-            frame_start_index=frame_start_index,
+            frame_template=storage.frame_template,
+            frame_start_index=storage.frame_start_index,
+            threads=storage.decode_threads,
         ) as reader:
             if isinstance(reader, VideoReader):
                 decoded = reader.read_all()
@@ -80,8 +81,7 @@ def check_records(
     root: str | os.PathLike,
     *,
     num_classes: int | None = None,
-    frame_template: str = DEFAULT_FRAME_TEMPLATE,
-    frame_start_index: int = 1,
+    storage: StorageOptions = DEFAULT_STORAGE,
     workers: int = 1,
     progress: bool = False,
 ) -> list[CheckResult]:
@@ -90,8 +90,7 @@ def check_records(
         check_record,
         root=root,
         num_classes=num_classes,
-        frame_template=frame_template,
-        frame_start_index=frame_start_index,
+        storage=storage,
     )
     return map_in_processes(
         check, records, workers=workers, progress=progress, desc="checking", unit="video"
