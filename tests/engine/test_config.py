@@ -161,7 +161,8 @@ def test_the_whole_config_and_its_loop_section_have_names_of_their_own():
     cfg = RunConfig()
     assert isinstance(cfg.train, TrainLoopConfig)
     assert tcm.engine.RunConfig is RunConfig
-    assert tcm.engine.TrainConfig is RunConfig  # the former name of the export
+    assert tcm.engine.TrainConfig is RunConfig  # the former name of the export, unlisted
+    assert "RunConfig" in tcm.engine.__all__ and "TrainConfig" not in tcm.engine.__all__
 
 
 def test_config_and_divergence_errors_are_tcm_errors():

@@ -50,7 +50,6 @@ _EXPORTS = {
     "OptimConfig": "tcm.engine.config",
     "ScheduleConfig": "tcm.engine.config",
     "RunConfig": "tcm.engine.config",
-    "TrainConfig": "tcm.engine.config",
     "TrainLoopConfig": "tcm.engine.config",
     "check_config": "tcm.engine.config_checks",
     "list_configs": "tcm.engine.config_files",
@@ -66,17 +65,17 @@ _EXPORTS = {
     "train": "tcm.engine.run",
 }
 
-# Former names of exports: the whole config was called TrainConfig, like its ``train`` section
-# (TrainLoopConfig).
+# Former names, still importable but not listed: the whole config was called TrainConfig, like
+# its ``train`` section (TrainLoopConfig).
 _FORMER_NAMES = {"TrainConfig": "RunConfig"}
 
 __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str):
+    name = _FORMER_NAMES.get(name, name)
     if name in _EXPORTS:
-        module = importlib.import_module(_EXPORTS[name])
-        return getattr(module, _FORMER_NAMES.get(name, name))
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'tcm.engine' has no attribute {name!r}")
 
 
