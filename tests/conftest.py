@@ -18,6 +18,15 @@ def shared_dir() -> Path:
     return SHARED
 
 
+@pytest.fixture(scope="session")
+def shared_data(shared_dir) -> Path:
+    """``shared/data``: the real clips and frame folders."""
+    data = shared_dir / "data"
+    if not data.is_dir():
+        pytest.skip(f"shared test data not found at {data}")
+    return data
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

@@ -6,6 +6,7 @@
 - :func:`write_textured_video`: a moving random texture, H.264 with B-frame pyramids.
 - :func:`write_moving_square`: a bright square moving right.
 - :func:`write_class_clip`: a coloured square whose colour and motion tell three classes apart.
+- :func:`corrupt_packets`: a video damaged in place over a stretch of time.
 
 Importable from every test folder: ``tests`` is on the ``pythonpath`` of the pytest settings.
 """
@@ -166,3 +167,21 @@ def write_class_clip(
             yield image
 
     return encode_frames(path, frames(), width=width, height=height)
+
+
+def corrupt_packets(path: Path, start: float, end: float, seed: int = 0) -> Path:
+    """Overwrite, in place, the packets of the frames shown in ``[start, end)`` seconds with
+    noise: the container stays readable, those frames do not decode."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        spans = [
+            (packet.pos, packet.size)
+            for packet in container.demux(stream)
+            if packet.size and start <= float(packet.pts * packet.time_base) < end
+        ]
+    data = bytearray(path.read_bytes())
+    rng = np.random.default_rng(seed)
+    for position, size in spans:
+        data[position : position + size] = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+    return path

@@ -1,4 +1,5 @@
-"""Fixtures of the data tests: tiny videos written with PyAV, and the shared real files."""
+"""Fixtures of the data tests: tiny videos written with PyAV (the real files: ``shared_data``
+in the top conftest)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,6 @@ from pathlib import Path
 import pytest
 
 from video_files import write_video
-
-SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 
 
 @pytest.fixture(scope="session")
@@ -31,10 +30,3 @@ def synthetic_videos(tmp_path_factory) -> dict[str, Path]:
             folder / "faststart.mp4", container_options={"movflags": "faststart"}
         ),
     }
-
-
-@pytest.fixture(scope="session")
-def shared_data() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared test data not found at {SHARED_DATA}")
-    return SHARED_DATA.resolve()

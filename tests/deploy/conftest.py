@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from deploy_media import SHARED_DATA, tiny_checkpoint
+from deploy_media import tiny_checkpoint
 
 from tcm.checkpoint import atomic_save
 from video_files import write_moving_square
@@ -39,10 +39,3 @@ def media(tmp_path_factory) -> dict[str, Path]:
     out["frames"] = frames
     (folder / "notes.txt").write_text("not media; ignored when a folder is expanded")
     return out
-
-
-@pytest.fixture(scope="session")
-def shared_data() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared test data not found at {SHARED_DATA}")
-    return SHARED_DATA

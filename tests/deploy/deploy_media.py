@@ -1,21 +1,17 @@
-"""Helpers of the deployment tests: small random TCM checkpoints, and videos damaged in place.
+"""Helpers of the deployment tests: small random TCM checkpoints.
 
 A module of its own (not ``conftest``) so that tests import it by a name no other test folder
 uses."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import av
-import numpy as np
 import torch
 
 import tcm
 from tcm.checkpoint import make_checkpoint
+from tcm.utils.imagenet import IMAGENET_MEAN, IMAGENET_STD
 
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+MEAN, STD = list(IMAGENET_MEAN), list(IMAGENET_STD)
 CLASSES = ["pushing", "pulling", "waving"]
 # A small TSM + TCM model: 4 frames of 64x64, TCM after layer2 (8x8 features, stride 8).
 TINY = {
@@ -53,21 +49,3 @@ def tiny_checkpoint(
         classes=classes,
         data=data,
     )
-
-
-def corrupt_packets(path: Path, start: float, end: float, seed: int = 0) -> Path:
-    """Overwrite, in place, the packets of the frames shown in ``[start, end)`` seconds with
-    noise: the container stays readable, those frames do not decode."""
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        spans = [
-            (packet.pos, packet.size)
-            for packet in container.demux(stream)
-            if packet.size and start <= float(packet.pts * packet.time_base) < end
-        ]
-    data = bytearray(path.read_bytes())
-    rng = np.random.default_rng(seed)
-    for position, size in spans:
-        data[position : position + size] = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
-    path.write_bytes(bytes(data))
-    return path

@@ -12,11 +12,11 @@ import os
 from pathlib import Path
 
 import pytest
-from deploy_media import MEAN, STD, corrupt_packets, tiny_checkpoint
+from deploy_media import MEAN, STD, tiny_checkpoint
 
 from tcm.cli.main import main
 from tcm.deploy import Predictor
-from video_files import write_moving_square
+from video_files import corrupt_packets, write_moving_square
 
 
 @pytest.fixture(scope="module")

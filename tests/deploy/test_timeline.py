@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from deploy_media import MEAN, STD, corrupt_packets
+from deploy_media import MEAN, STD
 
 import tcm
 from tcm.checkpoint import atomic_save, make_checkpoint
@@ -27,6 +27,7 @@ from tcm.data.synth import (
 )
 from tcm.data.transforms import center_crop, normalize, resize
 from tcm.deploy import LongVideoPredictor, Predictor, Timeline, render_timeline
+from video_files import corrupt_packets
 
 CLASSES = ["moving left", "moving up"]
 FPS = 12

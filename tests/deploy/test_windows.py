@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from deploy_media import corrupt_packets, tiny_checkpoint
+from deploy_media import tiny_checkpoint
 
 from tcm.data.bad_video import BadVideoError
 from tcm.data.video_stream import DecodedFrame, Gap, VideoStream
@@ -14,7 +14,7 @@ from tcm.deploy.timeline import LongVideoPredictor, _Thumbnails
 from tcm.deploy.timeline_records import WindowPrediction, merge_segments
 from tcm.deploy.window_plan import Span, WindowPlan, count_windows
 from tcm.deploy.windows import FramePreparer, WindowAssembler, WindowClip
-from video_files import write_moving_square
+from video_files import corrupt_packets, write_moving_square
 
 PREP = Preprocessing(num_segments=4, resize=[36, 48], input_size=32)
 
