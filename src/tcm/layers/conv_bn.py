@@ -62,9 +62,16 @@ class ConvBNReLU(nn.Sequential):
         return list(zip(layers[0::3], layers[1::3], layers[2::3], strict=True))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for conv, bn, relu in self.triples():
-            x = relu(conv_bn(conv, bn, x))
-        return x
+        return run_triples(self.triples(), x)
+
+
+def run_triples(
+    triples: list[tuple[nn.Conv2d, nn.BatchNorm2d, nn.ReLU]], x: torch.Tensor
+) -> torch.Tensor:
+    """``relu(bn(conv(x)))`` for each triple in turn: ``(N, C_in, H, W) -> (N, C_out, H', W')``."""
+    for conv, bn, relu in triples:
+        x = relu(conv_bn(conv, bn, x))
+    return x
 
 
 def conv_bn_relu(

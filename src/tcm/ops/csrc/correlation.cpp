@@ -599,6 +599,146 @@ void for_each_correlation_block(const at::Tensor& a, const at::Tensor& b, int64_
 }
 
 // ---------------------------------------------------------------------------------------------
+// Small maps: the products of all pixel pairs, one batched matrix multiply.
+//
+// Where a map has no more pixels than there are displacements (H W <= P P: 8x8 maps with
+// P = 15, TCM's place in small networks), the products of every pixel of a with every pixel of
+// b, G[n, p, q] = sum_c a[n, c, p] b[n, c, q] (B, HW, HW), take no more multiply-adds than the
+// volume's in-window entries that the blocked kernel computes (it also pads short rows to a
+// vector), and one call to at::bmm computes them at the rate of a large matrix multiply.
+// Displacement k = (i, j) of pixel p = (y, x) is G[n, p, (y + i - d) W + x + j - d] where that
+// pixel exists and zero elsewhere; the backward scatters the volume's gradient into G's and
+// takes two more batched products. One pair's G (16 kB at 8x8) stays in the first-level cache
+// while its pixels are gathered.
+
+bool uses_pixel_products(int64_t H, int64_t W, int64_t P) { return H * W <= P * P; }
+
+// The correlations (K, L) of pixels p0 .. p0 + L - 1 (flat index y W + x) of one pair from its
+// products g (HW, HW) into buf: zero outside the map and for lanes past its last pixel.
+template <typename T>
+void gather_volume(const T* g, int64_t H, int64_t W, int64_t P, int64_t p0, T* buf) {
+  constexpr int L = kLanes<T>;
+  const int64_t HW = H * W, d = P / 2;
+  std::fill_n(buf, P * P * L, T(0));
+  for (int64_t l = 0; l < L && p0 + l < HW; ++l) {
+    const int64_t p = p0 + l, y = p / W, x = p % W;
+    const int64_t i0 = std::max<int64_t>(0, d - y), i1 = std::min<int64_t>(P, H + d - y);
+    const int64_t j0 = std::max<int64_t>(0, d - x), j1 = std::min<int64_t>(P, W + d - x);
+    for (int64_t i = i0; i < i1; ++i) {
+      const T* src = g + p * HW + (y + i - d) * W + x - d;  // column j of displacement row i
+      T* dst = buf + i * P * L + l;
+      for (int64_t j = j0; j < j1; ++j) dst[j * L] = src[j];
+    }
+  }
+}
+
+// The inverse of gather_volume for the gradient: rows p0 .. p0 + L - 1 of g (HW, HW) set from
+// buf (K, L), zero where no displacement reaches.
+template <typename T>
+void scatter_volume(const T* buf, int64_t H, int64_t W, int64_t P, int64_t p0, T* g) {
+  constexpr int L = kLanes<T>;
+  const int64_t HW = H * W, d = P / 2;
+  for (int64_t l = 0; l < L && p0 + l < HW; ++l) {
+    const int64_t p = p0 + l, y = p / W, x = p % W;
+    std::fill_n(g + p * HW, HW, T(0));
+    const int64_t i0 = std::max<int64_t>(0, d - y), i1 = std::min<int64_t>(P, H + d - y);
+    const int64_t j0 = std::max<int64_t>(0, d - x), j1 = std::min<int64_t>(P, W + d - x);
+    for (int64_t i = i0; i < i1; ++i) {
+      T* dst = g + p * HW + (y + i - d) * W + x - d;
+      const T* src = buf + i * P * L + l;
+      for (int64_t j = j0; j < j1; ++j) dst[j] = src[j * L];
+    }
+  }
+}
+
+// The first count lanes from p, zero in the others.
+template <typename T>
+inline Vec<T> load_partial(const T* p, int64_t count) {
+  Vec<T> v = vzero<Vec<T>>();
+  std::memcpy(&v, p, sizeof(T) * count);
+  return v;
+}
+
+// (B, C, H, W) -> (B, HW, HW) products of all pixel pairs, G = a^T b per pair.
+at::Tensor pixel_products(const at::Tensor& a, const at::Tensor& b) {
+  const int64_t B = a.size(0), C = a.size(1), HW = a.size(2) * a.size(3);
+  return at::bmm(a.view({B, C, HW}).transpose(1, 2), b.view({B, C, HW}));
+}
+
+// mtdm_fields_forward where uses_pixel_products: the kept "volume" is G (B, HW, HW).
+std::vector<at::Tensor> mtdm_fields_forward_from_products(const at::Tensor& a,
+                                                          const at::Tensor& b, int64_t P,
+                                                          double sigma, double temperature,
+                                                          bool keep_volume) {
+  const int64_t B = a.size(0), H = a.size(2), W = a.size(3), HW = H * W;
+  at::Tensor products = pixel_products(a, b);
+  at::Tensor fields = at::empty({B, 3, H, W}, a.options());
+  AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "tcm_mtdm_fields_forward", [&] {
+    using T = scalar_t;
+    using V = Vec<T>;
+    constexpr int L = kLanes<T>;
+    const SoftArgmax<T> s = soft_argmax_params<T>(P, sigma, temperature, true);
+    const int64_t K = P * P, vectors = (HW + L - 1) / L;
+    const T* g = products.data_ptr<T>();
+    T* out = fields.data_ptr<T>();
+    parallel_tasks<T>(B * vectors, K * L, [&](int64_t task, T* corr) {
+      thread_local std::vector<V> scratch;
+      scratch.resize(K + 2 * P);
+      const int64_t n = task / vectors, p0 = task % vectors * L;
+      const int64_t count = std::min<int64_t>(L, HW - p0);
+      gather_volume(g + n * HW * HW, H, W, P, p0, corr);
+      V u, v, conf;
+      soft_argmax_vector<T>(corr, L, s, scratch.data(), u, v, conf);
+      T* dst = out + n * 3 * HW + p0;
+      store_partial(dst, u, count);
+      store_partial(dst + HW, v, count);
+      store_partial(dst + 2 * HW, conf, count);
+    });
+  });
+  return {fields, keep_volume ? products : at::Tensor()};
+}
+
+// mtdm_fields_backward from the products G that mtdm_fields_forward_from_products kept.
+std::vector<at::Tensor> mtdm_fields_backward_from_products(
+    const at::Tensor& a, const at::Tensor& b, const at::Tensor& products,
+    const at::Tensor& grad_fields, int64_t P, double sigma, double temperature, bool need_a,
+    bool need_b) {
+  const int64_t B = a.size(0), C = a.size(1), H = a.size(2), W = a.size(3), HW = H * W;
+  TORCH_CHECK(products.scalar_type() == a.scalar_type() &&
+                  products.sizes() == at::IntArrayRef({B, HW, HW}),
+              "the volume is not the one mtdm_fields_forward kept for these maps");
+  at::Tensor grad_products = at::empty({B, HW, HW}, a.options());
+  AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "tcm_mtdm_fields_backward", [&] {
+    using T = scalar_t;
+    using V = Vec<T>;
+    constexpr int L = kLanes<T>;
+    const SoftArgmax<T> s = soft_argmax_params<T>(P, sigma, temperature, true);
+    const int64_t K = P * P, vectors = (HW + L - 1) / L;
+    const T* g = products.contiguous().data_ptr<T>();
+    const T* grads = grad_fields.data_ptr<T>();
+    T* grad_g = grad_products.data_ptr<T>();
+    parallel_tasks<T>(B * vectors, 2 * K * L, [&](int64_t task, T* corr) {
+      thread_local std::vector<V> scratch;
+      scratch.resize(K + 2 * P);
+      const int64_t n = task / vectors, p0 = task % vectors * L;
+      const int64_t count = std::min<int64_t>(L, HW - p0);
+      gather_volume(g + n * HW * HW, H, W, P, p0, corr);
+      const T* grad_u = grads + n * 3 * HW + p0;
+      const V grad[3] = {load_partial(grad_u, count), load_partial(grad_u + HW, count),
+                         load_partial(grad_u + 2 * HW, count)};
+      V u, v, conf;
+      T* grad_corr = corr + K * L;
+      soft_argmax_vector<T>(corr, L, s, scratch.data(), u, v, conf, grad, grad_corr, L);
+      scatter_volume(grad_corr, H, W, P, p0, grad_g + n * HW * HW);
+    });
+  });
+  at::Tensor grad_a, grad_b;
+  if (need_a) grad_a = at::bmm(b.view({B, C, HW}), grad_products.transpose(1, 2)).view_as(a);
+  if (need_b) grad_b = at::bmm(a.view({B, C, HW}), grad_products).view_as(b);
+  return {grad_a, grad_b};
+}
+
+// ---------------------------------------------------------------------------------------------
 // Entry points.
 
 at::Tensor correlation_forward(at::Tensor a, at::Tensor b, int64_t P) {
@@ -632,6 +772,9 @@ std::vector<at::Tensor> mtdm_fields_forward(at::Tensor a, at::Tensor b, int64_t 
   a = a.contiguous();
   b = b.contiguous();
   const int64_t B = a.size(0), H = a.size(2), W = a.size(3);
+  if (uses_pixel_products(H, W, P)) {
+    return mtdm_fields_forward_from_products(a, b, P, sigma, temperature, keep_volume);
+  }
   at::Tensor fields = at::empty({B, 3, H, W}, a.options());
   at::Tensor volume;
   AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "tcm_mtdm_fields_forward", [&] {
@@ -998,6 +1141,10 @@ std::vector<at::Tensor> mtdm_fields_backward(at::Tensor a, at::Tensor b, at::Ten
   const int64_t B = a.size(0), H = a.size(2), W = a.size(3);
   TORCH_CHECK(grad_fields.sizes() == at::IntArrayRef({B, 3, H, W}),
               "expected a (B, 3, H, W) gradient of the fields");
+  if (uses_pixel_products(H, W, P)) {
+    return mtdm_fields_backward_from_products(a, b, volume, grad_fields, P, sigma, temperature,
+                                              need_a, need_b);
+  }
   at::Tensor grad_a = need_a ? empty_large(a.sizes(), a.options()) : at::Tensor();
   at::Tensor grad_b = need_b ? empty_large(b.sizes(), b.options()) : at::Tensor();
   AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "tcm_mtdm_fields_backward", [&] {
