@@ -117,3 +117,48 @@ def test_tcm_inference_without_autograd_matches_and_leaves_the_input(temporal_at
     with torch.no_grad():  # the attention and the sum as separate steps
         expected = x + layer.tam(layer.mtdm(x))
     torch.testing.assert_close(fast, expected, atol=1e-5, rtol=1e-5)
+
+
+def _tam_step(tam, x, grad):
+    """TAM's output, its input's gradient and every parameter's gradient for one backward."""
+    x = x.detach().clone().requires_grad_()
+    tam.zero_grad(set_to_none=True)
+    out = tam(x)
+    out.backward(grad)
+    return out.detach(), x.grad, [p.grad.clone() for p in tam.parameters()]
+
+
+@pytest.mark.parametrize("channels, size", [(32, 8), (48, 11)])
+def test_tam_channels_last_narrow_part_matches_the_plain_layout(monkeypatch, channels, size):
+    """On the CPU TAM's narrow convolutions run channels-last; outputs and gradients equal
+    the plain layout's up to float rounding, and both come back in the plain layout."""
+    import tcm.layers.tam as tam_module
+
+    torch.manual_seed(0)
+    tam = TAM(channels, 8).train()
+    x, grad = torch.randn(16, 6, size, size), torch.randn(16, channels, size, size)
+    fast = _tam_step(tam, x, grad)
+    monkeypatch.setattr(tam_module, "_channels_last_helps", lambda _: False)
+    plain = _tam_step(tam, x, grad)
+    assert fast[0].is_contiguous() and fast[1].is_contiguous()
+    for got, want in zip(fast[:2], plain[:2]):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+    # Parameter gradients sum over the batch's 16 x H x W positions, in another order.
+    for got, want in zip(fast[2], plain[2], strict=True):
+        torch.testing.assert_close(got, want, atol=2e-4, rtol=1e-3)
+
+
+def test_tcm_training_step_is_bit_identical_run_to_run():
+    """Same seed, same input: the same output, input gradient and parameter gradients to the
+    last bit (the compiled kernels where they build, TAM's channels-last convolutions)."""
+
+    def step():
+        torch.manual_seed(0)
+        layer = TCM(32, 8).train()
+        x = torch.randn(32, 32, 8, 8, requires_grad=True)
+        out = layer(x)
+        out.backward(torch.randn(out.shape))
+        return [out.detach(), x.grad] + [p.grad for p in layer.parameters()]
+
+    for first, second in zip(step(), step(), strict=True):
+        assert torch.equal(first, second)

@@ -42,8 +42,14 @@ def _forward_backward(backend_name, fn, inputs, weights_seed=1):
 
 # Pairs, channels, height, width, patch: every size the model tests use (golden cases
 # t8_h16, t16_h10, t8_n2_h12; 32x32 clips in tests/models, with TCM at layer1/2/3 and
-# patch 5), TCM's shape at 224 (28x28) and at stride 4 (56x56, fewer pairs), and odd sizes.
+# patch 5), TCM's shape at 224 (28x28) and at stride 4 (56x56, fewer pairs), the demo's
+# (8x8), the last maps of the pixel-products path (H W <= P P: 15x15, 9x25) and the first
+# after it (16x15), and odd sizes.
 MODEL_SIZES = [
+    (208, 64, 8, 8, 15),
+    (3, 64, 15, 15, 15),
+    (3, 16, 9, 25, 15),
+    (3, 16, 16, 15, 15),
     (13, 64, 16, 16, 15),
     (29, 64, 10, 10, 15),
     (26, 64, 12, 12, 15),

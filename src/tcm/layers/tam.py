@@ -22,6 +22,37 @@ def _channels_last_helps(x: torch.Tensor) -> bool:
     return x.device.type == "cpu" and x.dim() == 4 and not is_capturing()
 
 
+class _ToLayout(torch.autograd.Function):
+    """``x`` copied into ``layout``, its gradient copied back into ``x``'s layout.
+
+    ``Tensor.contiguous`` hands the gradient back in whatever layout it arrives, so the ReLUs
+    and batch norms behind it would take the gradient in one layout and their saved outputs in
+    the other, at about three times the cost of matching layouts.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, layout: torch.memory_format) -> torch.Tensor:
+        ctx.input_layout = (
+            torch.channels_last
+            if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+            else torch.contiguous_format
+        )
+        return x.contiguous(memory_format=layout)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return grad.contiguous(memory_format=ctx.input_layout), None
+
+
+def _to_layout(x: torch.Tensor, layout: torch.memory_format) -> torch.Tensor:
+    """``(N, C, H, W)`` in ``layout``, with the gradient in ``x``'s (see :class:`_ToLayout`)."""
+    if x.is_contiguous(memory_format=layout):
+        return x
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _ToLayout.apply(x, layout)
+    return x.contiguous(memory_format=layout)
+
+
 class TemporalAttention(nn.Module):
     """Per-channel weights over time from one 1D kernel shared by all channels.
 
@@ -116,10 +147,12 @@ class TAM(nn.Module):
         convolution, the lift to ``C`` channels, runs in the input's layout, which is faster
         for wide outputs (512 channels at 28x28). Graphs being captured get the plain layout.
         """
-        layout = torch.channels_last if _channels_last_helps(x) else torch.contiguous_format
-        narrow = self.conv3(self.conv2(self.conv1(x.contiguous(memory_format=layout))))
+        if not _channels_last_helps(x):
+            return self.conv4(self.conv3(self.conv2(self.conv1(x))))
+        narrow = self.conv3(self.conv2(self.conv1(_to_layout(x, torch.channels_last))))
         depthwise, lift = self.conv4.triples()
-        return run_triples([lift], run_triples([depthwise], narrow).contiguous())
+        narrow = run_triples([depthwise], narrow)
+        return run_triples([lift], _to_layout(narrow, torch.contiguous_format))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.ETA(self.features(x))

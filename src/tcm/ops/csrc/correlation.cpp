@@ -37,6 +37,9 @@
 #if defined(__linux__)
 #include <sys/mman.h>
 #endif
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#endif
 
 namespace {
 
@@ -205,6 +208,22 @@ at::Tensor empty_volume(at::IntArrayRef sizes, const at::TensorOptions& options)
   return VolumeCache::instance().empty(sizes, options);
 }
 
+// While alive, the calling thread treats subnormal floats as zero, in and out (x86's FTZ and
+// DAZ bits; elsewhere nothing changes). The soft-argmax's backward multiplies the softmax's
+// weights, most of them below 1e-38 for peaked correlations, and arithmetic on such values
+// takes the processor's slow path: the fields' backward inside a training step of the demo's
+// model ran 2.2 times as long. Values this small change no gradient that float32 can show.
+class FlushSubnormals {
+ public:
+#if defined(__SSE__)
+  FlushSubnormals() : saved_(_mm_getcsr()) { _mm_setcsr(saved_ | 0x8040); }
+  ~FlushSubnormals() { _mm_setcsr(saved_); }
+
+ private:
+  unsigned int saved_;
+#endif
+};
+
 // Runs fn(task, buffer) for every task in [0, count) on torch's threads (at::parallel_for,
 // which follows torch.set_num_threads), with one buffer of buffer_size values per thread, zero
 // at first. Tasks are handed out one at a time rather than in equal shares, so that a thread
@@ -214,6 +233,7 @@ void parallel_tasks(int64_t count, int64_t buffer_size, Fn fn) {
   std::atomic<int64_t> next{0};
   const int64_t threads = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), count));
   at::parallel_for(0, threads, 1, [&](int64_t, int64_t) {
+    const FlushSubnormals flush;
     std::vector<T> buffer(buffer_size, T(0));
     for (int64_t task; (task = next.fetch_add(1, std::memory_order_relaxed)) < count;) {
       fn(task, buffer.data());
