@@ -160,15 +160,19 @@ def test_gradient_only_where_asked(compiled):
         assert ops.mtdm_fields(a, b, 5).grad_fn is None
 
 
-def test_half_inputs_run_in_float32(compiled):
-    a, b = _normalized(2, 16, 9, 9), _normalized(2, 16, 9, 9)
+# 9x9 with patch 5 takes the blocked kernels, 8x8 with patch 15 the pixel products.
+@pytest.mark.parametrize("size, patch", [(9, 5), (8, 15)])
+def test_half_inputs_run_in_float32(compiled, size, patch):
+    a, b = _normalized(2, 16, size, size), _normalized(2, 16, size, size)
     with ops.use_backend("extension"):
-        out = ops.mtdm_fields(a.bfloat16(), b.bfloat16(), 5)
+        out = ops.mtdm_fields(a.bfloat16(), b.bfloat16(), patch)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            auto = ops.mtdm_fields(a, b, 5)
-    assert out.dtype == auto.dtype == torch.float32
+            leaves = a.clone().requires_grad_(), b.clone().requires_grad_()
+            auto = ops.mtdm_fields(*leaves, patch)
+            auto.sum().backward()
+    assert out.dtype == auto.dtype == leaves[0].grad.dtype == torch.float32
     with ops.use_backend("torch"):
-        torch.testing.assert_close(auto, ops.mtdm_fields(a, b, 5), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(auto, ops.mtdm_fields(a, b, patch), atol=1e-5, rtol=1e-5)
 
 
 def test_large_volumes_reuse_the_memory_of_freed_ones(compiled):

@@ -679,10 +679,16 @@ inline Vec<T> load_partial(const T* p, int64_t count) {
   return v;
 }
 
+// at::bmm in the inputs' dtype: autocast (bf16 on the CPU) would otherwise lower it.
+at::Tensor bmm_as_is(const at::Tensor& x, const at::Tensor& y) {
+  const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
+  return at::bmm(x, y);
+}
+
 // (B, C, H, W) -> (B, HW, HW) products of all pixel pairs, G = a^T b per pair.
 at::Tensor pixel_products(const at::Tensor& a, const at::Tensor& b) {
   const int64_t B = a.size(0), C = a.size(1), HW = a.size(2) * a.size(3);
-  return at::bmm(a.view({B, C, HW}).transpose(1, 2), b.view({B, C, HW}));
+  return bmm_as_is(a.view({B, C, HW}).transpose(1, 2), b.view({B, C, HW}));
 }
 
 // mtdm_fields_forward where uses_pixel_products: the kept "volume" is G (B, HW, HW).
@@ -753,8 +759,8 @@ std::vector<at::Tensor> mtdm_fields_backward_from_products(
     });
   });
   at::Tensor grad_a, grad_b;
-  if (need_a) grad_a = at::bmm(b.view({B, C, HW}), grad_products.transpose(1, 2)).view_as(a);
-  if (need_b) grad_b = at::bmm(a.view({B, C, HW}), grad_products).view_as(b);
+  if (need_a) grad_a = bmm_as_is(b.view({B, C, HW}), grad_products.transpose(1, 2)).view_as(a);
+  if (need_b) grad_b = bmm_as_is(a.view({B, C, HW}), grad_products).view_as(b);
   return {grad_a, grad_b};
 }
 
