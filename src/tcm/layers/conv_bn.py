@@ -34,17 +34,52 @@ def conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tenso
     return conv._conv_forward(x, conv.weight * scale.view(-1, 1, 1, 1), shift)
 
 
+class ToLayout(torch.autograd.Function):
+    """``x`` copied into ``layout``, its gradient copied back into ``x``'s layout.
+
+    ``Tensor.contiguous`` hands the gradient back in whatever layout it arrives, so the ReLUs
+    and batch norms behind it would take the gradient in one layout and their saved outputs in
+    the other, at about three times the cost of matching layouts.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, layout: torch.memory_format) -> torch.Tensor:
+        ctx.input_layout = (
+            torch.channels_last
+            if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+            else torch.contiguous_format
+        )
+        return x.contiguous(memory_format=layout)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return grad.contiguous(memory_format=ctx.input_layout), None
+
+
+def to_layout(x: torch.Tensor, layout: torch.memory_format) -> torch.Tensor:
+    """``(N, C, H, W)`` in ``layout``, with the gradient in ``x``'s (see :class:`ToLayout`)."""
+    if x.is_contiguous(memory_format=layout):
+        return x
+    if torch.is_grad_enabled() and x.requires_grad:
+        return ToLayout.apply(x, layout)
+    return x.contiguous(memory_format=layout)
+
+
 class ConvBNReLU(nn.Sequential):
     """A stack of ``(Conv2d, BatchNorm2d, ReLU)`` triples, run with :func:`conv_bn`.
 
     An :class:`nn.Sequential`, so its parameters keep the names ``0.weight``, ``1.running_mean``,
     ... of the reference release's checkpoints.
 
+    With ``last_contiguous`` the last triple runs on a contiguous (plain-layout) input,
+    whatever the layout of the others.
+
     Shapes: ``(N, C_in, H, W) -> (N, C_out, H', W')``.
     """
 
-    def __init__(self, *layers: nn.Module) -> None:
+    def __init__(self, *layers: nn.Module, last_contiguous: bool = False) -> None:
         super().__init__(*layers)
+        self.last_contiguous = last_contiguous
         if len(layers) % 3:
             raise ValueError(f"expected (conv, batch norm, ReLU) triples, got {len(layers)} layers")
         for conv, bn, relu in self.triples():
@@ -62,7 +97,11 @@ class ConvBNReLU(nn.Sequential):
         return list(zip(layers[0::3], layers[1::3], layers[2::3], strict=True))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return run_triples(self.triples(), x)
+        triples = self.triples()
+        if not self.last_contiguous:
+            return run_triples(triples, x)
+        x = run_triples(triples[:-1], x)
+        return run_triples(triples[-1:], to_layout(x, torch.contiguous_format))
 
 
 def run_triples(

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from tcm.layers.conv_bn import ConvBNReLU, conv_bn_relu, run_triples
+from tcm.layers.conv_bn import ConvBNReLU, conv_bn_relu, to_layout
 from tcm.ops.backend import is_capturing
 
 
@@ -20,37 +20,6 @@ def attention_kernel_size(num_segments: int) -> int:
 def _channels_last_helps(x: torch.Tensor) -> bool:
     """TAM's narrow convolutions go channels-last: CPU tensors of 4 dims, outside graphs."""
     return x.device.type == "cpu" and x.dim() == 4 and not is_capturing()
-
-
-class _ToLayout(torch.autograd.Function):
-    """``x`` copied into ``layout``, its gradient copied back into ``x``'s layout.
-
-    ``Tensor.contiguous`` hands the gradient back in whatever layout it arrives, so the ReLUs
-    and batch norms behind it would take the gradient in one layout and their saved outputs in
-    the other, at about three times the cost of matching layouts.
-    """
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, layout: torch.memory_format) -> torch.Tensor:
-        ctx.input_layout = (
-            torch.channels_last
-            if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
-            else torch.contiguous_format
-        )
-        return x.contiguous(memory_format=layout)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return grad.contiguous(memory_format=ctx.input_layout), None
-
-
-def _to_layout(x: torch.Tensor, layout: torch.memory_format) -> torch.Tensor:
-    """``(N, C, H, W)`` in ``layout``, with the gradient in ``x``'s (see :class:`_ToLayout`)."""
-    if x.is_contiguous(memory_format=layout):
-        return x
-    if torch.is_grad_enabled() and x.requires_grad:
-        return _ToLayout.apply(x, layout)
-    return x.contiguous(memory_format=layout)
 
 
 class TemporalAttention(nn.Module):
@@ -133,7 +102,9 @@ class TAM(nn.Module):
         self.conv2 = ConvBNReLU(*conv_bn_relu(16, 16, 3, groups=16), *conv_bn_relu(16, 32, 1))
         self.conv3 = ConvBNReLU(*conv_bn_relu(32, 32, 3, groups=32), *conv_bn_relu(32, 64, 1))
         self.conv4 = ConvBNReLU(
-            *conv_bn_relu(64, 64, 3, groups=64), *conv_bn_relu(64, out_channels, 1)
+            *conv_bn_relu(64, 64, 3, groups=64),
+            *conv_bn_relu(64, out_channels, 1),
+            last_contiguous=True,
         )
         # Name kept from the reference release ("ETA") for checkpoint compatibility.
         self.ETA = TemporalAttention(num_segments) if temporal_attention else nn.Identity()
@@ -143,16 +114,14 @@ class TAM(nn.Module):
 
         On the CPU the narrow part (6 to 64 channels, grouped and depthwise convolutions) runs
         channels-last, where oneDNN's kernels for so few channels are faster (a TAM training
-        step on the demo's 8x8 maps takes about two thirds of the time); the last 1x1
-        convolution, the lift to ``C`` channels, runs in the input's layout, which is faster
-        for wide outputs (512 channels at 28x28). Graphs being captured get the plain layout.
+        step on the demo's 8x8 maps takes about half the time); the last 1x1 convolution, the
+        lift to ``C`` channels, runs in the plain layout (``conv4``'s ``last_contiguous``),
+        which is faster for wide outputs (512 channels at 28x28). Graphs being captured get the
+        plain layout throughout.
         """
-        if not _channels_last_helps(x):
-            return self.conv4(self.conv3(self.conv2(self.conv1(x))))
-        narrow = self.conv3(self.conv2(self.conv1(_to_layout(x, torch.channels_last))))
-        depthwise, lift = self.conv4.triples()
-        narrow = run_triples([depthwise], narrow)
-        return run_triples([lift], _to_layout(narrow, torch.contiguous_format))
+        if _channels_last_helps(x):
+            x = to_layout(x, torch.channels_last)
+        return self.conv4(self.conv3(self.conv2(self.conv1(x))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.ETA(self.features(x))
