@@ -83,19 +83,15 @@ class MTDM(nn.Module):
         # Fast pairs (t, t+1), t = 0..T-2. Slow pairs (0, t+1): the first of them is the fast
         # pair (0, 1), computed once when the fast tempo is kept too.
         shared = 1 if keep_fast else 0
-        first_frames, second_frames = [], []
+        firsts, seconds = [], []
         if keep_fast:
-            first_frames += range(frames - 1)
-            second_frames += range(1, frames)
+            firsts.append(clips[:, :-1])
+            seconds.append(clips[:, 1:])
         if "slow" in self.tempos:
-            first_frames += [0] * (frames - 1 - shared)
-            second_frames += range(1 + shared, frames)
-        # One gather per side (its backward one scatter-add), not slices joined by a cat.
-        firsts, seconds = (
-            clips.index_select(1, torch.tensor(index, device=x.device))
-            for index in (first_frames, second_frames)
-        )  # (N, pairs, c, H, W)
-        pairs = len(first_frames)
+            firsts.append(clips[:, :1].expand(-1, frames - 1 - shared, -1, -1, -1))
+            seconds.append(clips[:, 1 + shared :])
+        firsts, seconds = torch.cat(firsts, 1), torch.cat(seconds, 1)  # (N, pairs, c, H, W)
+        pairs = firsts.shape[1]
         # ReLU'd local correlation and kernel soft-argmax, fused on the compiled path.
         fields = mtdm_fields(
             firsts.reshape(-1, channels, height, width),
