@@ -100,6 +100,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
+    if args.rounds < 2 or args.threads < 1:
+        parser.error("--rounds must be at least 2 (quartiles) and --threads at least 1")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     clips = torch.randn(CLIPS, FRAMES, 3, SIZE, SIZE)

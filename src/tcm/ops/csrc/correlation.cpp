@@ -691,6 +691,24 @@ at::Tensor pixel_products(const at::Tensor& a, const at::Tensor& b) {
   return bmm_as_is(a.view({B, C, HW}).transpose(1, 2), b.view({B, C, HW}));
 }
 
+// Runs fn(n, p0, count, corr, scratch) for every vector of L pixels p0 .. p0 + count - 1 of
+// every pair n, on torch's threads: corr is the vector's (K, L) correlations gathered from
+// the products g (B, HW, HW) (see gather_volume), followed by extra values of the thread's
+// buffer; scratch is soft_argmax_vector's.
+template <typename T, typename Fn>
+void for_each_pixel_vector(const T* g, int64_t B, int64_t H, int64_t W, int64_t P,
+                           int64_t extra, Fn fn) {
+  constexpr int L = kLanes<T>;
+  const int64_t HW = H * W, K = P * P, vectors = (HW + L - 1) / L;
+  parallel_tasks<T>(B * vectors, K * L + extra, [&](int64_t task, T* corr) {
+    thread_local std::vector<Vec<T>> scratch;
+    scratch.resize(K + 2 * P);
+    const int64_t n = task / vectors, p0 = task % vectors * L;
+    gather_volume(g + n * HW * HW, H, W, P, p0, corr);
+    fn(n, p0, std::min<int64_t>(L, HW - p0), corr, scratch.data());
+  });
+}
+
 // mtdm_fields_forward where uses_pixel_products: the kept "volume" is G (B, HW, HW).
 std::vector<at::Tensor> mtdm_fields_forward_from_products(const at::Tensor& a,
                                                           const at::Tensor& b, int64_t P,
@@ -704,22 +722,17 @@ std::vector<at::Tensor> mtdm_fields_forward_from_products(const at::Tensor& a,
     using V = Vec<T>;
     constexpr int L = kLanes<T>;
     const SoftArgmax<T> s = soft_argmax_params<T>(P, sigma, temperature, true);
-    const int64_t K = P * P, vectors = (HW + L - 1) / L;
-    const T* g = products.data_ptr<T>();
     T* out = fields.data_ptr<T>();
-    parallel_tasks<T>(B * vectors, K * L, [&](int64_t task, T* corr) {
-      thread_local std::vector<V> scratch;
-      scratch.resize(K + 2 * P);
-      const int64_t n = task / vectors, p0 = task % vectors * L;
-      const int64_t count = std::min<int64_t>(L, HW - p0);
-      gather_volume(g + n * HW * HW, H, W, P, p0, corr);
-      V u, v, conf;
-      soft_argmax_vector<T>(corr, L, s, scratch.data(), u, v, conf);
-      T* dst = out + n * 3 * HW + p0;
-      store_partial(dst, u, count);
-      store_partial(dst + HW, v, count);
-      store_partial(dst + 2 * HW, conf, count);
-    });
+    for_each_pixel_vector<T>(
+        products.data_ptr<T>(), B, H, W, P, 0,
+        [&](int64_t n, int64_t p0, int64_t count, T* corr, V* scratch) {
+          V u, v, conf;
+          soft_argmax_vector<T>(corr, L, s, scratch, u, v, conf);
+          T* dst = out + n * 3 * HW + p0;
+          store_partial(dst, u, count);
+          store_partial(dst + HW, v, count);
+          store_partial(dst + 2 * HW, conf, count);
+        });
   });
   return {fields, keep_volume ? products : at::Tensor()};
 }
@@ -730,7 +743,7 @@ std::vector<at::Tensor> mtdm_fields_backward_from_products(
     const at::Tensor& grad_fields, int64_t P, double sigma, double temperature, bool need_a,
     bool need_b) {
   const int64_t B = a.size(0), C = a.size(1), H = a.size(2), W = a.size(3), HW = H * W;
-  TORCH_CHECK(products.scalar_type() == a.scalar_type() &&
+  TORCH_CHECK(products.scalar_type() == a.scalar_type() && products.is_contiguous() &&
                   products.sizes() == at::IntArrayRef({B, HW, HW}),
               "the volume is not the one mtdm_fields_forward kept for these maps");
   at::Tensor grad_products = at::empty({B, HW, HW}, a.options());
@@ -739,24 +752,19 @@ std::vector<at::Tensor> mtdm_fields_backward_from_products(
     using V = Vec<T>;
     constexpr int L = kLanes<T>;
     const SoftArgmax<T> s = soft_argmax_params<T>(P, sigma, temperature, true);
-    const int64_t K = P * P, vectors = (HW + L - 1) / L;
-    const T* g = products.contiguous().data_ptr<T>();
     const T* grads = grad_fields.data_ptr<T>();
     T* grad_g = grad_products.data_ptr<T>();
-    parallel_tasks<T>(B * vectors, 2 * K * L, [&](int64_t task, T* corr) {
-      thread_local std::vector<V> scratch;
-      scratch.resize(K + 2 * P);
-      const int64_t n = task / vectors, p0 = task % vectors * L;
-      const int64_t count = std::min<int64_t>(L, HW - p0);
-      gather_volume(g + n * HW * HW, H, W, P, p0, corr);
-      const T* grad_u = grads + n * 3 * HW + p0;
-      const V grad[3] = {load_partial(grad_u, count), load_partial(grad_u + HW, count),
-                         load_partial(grad_u + 2 * HW, count)};
-      V u, v, conf;
-      T* grad_corr = corr + K * L;
-      soft_argmax_vector<T>(corr, L, s, scratch.data(), u, v, conf, grad, grad_corr, L);
-      scatter_volume(grad_corr, H, W, P, p0, grad_g + n * HW * HW);
-    });
+    for_each_pixel_vector<T>(
+        products.data_ptr<T>(), B, H, W, P, P * P * L,
+        [&](int64_t n, int64_t p0, int64_t count, T* corr, V* scratch) {
+          const T* grad_u = grads + n * 3 * HW + p0;
+          const V grad[3] = {load_partial(grad_u, count), load_partial(grad_u + HW, count),
+                             load_partial(grad_u + 2 * HW, count)};
+          V u, v, conf;
+          T* grad_corr = corr + P * P * L;
+          soft_argmax_vector<T>(corr, L, s, scratch, u, v, conf, grad, grad_corr, L);
+          scatter_volume(grad_corr, H, W, P, p0, grad_g + n * HW * HW);
+        });
   });
   at::Tensor grad_a, grad_b;
   if (need_a) grad_a = bmm_as_is(b.view({B, C, HW}), grad_products.transpose(1, 2)).view_as(a);
