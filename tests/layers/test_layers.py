@@ -138,7 +138,7 @@ def test_tam_channels_last_narrow_part_matches_the_plain_layout(monkeypatch, cha
     tam = TAM(channels, 8).train()
     x, grad = torch.randn(16, 6, size, size), torch.randn(16, channels, size, size)
     fast = _tam_step(tam, x, grad)
-    monkeypatch.setattr(tam_module, "_channels_last_helps", lambda _: False)
+    monkeypatch.setattr(tam_module, "channels_last_helps", lambda _: False)
     plain = _tam_step(tam, x, grad)
     assert fast[0].is_contiguous() and fast[1].is_contiguous()
     for got, want in zip(fast[:2], plain[:2]):

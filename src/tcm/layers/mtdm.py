@@ -7,7 +7,13 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from tcm.layers.conv_bn import ConvBNReLU, conv_bn_relu
+from tcm.layers.conv_bn import (
+    ConvBNReLU,
+    channels_last_helps,
+    conv_bn_relu,
+    is_small_map,
+    to_layout,
+)
 from tcm.ops import mtdm_fields
 
 #: The two tempos of the reference, in the order of MTDM's output channels.
@@ -74,8 +80,17 @@ class MTDM(nn.Module):
         # Name kept from the reference release so its checkpoints map one-to-one.
         self.chnl_reduction = ConvBNReLU(*conv_bn_relu(in_channels, reduced_channels, 1))
 
+    def reduce(self, x: torch.Tensor) -> torch.Tensor:
+        """The channel reduction, L2-normalised: ``(N*T, C, H, W) -> (N*T, c, H, W)``, plain
+        layout. Small maps on the CPU are reduced channels-last (see
+        :func:`~tcm.layers.conv_bn.is_small_map`)."""
+        if not (channels_last_helps(x) and is_small_map(x)):
+            return _normalize_channels(self.chnl_reduction(x))
+        reduced = _normalize_channels(self.chnl_reduction(to_layout(x, torch.channels_last)))
+        return to_layout(reduced, torch.contiguous_format)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        reduced = _normalize_channels(self.chnl_reduction(x))
+        reduced = self.reduce(x)
         channels, height, width = reduced.shape[1:]
         clips = reduced.view(-1, self.num_segments, channels, height, width)  # (N, T, c, H, W)
         frames = self.num_segments

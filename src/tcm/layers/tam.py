@@ -7,7 +7,13 @@ import math
 import torch
 from torch import nn
 
-from tcm.layers.conv_bn import ConvBNReLU, conv_bn_relu, to_layout
+from tcm.layers.conv_bn import (
+    ConvBNReLU,
+    channels_last_helps,
+    conv_bn_relu,
+    is_small_map,
+    to_layout,
+)
 from tcm.ops.backend import is_capturing
 
 
@@ -15,11 +21,6 @@ def attention_kernel_size(num_segments: int) -> int:
     """Odd kernel size ``floor(log2 T)`` (+1 if even) of the temporal attention."""
     size = int(math.log2(num_segments))
     return size + 1 if size % 2 == 0 else size
-
-
-def _channels_last_helps(x: torch.Tensor) -> bool:
-    """TAM's narrow convolutions go channels-last: CPU tensors of 4 dims, outside graphs."""
-    return x.device.type == "cpu" and x.dim() == 4 and not is_capturing()
 
 
 class TemporalAttention(nn.Module):
@@ -102,9 +103,7 @@ class TAM(nn.Module):
         self.conv2 = ConvBNReLU(*conv_bn_relu(16, 16, 3, groups=16), *conv_bn_relu(16, 32, 1))
         self.conv3 = ConvBNReLU(*conv_bn_relu(32, 32, 3, groups=32), *conv_bn_relu(32, 64, 1))
         self.conv4 = ConvBNReLU(
-            *conv_bn_relu(64, 64, 3, groups=64),
-            *conv_bn_relu(64, out_channels, 1),
-            last_contiguous=True,
+            *conv_bn_relu(64, 64, 3, groups=64), *conv_bn_relu(64, out_channels, 1)
         )
         # Name kept from the reference release ("ETA") for checkpoint compatibility.
         self.ETA = TemporalAttention(num_segments) if temporal_attention else nn.Identity()
@@ -115,26 +114,33 @@ class TAM(nn.Module):
         On the CPU the narrow part (6 to 64 channels, grouped and depthwise convolutions) runs
         channels-last, where oneDNN's kernels for so few channels are faster (a TAM training
         step on the demo's 8x8 maps takes about half the time); the last 1x1 convolution, the
-        lift to ``C`` channels, runs in the plain layout (``conv4``'s ``last_contiguous``),
-        which is faster for wide outputs (512 channels at 28x28). Graphs being captured get the
-        plain layout throughout.
+        lift to ``C`` channels, runs in the plain layout, which is faster for wide outputs (512
+        channels at 28x28), except on small maps (:func:`~tcm.layers.conv_bn.is_small_map`),
+        where it stays channels-last too. Graphs being captured get the plain layout
+        throughout. The output may so be channels-last.
         """
-        if _channels_last_helps(x):
-            x = to_layout(x, torch.channels_last)
-        return self.conv4(self.conv3(self.conv2(self.conv1(x))))
+        if not channels_last_helps(x):
+            return self.conv4(self.conv3(self.conv2(self.conv1(x))))
+        x = self.conv3(self.conv2(self.conv1(to_layout(x, torch.channels_last))))
+        lift_layout = None if is_small_map(x) else torch.contiguous_format
+        return self.conv4(x, last_layout=lift_layout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.ETA(self.features(x))
+        """``(N*T, 6, H, W) -> (N*T, C, H, W)``, in the plain layout."""
+        return to_layout(self.ETA(self.features(x)), torch.contiguous_format)
 
     def add_to(self, base: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``base + self(x)``: ``base (N*T, C, H, W)``, ``x (N*T, 6, H, W)`` ->
-        ``(N*T, C, H, W)``. Without autograd the re-weighting and the sum take one pass over
+        ``(N*T, C, H, W)`` in ``base``'s layout. Without autograd the re-weighting and the sum take one pass over
         TAM's own output (see :meth:`TemporalAttention.add_weighted`)."""
         features = self.features(x)  # (N*T, C, H, W), needed by nothing else
         if isinstance(self.ETA, TemporalAttention):
             # Graphs (export, compile) get the plain op: out= is not exportable everywhere.
-            overwrite = not is_capturing() and (
-                not torch.is_grad_enabled() or not (features.requires_grad or base.requires_grad)
+            # The sum is written over the features only where their layout is base's.
+            overwrite = (
+                not is_capturing()
+                and features.stride() == base.stride()
+                and not (torch.is_grad_enabled() and (features.requires_grad or base.requires_grad))
             )
             return self.ETA.add_weighted(base, features, overwrite=overwrite)
         return base + self.ETA(features)
