@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from tcm.ops.backend import is_capturing
+from tcm.ops.batch_norm_relu import batch_norm_relu
 
 
 def conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
@@ -127,9 +128,13 @@ class ConvBNReLU(nn.Sequential):
 def run_triples(
     triples: list[tuple[nn.Conv2d, nn.BatchNorm2d, nn.ReLU]], x: torch.Tensor
 ) -> torch.Tensor:
-    """``relu(bn(conv(x)))`` for each triple in turn: ``(N, C_in, H, W) -> (N, C_out, H', W')``."""
+    """``relu(bn(conv(x)))`` for each triple in turn: ``(N, C_in, H, W) -> (N, C_out, H', W')``.
+
+    In training mode the batch norm and ReLU of channels-last maps run as one compiled op
+    (:func:`tcm.ops.batch_norm_relu`); in inference the batch norm folds into the convolution.
+    """
     for conv, bn, relu in triples:
-        x = relu(conv_bn(conv, bn, x))
+        x = batch_norm_relu(conv(x), bn, relu) if bn.training else relu(conv_bn(conv, bn, x))
     return x
 
 

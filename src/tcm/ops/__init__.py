@@ -1,10 +1,12 @@
-"""Low-level operators: the local correlation and MTDM's kernel soft-argmax.
+"""Low-level operators: the local correlation, MTDM's kernel soft-argmax, and the fused
+batch norm + ReLU of TAM's and MTDM's layers.
 
 Each has a compiled CPU path and a pure-PyTorch reference path, chosen by
 :mod:`tcm.ops.backend` (``set_backend("auto" | "torch" | "extension")``).
 """
 
 from tcm.ops.backend import extension_available, get_backend, set_backend, use_backend
+from tcm.ops.batch_norm_relu import batch_norm_relu
 from tcm.ops.correlation import (
     local_correlation,
     local_correlation_exportable,
@@ -15,6 +17,7 @@ from tcm.ops.mtdm_fields import mtdm_fields
 from tcm.ops.soft_argmax import kernel_soft_argmax, kernel_soft_argmax_torch
 
 __all__ = [
+    "batch_norm_relu",
     "extension_available",
     "get_backend",
     "kernel_soft_argmax",

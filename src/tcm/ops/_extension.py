@@ -1,10 +1,11 @@
-"""Build and load the C++ CPU kernels (``csrc/correlation.cpp``) at first use.
+"""Build and load the C++ CPU kernels (``csrc/``: the correlation and soft-argmax in
+``correlation.cpp``, batch norm + ReLU in ``batch_norm_relu.cpp``) at first use.
 
 The source ships with the package and is compiled once per machine by
 :func:`torch.utils.cpp_extension.load` into torch's extension cache
 (``$TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions``); later imports only load
 the cached library. It is compiled with ``-O3 -march=native -fopenmp``, so the library's name
-carries a fingerprint of the CPU's instruction sets and of the source: a cache shared between
+carries a fingerprint of the CPU's instruction sets and of the sources (headers included): a cache shared between
 different machines never hands one of them code for the other's CPU.
 
 When there is no C++ compiler, no ``ninja``, or the build fails, :func:`load_extension` logs
@@ -25,7 +26,9 @@ from types import ModuleType
 
 logger = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).resolve().parent / "csrc" / "correlation.cpp"
+SOURCE_DIR = Path(__file__).resolve().parent / "csrc"
+SOURCES = (SOURCE_DIR / "correlation.cpp", SOURCE_DIR / "batch_norm_relu.cpp")
+HEADERS = (SOURCE_DIR / "batch_norm_relu.h", SOURCE_DIR / "simd.h")
 DISABLE_ENV = "TCM_DISABLE_EXTENSIONS"
 
 _lock = threading.Lock()
@@ -50,7 +53,9 @@ def _cpu_fingerprint() -> str:
 
 
 def _module_name() -> str:
-    digest = hashlib.sha1(SOURCE.read_bytes())
+    digest = hashlib.sha1()
+    for path in (*SOURCES, *HEADERS):
+        digest.update(path.read_bytes())
     digest.update(_cpu_fingerprint().encode())
     return f"tcm_cpu_kernels_{digest.hexdigest()[:12]}"
 
@@ -64,8 +69,9 @@ def _missing_tools() -> str | None:
         return f"no C++ compiler found ({compiler!r} is not on PATH; set CXX or install g++)"
     if not cpp_extension.is_ninja_available():
         return "ninja is not installed (pip install ninja)"
-    if not SOURCE.is_file():
-        return f"the kernel source {SOURCE} is missing from the installation"
+    missing = [path for path in (*SOURCES, *HEADERS) if not path.is_file()]
+    if missing:
+        return f"the kernel source {missing[0]} is missing from the installation"
     return None
 
 
@@ -76,7 +82,7 @@ def _build() -> ModuleType:
     logger.info("tcm: loading the C++ CPU kernels %s (compiled on first use, about a minute)", name)
     return cpp_extension.load(
         name=name,
-        sources=[str(SOURCE)],
+        sources=[str(path) for path in SOURCES],
         extra_cflags=["-O3", "-march=native", "-fopenmp"],
         extra_ldflags=["-fopenmp"],
         verbose=False,

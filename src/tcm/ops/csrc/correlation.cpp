@@ -34,6 +34,9 @@
 #include <type_traits>
 #include <vector>
 
+#include "batch_norm_relu.h"
+#include "simd.h"
+
 #if defined(__linux__)
 #include <sys/mman.h>
 #endif
@@ -43,60 +46,7 @@
 
 namespace {
 
-#if defined(__AVX512F__)
-constexpr int kVectorBytes = 64;
-#elif defined(__AVX__)
-constexpr int kVectorBytes = 32;
-#else
-constexpr int kVectorBytes = 16;
-#endif
-
-template <typename T>
-struct VecOf;
-template <>
-struct VecOf<float> {
-  typedef float type __attribute__((vector_size(kVectorBytes)));
-  typedef int32_t itype __attribute__((vector_size(kVectorBytes)));
-};
-template <>
-struct VecOf<double> {
-  typedef double type __attribute__((vector_size(kVectorBytes)));
-  typedef int64_t itype __attribute__((vector_size(kVectorBytes)));
-};
-
-template <typename T>
-using Vec = typename VecOf<T>::type;
-template <typename T>
-constexpr int kLanes = kVectorBytes / sizeof(T);
-
-// Vectors of N lanes (the correlation also uses half registers).
-template <typename T, int N>
-struct LanesOf {
-  typedef T type __attribute__((vector_size(N * sizeof(T))));
-};
-template <typename T, int N>
-using VecN = typename LanesOf<T, N>::type;
-
-template <typename V>
-inline V vzero() {
-  V v;
-  std::memset(&v, 0, sizeof(V));
-  return v;
-}
-template <typename V, typename T>
-inline V broadcast(T s) {
-  return vzero<V>() + s;
-}
-template <typename V, typename T>
-inline V load(const T* p) {
-  V v;
-  std::memcpy(&v, p, sizeof(V));
-  return v;
-}
-template <typename T, typename V>
-inline void store(T* p, const V& v) {
-  std::memcpy(p, &v, sizeof(V));
-}
+using namespace tcm::simd;  // NOLINT: the vector helpers throughout
 
 inline int64_t round_up(int64_t value, int64_t multiple) {
   return (value + multiple - 1) / multiple * multiple;
@@ -1230,7 +1180,7 @@ std::vector<at::Tensor> mtdm_fields_backward(at::Tensor a, at::Tensor b, at::Ten
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.doc() = "tcm: local correlation and MTDM's kernel soft-argmax on the CPU";
+  m.doc() = "tcm: local correlation, MTDM's kernel soft-argmax, batch norm + ReLU on the CPU";
   m.def("correlation_forward", &correlation_forward, "(B,C,H,W) x2 -> (B,P*P,H,W)");
   m.def("correlation_backward", &correlation_backward,
         "grad (B,P*P,H,W), a, b -> [grad_a, grad_b]");
@@ -1241,5 +1191,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("soft_argmax_forward", &soft_argmax_forward, "(B,P*P,H,W) -> (B,3,H,W)");
   m.def("soft_argmax_backward", &soft_argmax_backward,
         "volume (B,P*P,H,W), grad fields (B,3,H,W) -> grad volume (B,P*P,H,W)");
+  m.def("bn_relu_forward", &tcm::bn_relu_forward,
+        "z (N,C,H,W) channels-last, gamma, beta, eps -> [relu(batch_norm(z)), mean, var]");
+  m.def("bn_relu_backward", &tcm::bn_relu_backward,
+        "grad, z, y, mean, var, gamma, eps -> [grad_z, grad_gamma, grad_beta]");
   m.def("vector_bytes", []() { return kVectorBytes; }, "SIMD register width the build uses");
 }

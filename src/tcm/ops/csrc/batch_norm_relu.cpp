@@ -1,0 +1,263 @@
+// Training-mode batch norm followed by ReLU on channels-last maps (see batch_norm_relu.h).
+//
+// A channels-last (N, C, H, W) tensor is a flat array whose element i belongs to channel
+// i % C. The kernels walk it in blocks of P = lcm(C, lanes) elements, in whole vectors, with
+// the per-channel values (mean, scale, ...) repeated over one block: every loop is a vector
+// loop whatever C is (6 or 64). Four passes in all, where the eager ops take about ten: the
+// statistics and the normalisation + ReLU forward, the two sums and the input gradient
+// backward. Sums are taken in float over chunks of a fixed number of blocks and combined in
+// float64 in chunk order, so results do not depend on the number of threads; the forward's
+// sums are of z minus the first pixel's values, which keeps the variance from cancelling.
+
+#include "batch_norm_relu.h"
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <numeric>
+#include <vector>
+
+#include "simd.h"
+
+namespace tcm {
+namespace {
+
+using simd::broadcast;
+using simd::kLanes;
+using simd::load;
+using simd::store;
+using simd::Vec;
+using simd::vzero;
+
+// Elements per chunk of the sums (about 32 KB of floats).
+constexpr int64_t kChunkElements = 8192;
+
+void check_maps(const at::Tensor& t, const char* name) {
+  TORCH_CHECK(t.device().is_cpu() && t.dim() == 4, "tcm: ", name,
+              " must be an (N, C, H, W) CPU tensor");
+  TORCH_CHECK(t.is_contiguous(at::MemoryFormat::ChannelsLast), "tcm: ", name,
+              " must be channels-last");
+}
+
+void check_channel_vector(const at::Tensor& v, const at::Tensor& z, const char* name) {
+  TORCH_CHECK(v.numel() == z.size(1) && v.is_contiguous() && v.scalar_type() == z.scalar_type(),
+              "tcm: ", name, " must be a contiguous (C,) vector of the maps' dtype");
+}
+
+// The flat layout: n elements, C channels, blocks of P elements.
+struct Blocks {
+  int64_t n, C, P, blocks, chunk_blocks, chunks;
+  template <typename T>
+  static Blocks of(const at::Tensor& z) {
+    Blocks b;
+    b.n = z.numel();
+    b.C = z.size(1);
+    b.P = std::lcm<int64_t>(b.C, kLanes<T>);
+    b.blocks = b.n / b.P;
+    b.chunk_blocks = std::max<int64_t>(1, kChunkElements / b.P);
+    b.chunks = (b.blocks + b.chunk_blocks - 1) / b.chunk_blocks;
+    return b;
+  }
+  int64_t tail() const { return blocks * P; }  // first element after the whole blocks
+};
+
+// Per-channel values repeated over one block of P elements.
+template <typename T>
+std::vector<T> over_block(const std::vector<double>& per_channel, int64_t P) {
+  std::vector<T> out(P);
+  for (int64_t i = 0; i < P; ++i) out[i] = T(per_channel[i % per_channel.size()]);
+  return out;
+}
+
+// Two per-channel sums, sum_i f(i) over all elements: add(block, acc1, acc2) adds one whole
+// block (P / lanes vectors each), one(i, s1, s2) one element of the tail.
+template <typename T, typename Block, typename One>
+std::vector<double> two_sums(const Blocks& b, Block add, One one) {
+  using V = Vec<T>;
+  constexpr int L = kLanes<T>;
+  const int64_t vectors = b.P / L;
+  std::vector<double> partial(b.chunks * 2 * b.P, 0.0);
+  at::parallel_for(0, b.chunks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<V> acc(2 * vectors);
+    for (int64_t chunk = begin; chunk < end; ++chunk) {
+      std::fill(acc.begin(), acc.end(), vzero<V>());
+      const int64_t last = std::min(b.blocks, (chunk + 1) * b.chunk_blocks);
+      for (int64_t block = chunk * b.chunk_blocks; block < last; ++block)
+        add(block, acc.data(), acc.data() + vectors);
+      double* out = partial.data() + chunk * 2 * b.P;
+      for (int64_t v = 0; v < 2 * vectors; ++v)
+        for (int l = 0; l < L; ++l) out[v * L + l] = double(acc[v][l]);
+    }
+  });
+  std::vector<double> sums(2 * b.C, 0.0);
+  for (int64_t chunk = 0; chunk < b.chunks; ++chunk)
+    for (int64_t i = 0; i < b.P; ++i) {
+      sums[i % b.C] += partial[chunk * 2 * b.P + i];
+      sums[b.C + i % b.C] += partial[chunk * 2 * b.P + b.P + i];
+    }
+  for (int64_t i = b.tail(); i < b.n; ++i) one(i, sums[i % b.C], sums[b.C + i % b.C]);
+  return sums;
+}
+
+template <typename T>
+void forward_kernel(const Blocks& b, const T* z, const T* gamma, const T* beta, double eps,
+                    T* y, double* mean, double* var) {
+  using V = Vec<T>;
+  constexpr int L = kLanes<T>;
+  const int64_t vectors = b.P / L, C = b.C;
+  const double count = double(b.n / C);
+  // Sums of d = z - z[first pixel] and d * d.
+  std::vector<double> first(z, z + C);
+  const std::vector<T> shift_block = over_block<T>(first, b.P);
+  const T* k = shift_block.data();
+  const std::vector<double> sums = two_sums<T>(
+      b,
+      [&](int64_t block, V* s1, V* s2) {
+        const T* zb = z + block * b.P;
+        for (int64_t v = 0; v < vectors; ++v) {
+          const V d = load<V>(zb + v * L) - load<V>(k + v * L);
+          s1[v] += d;
+          s2[v] += d * d;
+        }
+      },
+      [&](int64_t i, double& s1, double& s2) {
+        const double d = double(z[i]) - first[i % C];
+        s1 += d;
+        s2 += d * d;
+      });
+  std::vector<double> scale(C), shift(C);
+  for (int64_t c = 0; c < C; ++c) {
+    const double m = sums[c] / count;
+    mean[c] = first[c] + m;
+    var[c] = std::max(sums[C + c] / count - m * m, 0.0);
+    scale[c] = double(gamma[c]) / std::sqrt(var[c] + eps);
+    shift[c] = double(beta[c]) - mean[c] * scale[c];
+  }
+  const std::vector<T> scale_block = over_block<T>(scale, b.P);
+  const std::vector<T> shift_b = over_block<T>(shift, b.P);
+  const T* sc = scale_block.data();
+  const T* sh = shift_b.data();
+  at::parallel_for(0, b.blocks, std::max<int64_t>(1, b.chunk_blocks), [&](int64_t lo, int64_t hi) {
+    const V zero = vzero<V>();
+    for (int64_t block = lo; block < hi; ++block)
+      for (int64_t v = 0; v < vectors; ++v) {
+        const int64_t i = block * b.P + v * L;
+        const V t = load<V>(z + i) * load<V>(sc + v * L) + load<V>(sh + v * L);
+        store(y + i, t > zero ? t : zero);
+      }
+  });
+  for (int64_t i = b.tail(); i < b.n; ++i)
+    y[i] = std::max(z[i] * sc[i % b.P] + sh[i % b.P], T(0));
+}
+
+template <typename T>
+void backward_kernel(const Blocks& b, const T* grad, const T* z, const T* y, const double* mean,
+                     const double* var, const T* gamma, double eps, T* gz, T* ggamma, T* gbeta) {
+  using V = Vec<T>;
+  constexpr int L = kLanes<T>;
+  const int64_t vectors = b.P / L, C = b.C;
+  const double count = double(b.n / C);
+  const std::vector<T> mean_block = over_block<T>(std::vector<double>(mean, mean + C), b.P);
+  const T* mb = mean_block.data();
+  // Sums of the masked gradient g (zero where the ReLU's output is) and of g * (z - mean).
+  const std::vector<double> sums = two_sums<T>(
+      b,
+      [&](int64_t block, V* s1, V* s2) {
+        const V zero = vzero<V>();
+        const int64_t base = block * b.P;
+        for (int64_t v = 0; v < vectors; ++v) {
+          const int64_t i = base + v * L;
+          const V g = load<V>(y + i) > zero ? load<V>(grad + i) : zero;
+          s1[v] += g;
+          s2[v] += g * (load<V>(z + i) - load<V>(mb + v * L));
+        }
+      },
+      [&](int64_t i, double& s1, double& s2) {
+        const double g = y[i] > T(0) ? double(grad[i]) : 0.0;
+        s1 += g;
+        s2 += g * double(z[i] - mb[i % b.P]);
+      });
+  // grad_z = k1 * g + k2 * (z - mean) + k3.
+  std::vector<double> k1(C), k2(C), k3(C);
+  for (int64_t c = 0; c < C; ++c) {
+    const double invstd = 1.0 / std::sqrt(var[c] + eps);
+    const double a = double(gamma[c]) * invstd;
+    ggamma[c] = T(sums[C + c] * invstd);
+    gbeta[c] = T(sums[c]);
+    k1[c] = a;
+    k2[c] = -a * invstd * invstd * sums[C + c] / count;
+    k3[c] = -a * sums[c] / count;
+  }
+  const std::vector<T> k1b = over_block<T>(k1, b.P), k2b = over_block<T>(k2, b.P),
+                       k3b = over_block<T>(k3, b.P);
+  at::parallel_for(0, b.blocks, std::max<int64_t>(1, b.chunk_blocks), [&](int64_t lo, int64_t hi) {
+    const V zero = vzero<V>();
+    for (int64_t block = lo; block < hi; ++block)
+      for (int64_t v = 0; v < vectors; ++v) {
+        const int64_t i = block * b.P + v * L, j = v * L;
+        const V g = load<V>(y + i) > zero ? load<V>(grad + i) : zero;
+        store(gz + i, g * load<V>(k1b.data() + j) +
+                          (load<V>(z + i) - load<V>(mb + j)) * load<V>(k2b.data() + j) +
+                          load<V>(k3b.data() + j));
+      }
+  });
+  for (int64_t i = b.tail(); i < b.n; ++i) {
+    const int64_t j = i % b.P;
+    const T g = y[i] > T(0) ? grad[i] : T(0);
+    gz[i] = g * k1b[j] + (z[i] - mb[j]) * k2b[j] + k3b[j];
+  }
+}
+
+}  // namespace
+
+std::vector<at::Tensor> bn_relu_forward(at::Tensor z, at::Tensor gamma, at::Tensor beta,
+                                        double eps) {
+  check_maps(z, "the maps");
+  check_channel_vector(gamma, z, "gamma");
+  check_channel_vector(beta, z, "beta");
+  const int64_t C = z.size(1);
+  TORCH_CHECK(C > 0 && z.numel() > 0, "tcm: batch norm needs channels and pixels");
+  const auto options = z.options().memory_format(at::MemoryFormat::ChannelsLast);
+  at::Tensor y = at::empty_like(z, options);
+  at::Tensor mean = at::empty({C}, z.options().dtype(at::kDouble));
+  at::Tensor var = at::empty({C}, z.options().dtype(at::kDouble));
+  AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "bn_relu_forward", [&] {
+    forward_kernel<scalar_t>(Blocks::of<scalar_t>(z), z.data_ptr<scalar_t>(),
+                             gamma.data_ptr<scalar_t>(), beta.data_ptr<scalar_t>(), eps,
+                             y.data_ptr<scalar_t>(), mean.data_ptr<double>(),
+                             var.data_ptr<double>());
+  });
+  return {y, mean, var};
+}
+
+std::vector<at::Tensor> bn_relu_backward(at::Tensor grad, at::Tensor z, at::Tensor y,
+                                         at::Tensor mean, at::Tensor var, at::Tensor gamma,
+                                         double eps) {
+  check_maps(z, "the maps");
+  check_maps(y, "the output");
+  check_maps(grad, "the gradient");
+  check_channel_vector(gamma, z, "gamma");
+  TORCH_CHECK(grad.sizes() == z.sizes() && y.sizes() == z.sizes() &&
+                  grad.scalar_type() == z.scalar_type() && y.scalar_type() == z.scalar_type(),
+              "tcm: the gradient and the output must match the maps");
+  const int64_t C = z.size(1);
+  TORCH_CHECK(mean.scalar_type() == at::kDouble && var.scalar_type() == at::kDouble &&
+                  mean.numel() == C && var.numel() == C && mean.is_contiguous() &&
+                  var.is_contiguous(),
+              "tcm: mean and var must be the float64 (C,) vectors of bn_relu_forward");
+  at::Tensor gz = at::empty_like(z, z.options().memory_format(at::MemoryFormat::ChannelsLast));
+  at::Tensor ggamma = at::empty_like(gamma);
+  at::Tensor gbeta = at::empty_like(gamma);
+  AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "bn_relu_backward", [&] {
+    backward_kernel<scalar_t>(Blocks::of<scalar_t>(z), grad.data_ptr<scalar_t>(),
+                              z.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(),
+                              mean.data_ptr<double>(), var.data_ptr<double>(),
+                              gamma.data_ptr<scalar_t>(), eps, gz.data_ptr<scalar_t>(),
+                              ggamma.data_ptr<scalar_t>(), gbeta.data_ptr<scalar_t>());
+  });
+  return {gz, ggamma, gbeta};
+}
+
+}  // namespace tcm

@@ -1,0 +1,22 @@
+// Training-mode batch norm followed by ReLU on channels-last maps, forward and backward: the
+// (batch norm, ReLU) pairs of TAM's and MTDM's layers (see tcm/ops/batch_norm_relu.py).
+#pragma once
+
+#include <torch/extension.h>
+
+#include <vector>
+
+namespace tcm {
+
+// relu(batch_norm(z)) with the batch's statistics: z (N, C, H, W) channels-last ->
+// [y (channels-last), mean (C), biased variance (C)], the statistics in float64.
+std::vector<at::Tensor> bn_relu_forward(at::Tensor z, at::Tensor gamma, at::Tensor beta,
+                                        double eps);
+
+// [grad_z (channels-last), grad_gamma, grad_beta] of bn_relu_forward from its input z, its
+// output y (the ReLU's mask) and statistics.
+std::vector<at::Tensor> bn_relu_backward(at::Tensor grad, at::Tensor z, at::Tensor y,
+                                         at::Tensor mean, at::Tensor var, at::Tensor gamma,
+                                         double eps);
+
+}  // namespace tcm
