@@ -29,10 +29,13 @@ def _stable(rows):
 
 
 def test_loss_falls_and_run_files_are_written(tiny_set, tmp_path):
+    # Epochs of 3 steps make a noisy loss: the last three epochs' mean against the first's
+    # (0.28-0.50 of it for seeds 0-3 on an AVX2 processor; one epoch alone ranged 0.47-1.05
+    # after 6 epochs, the processor's rounding deciding which).
     cfg = tiny_config(
         tiny_set,
         **{
-            "schedule.epochs": 6,
+            "schedule.epochs": 12,
             "schedule.type": "constant",
             "optim.lr": 0.02,
             "train.eval_interval": 6,
@@ -40,8 +43,9 @@ def test_loss_falls_and_run_files_are_written(tiny_set, tmp_path):
     )
     result = train(cfg, tmp_path / "run", progress=False)
     epochs = result.history
-    assert len(epochs) == 6 and result.steps == 18
-    assert epochs[-1]["train_loss"] < 0.85 * epochs[0]["train_loss"]
+    assert len(epochs) == 12 and result.steps == 36
+    late = sum(epoch["train_loss"] for epoch in epochs[-3:]) / 3
+    assert late < 0.75 * epochs[0]["train_loss"]
     for key in ("train_loss", "train_top1", "lr", "time", "val_top1", "val_top5", "step"):
         assert key in epochs[-1]
     assert "val_top1" not in epochs[0]  # evaluated every 6 epochs
@@ -49,7 +53,7 @@ def test_loss_falls_and_run_files_are_written(tiny_set, tmp_path):
     for name in ("config.yaml", "metrics.jsonl", "last.pt", "best.pt", "curves.png", "train.log"):
         assert (run / name).is_file(), name
     saved = RunConfig.from_dict(yaml.safe_load((run / "config.yaml").read_text()))
-    assert saved.model.num_classes == 3 and saved.schedule.epochs == 6
+    assert saved.model.num_classes == 3 and saved.schedule.epochs == 12
     # The checkpoints serve inference: model, classes and preprocessing from the file alone.
     model, checkpoint = model_from_checkpoint(result.best_checkpoint)
     assert checkpoint["classes"] == ["red right", "green left", "blue down"]
@@ -57,7 +61,7 @@ def test_loss_falls_and_run_files_are_written(tiny_set, tmp_path):
     assert model(torch.zeros(1, 4, 3, 32, 32)).shape == (1, 3)
     last = torch.load(run / "last.pt", weights_only=True)
     assert {"optimizer", "scheduler", "rng", "config", "epoch", "step"} <= last.keys()
-    assert last["epoch"] == 6 and last["step"] == 18
+    assert last["epoch"] == 12 and last["step"] == 36
     # A second run into the same folder must say how to continue it.
     with pytest.raises(ValueError, match="--resume auto"):
         train(cfg, run, progress=False)

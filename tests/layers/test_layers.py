@@ -132,9 +132,11 @@ def _tam_step(tam, x, grad):
 @pytest.mark.parametrize("channels, size", [(32, 8), (48, 11)])
 def test_tam_channels_last_narrow_part_matches_the_plain_layout(monkeypatch, channels, size, dtype):
     """On the CPU TAM's narrow convolutions run channels-last, their batch norms and ReLUs
-    fused where the kernels load; outputs and gradients equal the plain layout's eager modules
-    up to rounding, and both come back in the plain layout. In float32 the input's gradient
-    goes back through ten training-mode batch norms, each summing in its own order."""
+    fused where the kernels load; outputs equal the plain layout's eager modules up to
+    rounding, and come back in the plain layout. Gradients are compared in float64: in
+    float32 a ReLU input within rounding of zero can land on the other side of it in one
+    layout (one of 124k at 48 channels, 11x11, on an AVX2 processor), and its gradient then
+    flows or stops there, which changes the input's gradient by up to 0.05."""
     import tcm.layers.tam as tam_module
 
     torch.manual_seed(0)
@@ -145,12 +147,14 @@ def test_tam_channels_last_narrow_part_matches_the_plain_layout(monkeypatch, cha
     monkeypatch.setattr(tam_module, "channels_last_helps", lambda _: False)
     plain = _tam_step(tam, x, grad)
     assert fast[0].is_contiguous() and fast[1].is_contiguous()
-    close = {"atol": 1e-10, "rtol": 1e-10} if dtype == torch.float64 else {}
-    torch.testing.assert_close(fast[0], plain[0], **(close or {"atol": 1e-5, "rtol": 1e-4}))
-    torch.testing.assert_close(fast[1], plain[1], **(close or {"atol": 3e-5, "rtol": 1e-4}))
+    if dtype == torch.float32:
+        torch.testing.assert_close(fast[0], plain[0], atol=1e-5, rtol=1e-4)
+        return
+    torch.testing.assert_close(fast[0], plain[0], atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(fast[1], plain[1], atol=1e-10, rtol=1e-10)
     # Parameter gradients sum over the batch's 16 x H x W positions, in another order.
     for got, want in zip(fast[2], plain[2], strict=True):
-        torch.testing.assert_close(got, want, **(close or {"atol": 2e-4, "rtol": 1e-3}))
+        torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-10)
 
 
 def test_tcm_training_step_is_bit_identical_run_to_run():
