@@ -171,3 +171,42 @@ def test_tcm_training_step_is_bit_identical_run_to_run():
 
     for first, second in zip(step(), step(), strict=True):
         assert torch.equal(first, second)
+
+
+def _pairs_by_slices(clips, tempos):
+    """MTDM's frame pairs as slices, an expand and a cat (autograd's own backward)."""
+    frames = clips.shape[1]
+    shared = 1 if "fast" in tempos else 0
+    firsts, seconds = [], []
+    if "fast" in tempos:
+        firsts.append(clips[:, :-1])
+        seconds.append(clips[:, 1:])
+    if "slow" in tempos:
+        firsts.append(clips[:, :1].expand(-1, frames - 1 - shared, -1, -1, -1))
+        seconds.append(clips[:, 1 + shared :])
+    return torch.cat(firsts, 1), torch.cat(seconds, 1)
+
+
+@pytest.mark.parametrize("tempos", [("fast", "slow"), ("slow", "fast"), ("fast",), ("slow",)])
+@pytest.mark.parametrize("frames", [2, 3, 8])
+def test_frame_pairs_gradient_is_autograds_to_the_bit(monkeypatch, tempos, frames):
+    """MTDM gathers its frame pairs with one op whose backward adds the pieces' gradients in
+    autograd's order: output and input gradient equal those of slices and a cat bit for bit."""
+    import tcm.layers.mtdm as mtdm_module
+
+    x = torch.randn(3 * frames, 16, 6, 6)
+    results = []
+    for by_slices in (False, True):
+        if by_slices:
+            monkeypatch.setattr(
+                mtdm_module._FramePairs, "apply", lambda clips, *_: _pairs_by_slices(clips, tempos)
+            )
+        torch.manual_seed(0)
+        layer = MTDM(16, frames, tempos=tempos).train()
+        leaf = x.clone().requires_grad_()
+        out = layer(leaf)
+        grad = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
+        out.backward(grad)
+        results.append((out.detach(), leaf.grad))
+    assert torch.equal(results[0][0], results[1][0])
+    assert torch.equal(results[0][1], results[1][1])

@@ -15,6 +15,7 @@ from tcm.layers.conv_bn import (
     to_layout,
 )
 from tcm.ops import mtdm_fields
+from tcm.ops.backend import is_capturing
 
 #: The two tempos of the reference, in the order of MTDM's output channels.
 TEMPOS = ("fast", "slow")
@@ -23,6 +24,61 @@ TEMPOS = ("fast", "slow")
 def _normalize_channels(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """``x / sqrt(sum_c x^2 + eps)`` over dim 1."""
     return x * torch.rsqrt(x.pow(2).sum(dim=1, keepdim=True) + eps)
+
+
+def _frames(clips: torch.Tensor, piece: tuple[int, int, int]) -> torch.Tensor:
+    first, count, repeats = piece
+    frames = clips[:, first : first + count]
+    return frames.expand(-1, repeats, -1, -1, -1) if repeats > 1 else frames
+
+
+def _cat_pieces(clips: torch.Tensor, pieces: list[tuple[int, int, int]]) -> torch.Tensor:
+    return torch.cat([_frames(clips, piece) for piece in pieces], 1)
+
+
+class _FramePairs(torch.autograd.Function):
+    """The pairs' first and second frames, each a concatenation of pieces of the clips.
+
+    ``clips (N, T, c, H, W)`` -> ``firsts, seconds (N, pairs, c, H, W)``; a piece
+    ``(first, count, repeats)`` is frames ``first .. first + count - 1``, or with ``repeats > 1``
+    the frame ``first`` (``count == 1``) repeated. Forward, ``torch.cat`` of the pieces.
+    Backward, the pieces' gradients added into one zero tensor, in the order (and so with the
+    rounding) autograd would add them for slices and a cat, without its full-size zero tensor
+    per piece and the sums of those.
+    """
+
+    @staticmethod
+    def forward(ctx, clips, first_pieces, second_pieces):
+        ctx.shape = clips.shape
+        ctx.pieces = (first_pieces, second_pieces)
+        return tuple(_cat_pieces(clips, pieces) for pieces in (first_pieces, second_pieces))
+
+    @staticmethod
+    def backward(ctx, grad_firsts, grad_seconds):
+        grad = grad_firsts.new_zeros(ctx.shape)
+        # Autograd reaches the seconds' pieces first, each side's last piece first.
+        for side, pieces in ((grad_seconds, ctx.pieces[1]), (grad_firsts, ctx.pieces[0])):
+            offsets = [0]
+            for _, count, repeats in pieces:
+                offsets.append(offsets[-1] + count * repeats)
+            for (first, count, repeats), start in reversed(list(zip(pieces, offsets))):
+                part = side[:, start : start + count * repeats]
+                if repeats > 1:
+                    part = part.sum(1, keepdim=True)
+                grad[:, first : first + count] += part
+        return grad, None, None
+
+
+def _frame_pairs(
+    clips: torch.Tensor,
+    first_pieces: list[tuple[int, int, int]],
+    second_pieces: list[tuple[int, int, int]],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:class:`_FramePairs` where a gradient is wanted; plain slices and cats otherwise (and
+    while a graph is captured: tracing takes no Python autograd functions)."""
+    if is_capturing() or not (torch.is_grad_enabled() and clips.requires_grad):
+        return tuple(_cat_pieces(clips, pieces) for pieces in (first_pieces, second_pieces))
+    return _FramePairs.apply(clips, first_pieces, second_pieces)
 
 
 class MTDM(nn.Module):
@@ -98,14 +154,14 @@ class MTDM(nn.Module):
         # Fast pairs (t, t+1), t = 0..T-2. Slow pairs (0, t+1): the first of them is the fast
         # pair (0, 1), computed once when the fast tempo is kept too.
         shared = 1 if keep_fast else 0
-        firsts, seconds = [], []
+        firsts, seconds = [], []  # pieces: (first frame, frames, repeats of the first)
         if keep_fast:
-            firsts.append(clips[:, :-1])
-            seconds.append(clips[:, 1:])
-        if "slow" in self.tempos:
-            firsts.append(clips[:, :1].expand(-1, frames - 1 - shared, -1, -1, -1))
-            seconds.append(clips[:, 1 + shared :])
-        firsts, seconds = torch.cat(firsts, 1), torch.cat(seconds, 1)  # (N, pairs, c, H, W)
+            firsts.append((0, frames - 1, 1))
+            seconds.append((1, frames - 1, 1))
+        if "slow" in self.tempos and frames - 1 - shared > 0:
+            firsts.append((0, 1, frames - 1 - shared))
+            seconds.append((1 + shared, frames - 1 - shared, 1))
+        firsts, seconds = _frame_pairs(clips, firsts, seconds)  # (N, pairs, c, H, W) each
         pairs = firsts.shape[1]
         # ReLU'd local correlation and kernel soft-argmax, fused on the compiled path.
         fields = mtdm_fields(
