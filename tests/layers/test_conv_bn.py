@@ -3,8 +3,10 @@
 import pytest
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
-from tcm.layers.conv_bn import ConvBNReLU, conv_bn, conv_bn_relu
+from tcm.layers.conv_bn import ConvBNReLU, conv_bn, conv_bn_relu, convolve, runs_dense
+from tcm.layers.tam import TAM
 
 
 def _randomised(stack: nn.Module) -> nn.Module:
@@ -64,3 +66,44 @@ def test_stack_rejects_layers_that_are_not_triples():
         ConvBNReLU(nn.Conv2d(1, 1, 1), nn.BatchNorm2d(1))
     with pytest.raises(TypeError, match="Conv2d, BatchNorm2d, ReLU"):
         ConvBNReLU(nn.Conv2d(1, 1, 1), nn.ReLU(), nn.BatchNorm2d(1))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(
+    "in_channels, out_channels, groups, bias", [(6, 6, 3, False), (8, 4, 2, True)]
+)
+def test_dense_run_of_a_grouped_convolution_equals_it(
+    dtype, in_channels, out_channels, groups, bias
+):
+    """Few channels per group: one dense convolution with block-diagonal weights; output,
+    input gradient and weight gradient equal the grouped convolution's up to summation order."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(in_channels, out_channels, 3, padding=1, groups=groups, bias=bias).to(dtype)
+    x = torch.randn(5, in_channels, 8, 8, dtype=dtype)
+    assert runs_dense(conv, x)
+    results = []
+    for run in (convolve, lambda c, v: c(v)):
+        leaf = x.clone().requires_grad_()
+        conv.zero_grad(set_to_none=True)
+        out = run(conv, leaf)
+        out.backward(torch.ones_like(out) + out.detach())
+        results.append([out.detach(), leaf.grad, *(p.grad for p in conv.parameters())])
+    close = (
+        {"atol": 1e-12, "rtol": 1e-12} if dtype == torch.float64 else {"atol": 1e-5, "rtol": 1e-5}
+    )
+    for dense, grouped in zip(*results, strict=True):
+        torch.testing.assert_close(dense, grouped, **close)
+
+
+def test_tam_runs_its_six_channel_convolutions_dense_but_counted_as_grouped():
+    tam = TAM(32, 8)
+    x = torch.randn(8, 6, 8, 8)
+    conv = tam.conv1[0]
+    assert conv.groups == 3 and runs_dense(conv, x)
+    assert not runs_dense(tam.conv2[0], torch.randn(8, 16, 8, 8))  # depthwise: grouped
+    counter = FlopCounterMode(display=False)
+    with counter:
+        assert not runs_dense(conv, x)
+        convolve(conv, x)
+    # 2 multiply-adds per tap per output (2 input channels per group), not 6.
+    assert counter.get_total_flops() == 2 * 8 * 6 * 8 * 8 * 9 * 2

@@ -80,6 +80,28 @@ def test_mtdm_fields_match_the_reference_path(compiled, pairs, channels, height,
         torch.testing.assert_close(fast_grad, ref_grad, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("height, width, patch", [(8, 8, 15), (5, 7, 9), (3, 7, 15), (14, 14, 15)])
+def test_mtdm_fields_where_few_or_no_correlations_are_positive(compiled, height, width, patch):
+    """Pair 0 has no positive correlation, so every ReLU'd window is zero and its arg-max is
+    the first displacement, outside the map for most pixels (the pixel-products path skips the
+    rows of b outside the map); in pair 1 only one pixel of b correlates positively. In float64:
+    in float32 both paths' gradients of such peaked windows differ by up to 1e-3 anyway."""
+    torch.manual_seed(3)
+    a, b = (0.5 * torch.randn(4, 2, height, width, dtype=torch.float64) for _ in range(2))
+    a[:2], b[:2] = a[:2].abs(), -b[:2].abs()
+    b[1, :, height // 2, width - 1] = 1.0
+    assert ops.local_correlation(a[:1], b[:1], patch).max() == 0  # zero outside the map
+
+    def fields(p, q):
+        return ops.mtdm_fields(p, q, patch)
+
+    fast, fast_grads = _forward_backward("extension", fields, (a, b))
+    ref, ref_grads = _forward_backward("torch", fields, (a, b))
+    torch.testing.assert_close(fast, ref, atol=1e-10, rtol=1e-10)
+    for fast_grad, ref_grad in zip(fast_grads, ref_grads):
+        torch.testing.assert_close(fast_grad, ref_grad, atol=1e-9, rtol=1e-9)
+
+
 @pytest.mark.parametrize("pairs, channels, height, width, patch", MODEL_SIZES)
 def test_correlation_matches_the_reference_path(compiled, pairs, channels, height, width, patch):
     a = torch.randn(pairs, channels, height, width)

@@ -236,34 +236,49 @@ struct SoftArgmax {
   bool relu;
 };
 
+// Displacement rows lo .. hi - 1 of a vector of pixels; the others are zero for all of its
+// lanes (rows of b outside the map), and soft_argmax_vector neither reads nor writes them.
+struct RowRange {
+  int64_t lo, hi;
+};
+
 // corr: (K, ld) values of L pixels at column 0 of each row. Writes u, v, conf (vectors); when
 // grad_corr is given, also the gradient of sum(gu * u + gv * v + gc * conf) w.r.t. corr, as
-// (K, grad_ld) values (grad_ld = ld by default).
+// (K, grad_ld) values (grad_ld = ld by default), in rows.lo .. rows.hi - 1.
 // scratch: K + 2 P vectors.
 template <typename T>
-void soft_argmax_vector(const T* corr, int64_t ld, const SoftArgmax<T>& s, Vec<T>* scratch,
-                        Vec<T>& u, Vec<T>& v, Vec<T>& conf, const Vec<T>* grads = nullptr,
-                        T* grad_corr = nullptr, int64_t grad_ld = 0) {
+void soft_argmax_vector(const T* corr, int64_t ld, const SoftArgmax<T>& s, RowRange rows,
+                        Vec<T>* scratch, Vec<T>& u, Vec<T>& v, Vec<T>& conf,
+                        const Vec<T>* grads = nullptr, T* grad_corr = nullptr,
+                        int64_t grad_ld = 0) {
   using V = Vec<T>;
   const int64_t P = s.P, K = P * P;
   V* values = scratch;      // K: logits, then exponentials
   V* gauss_i = values + K;  // P
   V* gauss_j = gauss_i + P;  // P
   const V zero = vzero<V>();
+  const bool zeros_before = rows.lo > 0, zeros_after = rows.hi < P;
   auto read = [&](int64_t k) {
     V c = load<V>(corr + k * ld);
     return s.relu ? (c > zero ? c : zero) : c;
   };
-  // Arg-max, first occurrence; confidence = max.
-  V best = read(0), best_i = zero, best_j = zero;
-  for (int64_t i = 0, k = 0; i < P; ++i) {
-    for (int64_t j = 0; j < P; ++j, ++k) {
+  // Arg-max, first occurrence; confidence = max. A zero row comes first where it precedes.
+  V best = zeros_before ? zero : read(rows.lo * P);
+  V best_i = broadcast<V>(T(zeros_before ? 0 : rows.lo)), best_j = zero;
+  for (int64_t i = rows.lo; i < rows.hi; ++i) {
+    for (int64_t j = 0, k = i * P; j < P; ++j, ++k) {
       const V c = read(k);
       const auto greater = c > best;
       best = greater ? c : best;
       best_i = greater ? broadcast<V>(T(i)) : best_i;
       best_j = greater ? broadcast<V>(T(j)) : best_j;
     }
+  }
+  if (zeros_after) {
+    const auto greater = zero > best;
+    best = greater ? zero : best;
+    best_i = greater ? broadcast<V>(T(rows.hi)) : best_i;
+    best_j = greater ? zero : best_j;
   }
   conf = best;
   // Separable Gaussian window around the arg-max.
@@ -272,19 +287,27 @@ void soft_argmax_vector(const T* corr, int64_t ld, const SoftArgmax<T>& s, Vec<T
     gauss_i[q] = vexp(-(di * di) * s.inv_two_sigma2);
     gauss_j[q] = vexp(-(dj * dj) * s.inv_two_sigma2);
   }
-  V top = broadcast<V>(-INFINITY);
-  for (int64_t i = 0, k = 0; i < P; ++i) {
-    for (int64_t j = 0; j < P; ++j, ++k) {
+  // The zero rows' logits are 0.
+  V top = zeros_before || zeros_after ? zero : broadcast<V>(-INFINITY);
+  for (int64_t i = rows.lo; i < rows.hi; ++i) {
+    for (int64_t j = 0, k = i * P; j < P; ++j, ++k) {
       const V logit = (s.temperature * read(k)) * (gauss_i[i] * gauss_j[j]);
       values[k] = logit;
       top = logit > top ? logit : top;
     }
   }
+  // A zero row adds P exp(-top) to the total and, its displacements being symmetric, 0 to u.
+  const V zero_row_total = zeros_before || zeros_after ? T(P) * vexp(zero - top) : zero;
   V total = zero, sum_u = zero, sum_v = zero;
-  for (int64_t i = 0, k = 0; i < P; ++i) {
+  for (int64_t i = 0; i < P; ++i) {
     const T vi = T(i - s.radius) * s.scale;
+    if (i < rows.lo || i >= rows.hi) {
+      total += zero_row_total;
+      sum_v += zero_row_total * vi;
+      continue;
+    }
     V row_total = zero, row_u = zero;
-    for (int64_t j = 0; j < P; ++j, ++k) {
+    for (int64_t j = 0, k = i * P; j < P; ++j, ++k) {
       const V e = vexp(values[k] - top);
       values[k] = e;
       row_total += e;
@@ -299,10 +322,10 @@ void soft_argmax_vector(const T* corr, int64_t ld, const SoftArgmax<T>& s, Vec<T
   v = sum_v * inv_total;
   if (grad_corr == nullptr) return;
   const V gu = grads[0], gv = grads[1], gc = grads[2];
-  for (int64_t i = 0, k = 0; i < P; ++i) {
+  for (int64_t i = rows.lo; i < rows.hi; ++i) {
     const V vi_term = gv * (T(i - s.radius) * s.scale - v);
     const auto at_i = best_i == T(i);
-    for (int64_t j = 0; j < P; ++j, ++k) {
+    for (int64_t j = 0, k = i * P; j < P; ++j, ++k) {
       const V weight = values[k] * inv_total;
       const V d_logit = weight * (gu * (T(j - s.radius) * s.scale - u) + vi_term);
       V d_corr = s.temperature * (gauss_i[i] * gauss_j[j]) * d_logit;
@@ -583,13 +606,22 @@ void for_each_correlation_block(const at::Tensor& a, const at::Tensor& b, int64_
 
 bool uses_pixel_products(int64_t H, int64_t W, int64_t P) { return H * W <= P * P; }
 
+// The displacement rows that reach into the map for some pixel of p0 .. p0 + count - 1: those
+// of rows y_first .. y_last reach map rows y + i - d in [0, H). At 8x8 with P = 15, 8 of 15.
+inline RowRange rows_in_map(int64_t H, int64_t W, int64_t P, int64_t p0, int64_t count) {
+  const int64_t d = P / 2, y_first = p0 / W, y_last = (p0 + count - 1) / W;
+  return {std::max<int64_t>(0, d - y_last), std::min<int64_t>(P, d - y_first + H)};
+}
+
 // The correlations (K, L) of pixels p0 .. p0 + L - 1 (flat index y W + x) of one pair from its
-// products g (HW, HW) into buf: zero outside the map and for lanes past its last pixel.
+// products g (HW, HW) into buf, in displacement rows rows.lo .. rows.hi - 1 (rows_in_map): zero
+// outside the map and for lanes past its last pixel.
 template <typename T>
-void gather_volume(const T* g, int64_t H, int64_t W, int64_t P, int64_t p0, T* buf) {
+void gather_volume(const T* g, int64_t H, int64_t W, int64_t P, int64_t p0, RowRange rows,
+                   T* buf) {
   constexpr int L = kLanes<T>;
   const int64_t HW = H * W, d = P / 2;
-  std::fill_n(buf, P * P * L, T(0));
+  std::fill(buf + rows.lo * P * L, buf + rows.hi * P * L, T(0));
   for (int64_t l = 0; l < L && p0 + l < HW; ++l) {
     const int64_t p = p0 + l, y = p / W, x = p % W;
     const int64_t i0 = std::max<int64_t>(0, d - y), i1 = std::min<int64_t>(P, H + d - y);
@@ -641,10 +673,11 @@ at::Tensor pixel_products(const at::Tensor& a, const at::Tensor& b) {
   return bmm_as_is(a.view({B, C, HW}).transpose(1, 2), b.view({B, C, HW}));
 }
 
-// Runs fn(n, p0, count, corr, scratch) for every vector of L pixels p0 .. p0 + count - 1 of
-// every pair n, on torch's threads: corr is the vector's (K, L) correlations gathered from
-// the products g (B, HW, HW) (see gather_volume), followed by extra values of the thread's
-// buffer; scratch is soft_argmax_vector's.
+// Runs fn(n, p0, count, rows, corr, scratch) for every vector of L pixels p0 .. p0 + count - 1
+// of every pair n, on torch's threads: corr is the vector's (K, L) correlations gathered from
+// the products g (B, HW, HW) in the displacement rows that reach into the map (see
+// gather_volume), followed by extra values of the thread's buffer; scratch is
+// soft_argmax_vector's.
 template <typename T, typename Fn>
 void for_each_pixel_vector(const T* g, int64_t B, int64_t H, int64_t W, int64_t P,
                            int64_t extra, Fn fn) {
@@ -654,8 +687,10 @@ void for_each_pixel_vector(const T* g, int64_t B, int64_t H, int64_t W, int64_t 
     thread_local std::vector<Vec<T>> scratch;
     scratch.resize(K + 2 * P);
     const int64_t n = task / vectors, p0 = task % vectors * L;
-    gather_volume(g + n * HW * HW, H, W, P, p0, corr);
-    fn(n, p0, std::min<int64_t>(L, HW - p0), corr, scratch.data());
+    const int64_t count = std::min<int64_t>(L, HW - p0);
+    const RowRange rows = rows_in_map(H, W, P, p0, count);
+    gather_volume(g + n * HW * HW, H, W, P, p0, rows, corr);
+    fn(n, p0, count, rows, corr, scratch.data());
   });
 }
 
@@ -675,9 +710,9 @@ std::vector<at::Tensor> mtdm_fields_forward_from_products(const at::Tensor& a,
     T* out = fields.data_ptr<T>();
     for_each_pixel_vector<T>(
         products.data_ptr<T>(), B, H, W, P, 0,
-        [&](int64_t n, int64_t p0, int64_t count, T* corr, V* scratch) {
+        [&](int64_t n, int64_t p0, int64_t count, RowRange rows, T* corr, V* scratch) {
           V u, v, conf;
-          soft_argmax_vector<T>(corr, L, s, scratch, u, v, conf);
+          soft_argmax_vector<T>(corr, L, s, rows, scratch, u, v, conf);
           T* dst = out + n * 3 * HW + p0;
           store_partial(dst, u, count);
           store_partial(dst + HW, v, count);
@@ -706,13 +741,13 @@ std::vector<at::Tensor> mtdm_fields_backward_from_products(
     T* grad_g = grad_products.data_ptr<T>();
     for_each_pixel_vector<T>(
         products.data_ptr<T>(), B, H, W, P, P * P * L,
-        [&](int64_t n, int64_t p0, int64_t count, T* corr, V* scratch) {
+        [&](int64_t n, int64_t p0, int64_t count, RowRange rows, T* corr, V* scratch) {
           const T* grad_u = grads + n * 3 * HW + p0;
           const V grad[3] = {load_partial(grad_u, count), load_partial(grad_u + HW, count),
                              load_partial(grad_u + 2 * HW, count)};
           V u, v, conf;
           T* grad_corr = corr + P * P * L;
-          soft_argmax_vector<T>(corr, L, s, scratch, u, v, conf, grad, grad_corr, L);
+          soft_argmax_vector<T>(corr, L, s, rows, scratch, u, v, conf, grad, grad_corr, L);
           scatter_volume(grad_corr, H, W, P, p0, grad_g + n * HW * HW);
         });
   });
@@ -790,7 +825,7 @@ std::vector<at::Tensor> mtdm_fields_forward(at::Tensor a, at::Tensor b, int64_t 
           scalar_t* u_plane = fields_ptr + n * 3 * H * W;
           for (int64_t col0 = 0; col0 < rows * p.Wa; col0 += L) {
             V u, v, conf;
-            soft_argmax_vector<scalar_t>(buf + col0, p.ld, s, scratch.data(), u, v, conf);
+            soft_argmax_vector<scalar_t>(buf + col0, p.ld, s, {0, P}, scratch.data(), u, v, conf);
             for (int64_t q = 0; q < L; ++q) {
               const int64_t r = (col0 + q) / p.Wa, x = (col0 + q) % p.Wa;
               if (r >= rows || x >= W) continue;
@@ -835,7 +870,7 @@ at::Tensor soft_argmax_forward(at::Tensor volume, int64_t P, double sigma, doubl
       scalar_t* u_row = fields_ptr + ((n * 3 + 0) * H + y) * W;
       for (int64_t x0 = 0; x0 < W; x0 += L) {
         V u, v, conf;
-        soft_argmax_vector<scalar_t>(row + x0, ld, s, scratch.data(), u, v, conf);
+        soft_argmax_vector<scalar_t>(row + x0, ld, s, {0, P}, scratch.data(), u, v, conf);
         const int64_t count = std::min<int64_t>(L, W - x0);
         store_partial(u_row + x0, u, count);
         store_partial(u_row + H * W + x0, v, count);
@@ -873,7 +908,7 @@ at::Tensor soft_argmax_backward(at::Tensor volume, at::Tensor grad_fields, int64
         V u, v, conf;
         const V g[3] = {load<V>(grads.data() + x0), load<V>(grads.data() + ld + x0),
                         load<V>(grads.data() + 2 * ld + x0)};
-        soft_argmax_vector<scalar_t>(row + x0, ld, s, scratch.data(), u, v, conf, g,
+        soft_argmax_vector<scalar_t>(row + x0, ld, s, {0, P}, scratch.data(), u, v, conf, g,
                                      grad_row.data() + x0);
       }
       for (int64_t k = 0; k < K; ++k) {
@@ -1167,7 +1202,7 @@ std::vector<at::Tensor> mtdm_fields_backward(at::Tensor a, at::Tensor b, at::Ten
         V u, v, conf;
         const V g[3] = {load<V>(grads + col0), load<V>(grads + p.ld_vectors + col0),
                         load<V>(grads + 2 * p.ld_vectors + col0)};
-        soft_argmax_vector<T>(corr + col0, p.ld, s, scratch.data(), u, v, conf, g,
+        soft_argmax_vector<T>(corr + col0, p.ld, s, {0, P}, scratch.data(), u, v, conf, g,
                               grad_corr + col0, p.ld_vectors);
       }
     });
