@@ -22,16 +22,24 @@ def two_epochs(tiny_set, tmp_path_factory):
     return config, folder / "run"
 
 
-def test_a_run_resumed_elsewhere_is_whole_there(two_epochs, tmp_path, monkeypatch, capsys):
-    config, reference = two_epochs
-    train_epoch = Trainer.train_epoch
+def test_a_run_resumed_elsewhere_is_whole_there(tiny_set, tmp_path, monkeypatch, capsys):
+    config = write_config(tmp_path / "run.yaml", tiny_set, **{"schedule.epochs": 2})
+    train_epoch, validation_row = Trainer.train_epoch, Trainer._validation_row
 
     def stopped_in_epoch_2(self):
         if self.loop.epoch == 1:  # epoch 1 is done and checkpointed, best.pt included
             raise KeyboardInterrupt
         return train_epoch(self)
 
-    old, new = tmp_path / "old", tmp_path / "new"
+    def worse_in_epoch_2(self):
+        # So that best.pt stays epoch 1's, which only the old folder has, whatever the
+        # processor's rounding makes of the two epochs.
+        row = validation_row(self)
+        return {**row, "val_top1": -1.0} if self.loop.epoch == 1 else row
+
+    monkeypatch.setattr(Trainer, "_validation_row", worse_in_epoch_2)
+    reference, old, new = tmp_path / "reference", tmp_path / "old", tmp_path / "new"
+    assert main(train_args(config, reference)) == 0
     with monkeypatch.context() as patch:
         patch.setattr(Trainer, "train_epoch", stopped_in_epoch_2)
         assert main(train_args(config, old)) == 130

@@ -14,16 +14,11 @@ from tcm.layers.conv_bn import (
     is_small_map,
     to_layout,
 )
-from tcm.ops import mtdm_fields
+from tcm.ops import mtdm_fields, normalize_channels
 from tcm.ops.backend import is_capturing
 
 #: The two tempos of the reference, in the order of MTDM's output channels.
 TEMPOS = ("fast", "slow")
-
-
-def _normalize_channels(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """``x / sqrt(sum_c x^2 + eps)`` over dim 1."""
-    return x * torch.rsqrt(x.pow(2).sum(dim=1, keepdim=True) + eps)
 
 
 def _frames(clips: torch.Tensor, piece: tuple[int, int, int]) -> torch.Tensor:
@@ -141,8 +136,8 @@ class MTDM(nn.Module):
         layout. Small maps on the CPU are reduced channels-last (see
         :func:`~tcm.layers.conv_bn.is_small_map`)."""
         if not (channels_last_helps(x) and is_small_map(x)):
-            return _normalize_channels(self.chnl_reduction(x))
-        reduced = _normalize_channels(self.chnl_reduction(to_layout(x, torch.channels_last)))
+            return normalize_channels(self.chnl_reduction(x))
+        reduced = normalize_channels(self.chnl_reduction(to_layout(x, torch.channels_last)))
         return to_layout(reduced, torch.contiguous_format)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

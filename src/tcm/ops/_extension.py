@@ -27,8 +27,16 @@ from types import ModuleType
 logger = logging.getLogger(__name__)
 
 SOURCE_DIR = Path(__file__).resolve().parent / "csrc"
-SOURCES = (SOURCE_DIR / "correlation.cpp", SOURCE_DIR / "batch_norm_relu.cpp")
-HEADERS = (SOURCE_DIR / "batch_norm_relu.h", SOURCE_DIR / "simd.h")
+SOURCES = (
+    SOURCE_DIR / "correlation.cpp",
+    SOURCE_DIR / "batch_norm_relu.cpp",
+    SOURCE_DIR / "normalize_channels.cpp",
+)
+HEADERS = (
+    SOURCE_DIR / "batch_norm_relu.h",
+    SOURCE_DIR / "normalize_channels.h",
+    SOURCE_DIR / "simd.h",
+)
 DISABLE_ENV = "TCM_DISABLE_EXTENSIONS"
 
 _lock = threading.Lock()

@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "batch_norm_relu.h"
+#include "normalize_channels.h"
 #include "simd.h"
 
 #if defined(__linux__)
@@ -1230,5 +1231,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "z (N,C,H,W) channels-last, gamma, beta, eps -> [relu(batch_norm(z)), mean, var]");
   m.def("bn_relu_backward", &tcm::bn_relu_backward,
         "grad, z, y, mean, var, gamma, eps -> [grad_z, grad_gamma, grad_beta]");
+  m.def("normalize_channels_forward", &tcm::normalize_channels_forward,
+        "(N,C,H,W) channels-last -> [L2-normalised over C, plain layout; (N,H,W) 1/norm]");
+  m.def("normalize_channels_backward", &tcm::normalize_channels_backward,
+        "grad_out, out, inv_norm -> grad_x (channels-last)");
   m.def("vector_bytes", []() { return kVectorBytes; }, "SIMD register width the build uses");
 }
