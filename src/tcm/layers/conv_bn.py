@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tcm.ops.backend import is_capturing
+from tcm.ops.backend import is_capturing, ops_watched
 from tcm.ops.batch_norm_relu import batch_norm_relu
 
 #: Grouped (not depthwise) convolutions of at most this many input channels run on the CPU as
@@ -14,12 +14,6 @@ from tcm.ops.batch_norm_relu import batch_norm_relu
 #: per group are slow. TAM's 6-channel convolutions in 3 groups, 128 x 8 x 8 maps: 0.68 of
 #: the time forward + backward, 0.60 in inference; 16 channels depthwise would take 3.3 times.
 DENSE_GROUPED_MAX_CHANNELS = 8
-
-
-def _ops_watched() -> bool:
-    """Whether a dispatch mode (a FLOP counter, fake tensors) sees each op: it must see the
-    model's own convolutions."""
-    return torch.utils._python_dispatch._get_current_dispatch_mode() is not None
 
 
 def runs_dense(conv: nn.Conv2d, x: torch.Tensor) -> bool:
@@ -30,7 +24,7 @@ def runs_dense(conv: nn.Conv2d, x: torch.Tensor) -> bool:
         and x.device.type == "cpu"
         and not (conv._forward_hooks or conv._forward_pre_hooks)
         and not is_capturing()
-        and not _ops_watched()
+        and not ops_watched()
     )
 
 

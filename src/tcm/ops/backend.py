@@ -100,6 +100,12 @@ def is_capturing() -> bool:
     return torch.compiler.is_compiling()
 
 
+def ops_watched() -> bool:
+    """Whether a dispatch mode (a FLOP counter, fake tensors) sees each op: rewritten forms of
+    the model's ops (a grouped convolution run dense) would be counted in its place."""
+    return torch.utils._python_dispatch._get_current_dispatch_mode() is not None
+
+
 def _is_plain_cpu_float(t: torch.Tensor) -> bool:
     """A real CPU tensor of a floating dtype (not a fake, meta or functional subclass)."""
     return (

@@ -5,8 +5,8 @@ correlation reads the normalised features in the plain layout. Eagerly that is f
 forward (square, sum, add, rsqrt, product), about as many backward, and a copy between the
 layouts each way; the compiled kernel reads the channels-last maps and writes the plain ones
 in one pass, and its backward takes one more: forward + backward with the layout changes at
-the demo's shape (128 x 64 x 8 x 8), 4.7 -> 1.7 ms. It applies to channels-last float CPU maps where the kernels load;
-elsewhere the eager formula runs. The two agree up to float rounding (the sums over channels
+the demo's shape (128 x 64 x 8 x 8), 4.7 -> 1.7 ms. It applies to channels-last float CPU
+maps where the kernels load; elsewhere the eager formula runs. The two agree up to float rounding (the sums over channels
 are taken in another order).
 """
 
