@@ -54,6 +54,7 @@ def fused_kernels_for(z: torch.Tensor, bn: nn.BatchNorm2d, relu: nn.Module):
         and z.dim() == 4
         and z.dtype in (torch.float32, torch.float64)
         and bn.weight.dtype == z.dtype
+        and bn.running_mean.dtype == bn.running_var.dtype
         and z.is_contiguous(memory_format=torch.channels_last)
         and z.numel() > z.shape[1]  # more than one value per channel
         and not (_has_hooks(bn) or _has_hooks(relu))
@@ -72,8 +73,7 @@ def batch_norm_relu(z: torch.Tensor, bn: nn.BatchNorm2d, relu: nn.Module) -> tor
     with torch.no_grad():
         bn.num_batches_tracked.add_(1)
         momentum = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
-        count = z.numel() // z.shape[1]
-        bn.running_mean.mul_(1 - momentum).add_(mean.to(bn.running_mean.dtype), alpha=momentum)
-        unbiased = var * (count / (count - 1))
-        bn.running_var.mul_(1 - momentum).add_(unbiased.to(bn.running_var.dtype), alpha=momentum)
+    kernels.bn_update_running_stats(
+        bn.running_mean, bn.running_var, mean, var, float(momentum), z.numel() // z.shape[1]
+    )
     return y

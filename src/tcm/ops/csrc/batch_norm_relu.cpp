@@ -5,9 +5,10 @@
 // the per-channel values (mean, scale, ...) repeated over one block: every loop is a vector
 // loop whatever C is (6 or 64). Four passes in all, where the eager ops take about ten: the
 // statistics and the normalisation + ReLU forward, the two sums and the input gradient
-// backward. Sums are taken in float over chunks of a fixed number of blocks and combined in
-// float64 in chunk order, so results do not depend on the number of threads; the forward's
-// sums are of z minus the first pixel's values, which keeps the variance from cancelling.
+// backward. Sums are taken in float, in registers, over chunks of a fixed number of blocks
+// and combined in float64 in chunk order, so results do not depend on the number of threads;
+// the forward's sums are of z minus the first pixel's values, which keeps the variance from
+// cancelling.
 
 #include "batch_norm_relu.h"
 
@@ -17,6 +18,7 @@
 #include <cmath>
 #include <cstdint>
 #include <numeric>
+#include <type_traits>
 #include <vector>
 
 #include "simd.h"
@@ -71,24 +73,67 @@ std::vector<T> over_block(const std::vector<double>& per_channel, int64_t P) {
   return out;
 }
 
-// Two per-channel sums, sum_i f(i) over all elements: add(block, acc1, acc2) adds one whole
-// block (P / lanes vectors each), one(i, s1, s2) one element of the tail.
+// One chunk's two sums, blocks first .. last - 1, into out (2 P doubles): add(block, s1, s2,
+// vectors) adds one block's P / lanes vectors. With few vectors per block (kVectors known at
+// compile time) the sums stay in registers, kInterleave of each taking every kInterleave-th
+// block so that one block's adds need not wait for the last's; they are combined in float64.
+template <typename T, int kVectors, typename Block>
+void chunk_sums(int64_t first, int64_t last, Block add, double* out) {
+  using V = Vec<T>;
+  constexpr int L = kLanes<T>;
+  constexpr int kInterleave = kVectors >= 4 ? 1 : 4 / kVectors;
+  V s1[kInterleave][kVectors], s2[kInterleave][kVectors];
+  for (int u = 0; u < kInterleave; ++u)
+    for (int v = 0; v < kVectors; ++v) s1[u][v] = s2[u][v] = vzero<V>();
+  const std::integral_constant<int64_t, kVectors> vectors;
+  int64_t block = first;
+  for (; block + kInterleave <= last; block += kInterleave)
+    for (int u = 0; u < kInterleave; ++u) add(block + u, s1[u], s2[u], vectors);
+  for (int u = 0; block < last; ++block, ++u) add(block, s1[u], s2[u], vectors);
+  for (int v = 0; v < kVectors; ++v)
+    for (int l = 0; l < L; ++l) {
+      double t1 = 0.0, t2 = 0.0;
+      for (int u = 0; u < kInterleave; ++u) {
+        t1 += double(s1[u][v][l]);
+        t2 += double(s2[u][v][l]);
+      }
+      out[v * L + l] = t1;
+      out[kVectors * L + v * L + l] = t2;
+    }
+}
+
+// chunk_sums for any number of vectors per block, the sums kept in memory.
+template <typename T, typename Block>
+void chunk_sums_any(int64_t vectors, int64_t first, int64_t last, Block add, double* out) {
+  using V = Vec<T>;
+  constexpr int L = kLanes<T>;
+  std::vector<V> acc(2 * vectors, vzero<V>());
+  for (int64_t block = first; block < last; ++block)
+    add(block, acc.data(), acc.data() + vectors, vectors);
+  for (int64_t v = 0; v < 2 * vectors; ++v)
+    for (int l = 0; l < L; ++l) out[v * L + l] = double(acc[v][l]);
+}
+
+// Two per-channel sums, sum_i f(i) over all elements: add(block, acc1, acc2, vectors) adds
+// one whole block (P / lanes vectors each), one(i, s1, s2) one element of the tail. Chunks of
+// chunk_blocks blocks are summed apart and combined in order, whatever the thread count.
 template <typename T, typename Block, typename One>
 std::vector<double> two_sums(const Blocks& b, Block add, One one) {
-  using V = Vec<T>;
   constexpr int L = kLanes<T>;
   const int64_t vectors = b.P / L;
   std::vector<double> partial(b.chunks * 2 * b.P, 0.0);
   at::parallel_for(0, b.chunks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<V> acc(2 * vectors);
     for (int64_t chunk = begin; chunk < end; ++chunk) {
-      std::fill(acc.begin(), acc.end(), vzero<V>());
-      const int64_t last = std::min(b.blocks, (chunk + 1) * b.chunk_blocks);
-      for (int64_t block = chunk * b.chunk_blocks; block < last; ++block)
-        add(block, acc.data(), acc.data() + vectors);
+      const int64_t first = chunk * b.chunk_blocks;
+      const int64_t last = std::min(b.blocks, first + b.chunk_blocks);
       double* out = partial.data() + chunk * 2 * b.P;
-      for (int64_t v = 0; v < 2 * vectors; ++v)
-        for (int l = 0; l < L; ++l) out[v * L + l] = double(acc[v][l]);
+      switch (vectors) {
+        case 1: chunk_sums<T, 1>(first, last, add, out); break;
+        case 2: chunk_sums<T, 2>(first, last, add, out); break;
+        case 3: chunk_sums<T, 3>(first, last, add, out); break;
+        case 4: chunk_sums<T, 4>(first, last, add, out); break;
+        default: chunk_sums_any<T>(vectors, first, last, add, out);
+      }
     }
   });
   std::vector<double> sums(2 * b.C, 0.0);
@@ -114,7 +159,7 @@ void forward_kernel(const Blocks& b, const T* z, const T* gamma, const T* beta, 
   const T* k = shift_block.data();
   const std::vector<double> sums = two_sums<T>(
       b,
-      [&](int64_t block, V* s1, V* s2) {
+      [&](int64_t block, V* s1, V* s2, auto vectors) {
         const T* zb = z + block * b.P;
         for (int64_t v = 0; v < vectors; ++v) {
           const V d = load<V>(zb + v * L) - load<V>(k + v * L);
@@ -164,7 +209,7 @@ void backward_kernel(const Blocks& b, const T* grad, const T* z, const T* y, con
   // Sums of the masked gradient g (zero where the ReLU's output is) and of g * (z - mean).
   const std::vector<double> sums = two_sums<T>(
       b,
-      [&](int64_t block, V* s1, V* s2) {
+      [&](int64_t block, V* s1, V* s2, auto vectors) {
         const V zero = vzero<V>();
         const int64_t base = block * b.P;
         for (int64_t v = 0; v < vectors; ++v) {
@@ -230,6 +275,34 @@ std::vector<at::Tensor> bn_relu_forward(at::Tensor z, at::Tensor gamma, at::Tens
                              var.data_ptr<double>());
   });
   return {y, mean, var};
+}
+
+void bn_update_running_stats(at::Tensor running_mean, at::Tensor running_var, at::Tensor mean,
+                             at::Tensor var, double momentum, int64_t count) {
+  const int64_t C = running_mean.numel();
+  TORCH_CHECK(running_mean.device().is_cpu() && running_var.device().is_cpu() &&
+                  running_mean.is_contiguous() && running_var.is_contiguous() &&
+                  running_var.numel() == C &&
+                  running_var.scalar_type() == running_mean.scalar_type(),
+              "tcm: the running statistics must be contiguous (C,) CPU vectors of one dtype");
+  TORCH_CHECK(mean.scalar_type() == at::kDouble && var.scalar_type() == at::kDouble &&
+                  mean.numel() == C && var.numel() == C && mean.is_contiguous() &&
+                  var.is_contiguous(),
+              "tcm: mean and var must be the float64 (C,) vectors of bn_relu_forward");
+  TORCH_CHECK(count > 1, "tcm: the unbiased variance needs more than one value per channel");
+  const double* m = mean.data_ptr<double>();
+  const double* v = var.data_ptr<double>();
+  const double unbias = double(count) / double(count - 1);
+  AT_DISPATCH_FLOATING_TYPES(running_mean.scalar_type(), "bn_update_running_stats", [&] {
+    scalar_t* rm = running_mean.data_ptr<scalar_t>();
+    scalar_t* rv = running_var.data_ptr<scalar_t>();
+    for (int64_t c = 0; c < C; ++c) {
+      rm[c] = scalar_t((1.0 - momentum) * double(rm[c]) + momentum * m[c]);
+      rv[c] = scalar_t((1.0 - momentum) * double(rv[c]) + momentum * v[c] * unbias);
+    }
+  });
+  running_mean.unsafeGetTensorImpl()->bump_version();
+  running_var.unsafeGetTensorImpl()->bump_version();
 }
 
 std::vector<at::Tensor> bn_relu_backward(at::Tensor grad, at::Tensor z, at::Tensor y,

@@ -19,4 +19,10 @@ std::vector<at::Tensor> bn_relu_backward(at::Tensor grad, at::Tensor z, at::Tens
                                          at::Tensor mean, at::Tensor var, at::Tensor gamma,
                                          double eps);
 
+// The running statistics updated as torch.nn.BatchNorm2d updates them, from the batch's mean
+// and biased variance of bn_relu_forward over count values per channel (the variance made
+// unbiased): r = (1 - momentum) r + momentum x, in float64, rounded once.
+void bn_update_running_stats(at::Tensor running_mean, at::Tensor running_var, at::Tensor mean,
+                             at::Tensor var, double momentum, int64_t count);
+
 }  // namespace tcm
