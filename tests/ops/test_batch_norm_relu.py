@@ -148,6 +148,8 @@ def test_bad_inputs_are_named(kernels):
         kernels.bn_relu_forward(z.contiguous(), torch.ones(4), torch.zeros(4), 1e-5)
     with pytest.raises(RuntimeError, match="gamma must be a contiguous"):
         kernels.bn_relu_forward(z, torch.ones(5), torch.zeros(4), 1e-5)
-    y, mean, var = kernels.bn_relu_forward(z, torch.ones(4), torch.zeros(4), 1e-5)
+    _, mean, var = kernels.bn_relu_forward(z, torch.ones(4), torch.zeros(4), 1e-5)
     with pytest.raises(RuntimeError, match="mean and var"):
-        kernels.bn_relu_backward(z, z, y, mean.float(), var, torch.ones(4), 1e-5)
+        kernels.bn_relu_backward(z, z, mean.float(), var, torch.ones(4), torch.zeros(4), 1e-5)
+    with pytest.raises(RuntimeError, match="beta must be a contiguous"):
+        kernels.bn_relu_backward(z, z, mean, var, torch.ones(4), torch.zeros(3), 1e-5)

@@ -26,17 +26,17 @@ class _CompiledBatchNormReLU(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z, gamma, beta, eps, kernels):
         y, mean, var = kernels.bn_relu_forward(z, gamma, beta, eps)
-        ctx.save_for_backward(z, y, mean, var, gamma)
+        ctx.save_for_backward(z, mean, var, gamma, beta)
         ctx.eps, ctx.kernels = eps, kernels
         ctx.mark_non_differentiable(mean, var)
         return y, mean, var
 
     @staticmethod
     def backward(ctx, grad, _mean, _var):
-        z, y, mean, var, gamma = ctx.saved_tensors
+        z, mean, var, gamma, beta = ctx.saved_tensors
         grad = grad.contiguous(memory_format=torch.channels_last)
         grad_z, grad_gamma, grad_beta = ctx.kernels.bn_relu_backward(
-            grad, z, y, mean, var, gamma, ctx.eps
+            grad, z, mean, var, gamma, beta, ctx.eps
         )
         return grad_z, grad_gamma, grad_beta, None, None
 

@@ -5,10 +5,10 @@
 // the per-channel values (mean, scale, ...) repeated over one block: every loop is a vector
 // loop whatever C is (6 or 64). Four passes in all, where the eager ops take about ten: the
 // statistics and the normalisation + ReLU forward, the two sums and the input gradient
-// backward. Sums are taken in float, in registers, over chunks of a fixed number of blocks
-// and combined in float64 in chunk order, so results do not depend on the number of threads;
-// the forward's sums are of z minus the first pixel's values, which keeps the variance from
-// cancelling.
+// backward, which recomputes the ReLU's mask from z rather than reading y. Sums are taken in
+// float, in registers, over chunks of a fixed number of blocks and combined in float64 in
+// chunk order, so results do not depend on the number of threads; the forward's sums are of
+// z minus the first pixel's values, which keeps the variance from cancelling.
 
 #include "batch_norm_relu.h"
 
@@ -146,6 +146,30 @@ std::vector<double> two_sums(const Blocks& b, Block add, One one) {
   return sums;
 }
 
+// The normalisation of the forward, t = z * scale + shift per channel (y = relu(t)), as
+// per-block vectors of scale and shift: the backward recomputes t from z with the same values
+// and the same arithmetic, so its ReLU mask is the forward's without reading y.
+template <typename T>
+struct Affine {
+  std::vector<T> scale, shift;  // P values each
+};
+
+template <typename T>
+Affine<T> affine_of(const double* mean, const double* var, const T* gamma, const T* beta,
+                    double eps, int64_t C, int64_t P) {
+  std::vector<double> scale(C), shift(C);
+  for (int64_t c = 0; c < C; ++c) {
+    scale[c] = double(gamma[c]) / std::sqrt(var[c] + eps);
+    shift[c] = double(beta[c]) - mean[c] * scale[c];
+  }
+  return {over_block<T>(scale, P), over_block<T>(shift, P)};
+}
+
+template <typename V>
+inline __attribute__((always_inline)) V normalized(V z, V scale, V shift) {
+  return z * scale + shift;
+}
+
 template <typename T>
 void forward_kernel(const Blocks& b, const T* z, const T* gamma, const T* beta, double eps,
                     T* y, double* mean, double* var) {
@@ -172,40 +196,44 @@ void forward_kernel(const Blocks& b, const T* z, const T* gamma, const T* beta, 
         s1 += d;
         s2 += d * d;
       });
-  std::vector<double> scale(C), shift(C);
   for (int64_t c = 0; c < C; ++c) {
     const double m = sums[c] / count;
     mean[c] = first[c] + m;
     var[c] = std::max(sums[C + c] / count - m * m, 0.0);
-    scale[c] = double(gamma[c]) / std::sqrt(var[c] + eps);
-    shift[c] = double(beta[c]) - mean[c] * scale[c];
   }
-  const std::vector<T> scale_block = over_block<T>(scale, b.P);
-  const std::vector<T> shift_b = over_block<T>(shift, b.P);
-  const T* sc = scale_block.data();
-  const T* sh = shift_b.data();
+  const Affine<T> affine = affine_of(mean, var, gamma, beta, eps, C, b.P);
+  const T* sc = affine.scale.data();
+  const T* sh = affine.shift.data();
   at::parallel_for(0, b.blocks, std::max<int64_t>(1, b.chunk_blocks), [&](int64_t lo, int64_t hi) {
     const V zero = vzero<V>();
     for (int64_t block = lo; block < hi; ++block)
       for (int64_t v = 0; v < vectors; ++v) {
         const int64_t i = block * b.P + v * L;
-        const V t = load<V>(z + i) * load<V>(sc + v * L) + load<V>(sh + v * L);
+        const V t = normalized(load<V>(z + i), load<V>(sc + v * L), load<V>(sh + v * L));
         store(y + i, t > zero ? t : zero);
       }
   });
   for (int64_t i = b.tail(); i < b.n; ++i)
-    y[i] = std::max(z[i] * sc[i % b.P] + sh[i % b.P], T(0));
+    y[i] = std::max(normalized(z[i], sc[i % b.P], sh[i % b.P]), T(0));
 }
 
 template <typename T>
-void backward_kernel(const Blocks& b, const T* grad, const T* z, const T* y, const double* mean,
-                     const double* var, const T* gamma, double eps, T* gz, T* ggamma, T* gbeta) {
+void backward_kernel(const Blocks& b, const T* grad, const T* z, const double* mean,
+                     const double* var, const T* gamma, const T* beta, double eps, T* gz,
+                     T* ggamma, T* gbeta) {
   using V = Vec<T>;
   constexpr int L = kLanes<T>;
   const int64_t vectors = b.P / L, C = b.C;
   const double count = double(b.n / C);
   const std::vector<T> mean_block = over_block<T>(std::vector<double>(mean, mean + C), b.P);
   const T* mb = mean_block.data();
+  const Affine<T> affine = affine_of(mean, var, gamma, beta, eps, C, b.P);
+  const T* sc = affine.scale.data();
+  const T* sh = affine.shift.data();
+  // Where the forward's ReLU passed t = normalized(z) > 0.
+  auto passed = [&](int64_t i, int64_t j) {
+    return normalized(load<V>(z + i), load<V>(sc + j), load<V>(sh + j)) > vzero<V>();
+  };
   // Sums of the masked gradient g (zero where the ReLU's output is) and of g * (z - mean).
   const std::vector<double> sums = two_sums<T>(
       b,
@@ -214,13 +242,14 @@ void backward_kernel(const Blocks& b, const T* grad, const T* z, const T* y, con
         const int64_t base = block * b.P;
         for (int64_t v = 0; v < vectors; ++v) {
           const int64_t i = base + v * L;
-          const V g = load<V>(y + i) > zero ? load<V>(grad + i) : zero;
+          const V g = passed(i, v * L) ? load<V>(grad + i) : zero;
           s1[v] += g;
           s2[v] += g * (load<V>(z + i) - load<V>(mb + v * L));
         }
       },
       [&](int64_t i, double& s1, double& s2) {
-        const double g = y[i] > T(0) ? double(grad[i]) : 0.0;
+        const int64_t j = i % b.P;
+        const double g = normalized(z[i], sc[j], sh[j]) > T(0) ? double(grad[i]) : 0.0;
         s1 += g;
         s2 += g * double(z[i] - mb[i % b.P]);
       });
@@ -242,7 +271,7 @@ void backward_kernel(const Blocks& b, const T* grad, const T* z, const T* y, con
     for (int64_t block = lo; block < hi; ++block)
       for (int64_t v = 0; v < vectors; ++v) {
         const int64_t i = block * b.P + v * L, j = v * L;
-        const V g = load<V>(y + i) > zero ? load<V>(grad + i) : zero;
+        const V g = passed(i, j) ? load<V>(grad + i) : zero;
         store(gz + i, g * load<V>(k1b.data() + j) +
                           (load<V>(z + i) - load<V>(mb + j)) * load<V>(k2b.data() + j) +
                           load<V>(k3b.data() + j));
@@ -250,7 +279,7 @@ void backward_kernel(const Blocks& b, const T* grad, const T* z, const T* y, con
   });
   for (int64_t i = b.tail(); i < b.n; ++i) {
     const int64_t j = i % b.P;
-    const T g = y[i] > T(0) ? grad[i] : T(0);
+    const T g = normalized(z[i], sc[j], sh[j]) > T(0) ? grad[i] : T(0);
     gz[i] = g * k1b[j] + (z[i] - mb[j]) * k2b[j] + k3b[j];
   }
 }
@@ -305,16 +334,15 @@ void bn_update_running_stats(at::Tensor running_mean, at::Tensor running_var, at
   running_var.unsafeGetTensorImpl()->bump_version();
 }
 
-std::vector<at::Tensor> bn_relu_backward(at::Tensor grad, at::Tensor z, at::Tensor y,
-                                         at::Tensor mean, at::Tensor var, at::Tensor gamma,
+std::vector<at::Tensor> bn_relu_backward(at::Tensor grad, at::Tensor z, at::Tensor mean,
+                                         at::Tensor var, at::Tensor gamma, at::Tensor beta,
                                          double eps) {
   check_maps(z, "the maps");
-  check_maps(y, "the output");
   check_maps(grad, "the gradient");
   check_channel_vector(gamma, z, "gamma");
-  TORCH_CHECK(grad.sizes() == z.sizes() && y.sizes() == z.sizes() &&
-                  grad.scalar_type() == z.scalar_type() && y.scalar_type() == z.scalar_type(),
-              "tcm: the gradient and the output must match the maps");
+  check_channel_vector(beta, z, "beta");
+  TORCH_CHECK(grad.sizes() == z.sizes() && grad.scalar_type() == z.scalar_type(),
+              "tcm: the gradient must match the maps");
   const int64_t C = z.size(1);
   TORCH_CHECK(mean.scalar_type() == at::kDouble && var.scalar_type() == at::kDouble &&
                   mean.numel() == C && var.numel() == C && mean.is_contiguous() &&
@@ -325,9 +353,9 @@ std::vector<at::Tensor> bn_relu_backward(at::Tensor grad, at::Tensor z, at::Tens
   at::Tensor gbeta = at::empty_like(gamma);
   AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "bn_relu_backward", [&] {
     backward_kernel<scalar_t>(Blocks::of<scalar_t>(z), grad.data_ptr<scalar_t>(),
-                              z.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(),
-                              mean.data_ptr<double>(), var.data_ptr<double>(),
-                              gamma.data_ptr<scalar_t>(), eps, gz.data_ptr<scalar_t>(),
+                              z.data_ptr<scalar_t>(), mean.data_ptr<double>(),
+                              var.data_ptr<double>(), gamma.data_ptr<scalar_t>(),
+                              beta.data_ptr<scalar_t>(), eps, gz.data_ptr<scalar_t>(),
                               ggamma.data_ptr<scalar_t>(), gbeta.data_ptr<scalar_t>());
   });
   return {gz, ggamma, gbeta};

@@ -13,10 +13,10 @@ namespace tcm {
 std::vector<at::Tensor> bn_relu_forward(at::Tensor z, at::Tensor gamma, at::Tensor beta,
                                         double eps);
 
-// [grad_z (channels-last), grad_gamma, grad_beta] of bn_relu_forward from its input z, its
-// output y (the ReLU's mask) and statistics.
-std::vector<at::Tensor> bn_relu_backward(at::Tensor grad, at::Tensor z, at::Tensor y,
-                                         at::Tensor mean, at::Tensor var, at::Tensor gamma,
+// [grad_z (channels-last), grad_gamma, grad_beta] of bn_relu_forward from its input z and
+// statistics (the ReLU's mask recomputed from z as the forward computed it).
+std::vector<at::Tensor> bn_relu_backward(at::Tensor grad, at::Tensor z, at::Tensor mean,
+                                         at::Tensor var, at::Tensor gamma, at::Tensor beta,
                                          double eps);
 
 // The running statistics updated as torch.nn.BatchNorm2d updates them, from the batch's mean

@@ -1230,7 +1230,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("bn_relu_forward", &tcm::bn_relu_forward,
         "z (N,C,H,W) channels-last, gamma, beta, eps -> [relu(batch_norm(z)), mean, var]");
   m.def("bn_relu_backward", &tcm::bn_relu_backward,
-        "grad, z, y, mean, var, gamma, eps -> [grad_z, grad_gamma, grad_beta]");
+        "grad, z, mean, var, gamma, beta, eps -> [grad_z, grad_gamma, grad_beta]");
   m.def("bn_update_running_stats", &tcm::bn_update_running_stats,
         "running_mean, running_var, mean, var, momentum, count: updated in place");
   m.def("normalize_channels_forward", &tcm::normalize_channels_forward,
