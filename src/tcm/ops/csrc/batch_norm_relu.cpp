@@ -48,6 +48,13 @@ void check_channel_vector(const at::Tensor& v, const at::Tensor& z, const char* 
               "tcm: ", name, " must be a contiguous (C,) vector of the maps' dtype");
 }
 
+void check_statistics(const at::Tensor& mean, const at::Tensor& var, int64_t C) {
+  TORCH_CHECK(mean.scalar_type() == at::kDouble && var.scalar_type() == at::kDouble &&
+                  mean.numel() == C && var.numel() == C && mean.is_contiguous() &&
+                  var.is_contiguous(),
+              "tcm: mean and var must be the float64 (C,) vectors of bn_relu_forward");
+}
+
 // The flat layout: n elements, C channels, blocks of P elements.
 struct Blocks {
   int64_t n, C, P, blocks, chunk_blocks, chunks;
@@ -251,7 +258,7 @@ void backward_kernel(const Blocks& b, const T* grad, const T* z, const double* m
         const int64_t j = i % b.P;
         const double g = normalized(z[i], sc[j], sh[j]) > T(0) ? double(grad[i]) : 0.0;
         s1 += g;
-        s2 += g * double(z[i] - mb[i % b.P]);
+        s2 += g * double(z[i] - mb[j]);
       });
   // grad_z = k1 * g + k2 * (z - mean) + k3.
   std::vector<double> k1(C), k2(C), k3(C);
@@ -314,10 +321,7 @@ void bn_update_running_stats(at::Tensor running_mean, at::Tensor running_var, at
                   running_var.numel() == C &&
                   running_var.scalar_type() == running_mean.scalar_type(),
               "tcm: the running statistics must be contiguous (C,) CPU vectors of one dtype");
-  TORCH_CHECK(mean.scalar_type() == at::kDouble && var.scalar_type() == at::kDouble &&
-                  mean.numel() == C && var.numel() == C && mean.is_contiguous() &&
-                  var.is_contiguous(),
-              "tcm: mean and var must be the float64 (C,) vectors of bn_relu_forward");
+  check_statistics(mean, var, C);
   TORCH_CHECK(count > 1, "tcm: the unbiased variance needs more than one value per channel");
   const double* m = mean.data_ptr<double>();
   const double* v = var.data_ptr<double>();
@@ -344,10 +348,7 @@ std::vector<at::Tensor> bn_relu_backward(at::Tensor grad, at::Tensor z, at::Tens
   TORCH_CHECK(grad.sizes() == z.sizes() && grad.scalar_type() == z.scalar_type(),
               "tcm: the gradient must match the maps");
   const int64_t C = z.size(1);
-  TORCH_CHECK(mean.scalar_type() == at::kDouble && var.scalar_type() == at::kDouble &&
-                  mean.numel() == C && var.numel() == C && mean.is_contiguous() &&
-                  var.is_contiguous(),
-              "tcm: mean and var must be the float64 (C,) vectors of bn_relu_forward");
+  check_statistics(mean, var, C);
   at::Tensor gz = at::empty_like(z, z.options().memory_format(at::MemoryFormat::ChannelsLast));
   at::Tensor ggamma = at::empty_like(gamma);
   at::Tensor gbeta = at::empty_like(gamma);
