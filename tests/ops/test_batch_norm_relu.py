@@ -10,19 +10,10 @@ import torch
 from torch import nn
 
 import tcm.ops as ops
-from tcm.ops import _extension, backend
 from tcm.ops.batch_norm_relu import batch_norm_relu
 
 # tcm.ops.batch_norm_relu is the function; its module, for fused_kernels_for.
 fused = sys.modules["tcm.ops.batch_norm_relu"]
-
-
-@pytest.fixture(scope="module")
-def kernels():
-    if not ops.extension_available():
-        reason = _extension.extension_error() or f"{_extension.DISABLE_ENV} is set"
-        pytest.skip(f"compiled kernels unavailable: {reason}")
-    return backend.path_for(torch.zeros(1)).kernels
 
 
 def _maps(*shape, dtype=torch.float32, seed=0):

@@ -8,11 +8,13 @@ from torch import nn
 
 from tcm.ops.backend import is_capturing, ops_watched
 from tcm.ops.batch_norm_relu import batch_norm_relu
+from tcm.ops.narrow_conv3x3 import narrow_conv3x3, narrow_kernels_for
 
 #: Grouped (not depthwise) convolutions of at most this many input channels run on the CPU as
-#: one dense convolution with block-diagonal weights: oneDNN's grouped kernels for 2 channels
-#: per group are slow. TAM's 6-channel convolutions in 3 groups, 128 x 8 x 8 maps: 0.68 of
-#: the time forward + backward, 0.60 in inference; 16 channels depthwise would take 3.3 times.
+#: one dense convolution with block-diagonal weights where the compiled narrow kernels do not
+#: apply (plain layout, no kernels): oneDNN's grouped kernels for 2 channels per group are
+#: slow. TAM's 6-channel convolutions in 3 groups, 128 x 8 x 8 maps: 0.68 of the time forward
+#: + backward, 0.60 in inference; 16 channels depthwise would take 3.3 times.
 DENSE_GROUPED_MAX_CHANNELS = 8
 
 
@@ -47,7 +49,14 @@ def convolve(
     bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``conv(x)``, or with ``weight`` and ``bias`` in place of its own (folded ones):
-    ``(N, C_in, H, W) -> (N, C_out, H', W')``, dense where :func:`runs_dense`."""
+    ``(N, C_in, H, W) -> (N, C_out, H', W')``: on the compiled narrow kernels where they
+    apply (:func:`~tcm.ops.narrow_conv3x3.narrow_kernels_for`), else dense where
+    :func:`runs_dense`."""
+    kernels = narrow_kernels_for(conv, x, conv.weight if weight is None else weight)
+    if kernels is not None:
+        if weight is None:
+            weight, bias = conv.weight, conv.bias
+        return narrow_conv3x3(x, weight, bias, kernels)
     dense = runs_dense(conv, x)
     if weight is None:
         if not dense:

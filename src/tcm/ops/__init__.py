@@ -1,5 +1,6 @@
 """Low-level operators: the local correlation, MTDM's kernel soft-argmax and channel
-normalisation, and the fused batch norm + ReLU of TAM's and MTDM's layers.
+normalisation, the fused batch norm + ReLU of TAM's and MTDM's layers and TAM's narrow 3x3
+convolutions (depthwise, and groups of two channels).
 
 Each has a compiled CPU path and a pure-PyTorch reference path, chosen by
 :mod:`tcm.ops.backend` (``set_backend("auto" | "torch" | "extension")``).
@@ -14,6 +15,7 @@ from tcm.ops.correlation import (
     local_correlation_torch,
 )
 from tcm.ops.mtdm_fields import mtdm_fields
+from tcm.ops.narrow_conv3x3 import narrow_conv3x3
 from tcm.ops.normalize_channels import normalize_channels, normalize_channels_torch
 from tcm.ops.soft_argmax import kernel_soft_argmax, kernel_soft_argmax_torch
 
@@ -28,6 +30,7 @@ __all__ = [
     "local_correlation_reference",
     "local_correlation_torch",
     "mtdm_fields",
+    "narrow_conv3x3",
     "normalize_channels",
     "normalize_channels_torch",
     "set_backend",

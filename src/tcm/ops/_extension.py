@@ -1,5 +1,6 @@
 """Build and load the C++ CPU kernels (``csrc/``: the correlation and soft-argmax in
-``correlation.cpp``, batch norm + ReLU in ``batch_norm_relu.cpp``) at first use.
+``correlation.cpp``, batch norm + ReLU in ``batch_norm_relu.cpp``, the channel normalisation
+and TAM's narrow 3x3 convolutions) at first use.
 
 The source ships with the package and is compiled once per machine by
 :func:`torch.utils.cpp_extension.load` into torch's extension cache
@@ -31,10 +32,12 @@ SOURCES = (
     SOURCE_DIR / "correlation.cpp",
     SOURCE_DIR / "batch_norm_relu.cpp",
     SOURCE_DIR / "normalize_channels.cpp",
+    SOURCE_DIR / "narrow_conv3x3.cpp",
 )
 HEADERS = (
     SOURCE_DIR / "batch_norm_relu.h",
     SOURCE_DIR / "normalize_channels.h",
+    SOURCE_DIR / "narrow_conv3x3.h",
     SOURCE_DIR / "simd.h",
 )
 DISABLE_ENV = "TCM_DISABLE_EXTENSIONS"

@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "batch_norm_relu.h"
+#include "narrow_conv3x3.h"
 #include "normalize_channels.h"
 #include "simd.h"
 
@@ -1237,5 +1238,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "(N,C,H,W) channels-last -> [L2-normalised over C, plain layout; (N,H,W) 1/norm]");
   m.def("normalize_channels_backward", &tcm::normalize_channels_backward,
         "grad_out, out, inv_norm -> grad_x (channels-last)");
+  m.def("narrow_conv3x3_forward", &tcm::narrow_conv3x3_forward,
+        "x (N,C,H,W) channels-last, weight (C,G,3,3), bias or None -> y channels-last");
+  m.def("narrow_conv3x3_input_grad", &tcm::narrow_conv3x3_input_grad,
+        "grad (N,C,H,W) channels-last, weight (C,G,3,3) -> grad_x channels-last");
+  m.def("narrow_conv3x3_weight_grad", &tcm::narrow_conv3x3_weight_grad,
+        "grad, x (N,C,H,W) channels-last, G -> grad_weight (C,G,3,3)");
   m.def("vector_bytes", []() { return kVectorBytes; }, "SIMD register width the build uses");
 }
