@@ -14,6 +14,7 @@ from tcm.layers.conv_bn import (
     is_small_map,
     to_layout,
 )
+from tcm.ops.attention_add import attention_add, attention_kernels_for
 from tcm.ops.backend import is_capturing
 
 
@@ -57,9 +58,16 @@ class TemporalAttention(nn.Module):
 
         With ``overwrite`` (inference only: nothing may need ``x`` afterwards) the sum is
         written over ``x`` in one pass: no new maps are allocated (a large allocation costs a
-        page fault per 4 KB on its first use). Without it, the product and the sum are two
-        steps, rounded exactly as ``base + self(x)``.
+        page fault per 4 KB on its first use). Without it, on CPU float maps where the compiled
+        kernels load, the attention and the sum run as one op (:mod:`tcm.ops.attention_add`,
+        equal up to float rounding); elsewhere the product and the sum are two steps, rounded
+        exactly as ``base + self(x)``.
         """
+        # Hooks on the 1D convolution would not see the compiled op.
+        if not (overwrite or self.conv._forward_hooks or self.conv._forward_pre_hooks):
+            kernels = attention_kernels_for(base, x, self.conv.weight)
+            if kernels is not None:
+                return attention_add(base, x, self.conv.weight, self.num_segments, kernels)
         channels, height, width = x.shape[1:]
         clips = x.view(-1, self.num_segments, channels, height, width)  # (N, T, C, H, W)
         weights = self.weights(x)[..., None, None]  # (N, T, C, 1, 1)

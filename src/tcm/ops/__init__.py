@@ -1,11 +1,13 @@
 """Low-level operators: the local correlation, MTDM's kernel soft-argmax and channel
-normalisation, the fused batch norm + ReLU of TAM's and MTDM's layers and TAM's narrow 3x3
-convolutions (depthwise, and groups of two channels).
+normalisation, the fused batch norm + ReLU of TAM's and MTDM's layers, TAM's narrow 3x3
+convolutions (depthwise, and groups of two channels) and its temporal attention with the sum
+into the backbone.
 
 Each has a compiled CPU path and a pure-PyTorch reference path, chosen by
 :mod:`tcm.ops.backend` (``set_backend("auto" | "torch" | "extension")``).
 """
 
+from tcm.ops.attention_add import attention_add
 from tcm.ops.backend import extension_available, get_backend, set_backend, use_backend
 from tcm.ops.batch_norm_relu import batch_norm_relu
 from tcm.ops.correlation import (
@@ -20,6 +22,7 @@ from tcm.ops.normalize_channels import normalize_channels, normalize_channels_to
 from tcm.ops.soft_argmax import kernel_soft_argmax, kernel_soft_argmax_torch
 
 __all__ = [
+    "attention_add",
     "batch_norm_relu",
     "extension_available",
     "get_backend",

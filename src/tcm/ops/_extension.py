@@ -33,8 +33,10 @@ SOURCES = (
     SOURCE_DIR / "batch_norm_relu.cpp",
     SOURCE_DIR / "normalize_channels.cpp",
     SOURCE_DIR / "narrow_conv3x3.cpp",
+    SOURCE_DIR / "attention_add.cpp",
 )
 HEADERS = (
+    SOURCE_DIR / "attention_add.h",
     SOURCE_DIR / "batch_norm_relu.h",
     SOURCE_DIR / "normalize_channels.h",
     SOURCE_DIR / "narrow_conv3x3.h",

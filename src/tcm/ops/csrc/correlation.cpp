@@ -34,6 +34,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "attention_add.h"
 #include "batch_norm_relu.h"
 #include "narrow_conv3x3.h"
 #include "normalize_channels.h"
@@ -1244,5 +1245,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "grad (N,C,H,W) channels-last, weight (C,G,3,3) -> grad_x channels-last");
   m.def("narrow_conv3x3_weight_grad", &tcm::narrow_conv3x3_weight_grad,
         "grad, x (N,C,H,W) channels-last, G -> grad_weight (C,G,3,3)");
+  m.def("attention_add_forward", &tcm::attention_add_forward,
+        "base, x (N*T,C,H,W), kernel (1,1,k), T -> [base + x * weights, weights, pooled]");
+  m.def("attention_add_backward", &tcm::attention_add_backward,
+        "grad_out, x, kernel, weights, pooled, T -> [grad_x, grad_kernel]");
   m.def("vector_bytes", []() { return kVectorBytes; }, "SIMD register width the build uses");
 }
