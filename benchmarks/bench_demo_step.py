@@ -7,7 +7,7 @@ backward, SGD with momentum. The two models alternate, ``--rounds`` rounds after
 printed are the median step of each, TCM/TSM as the ratio of medians and per round (two runs
 adjacent in time) with its quartiles. Then where TCM's time goes, each part timed alone,
 forward and backward, on the input it gets inside the model: the TCM layer, MTDM's fields (the
-correlation and soft-argmax of its 208 frame pairs), MTDM whole, and TAM.
+correlation and soft-argmax of its 208 frame pairs, read from the clips), MTDM whole, and TAM.
 
 Usage: ``python benchmarks/bench_demo_step.py [--rounds 100] [--threads 1]`` (fewer rounds are not
 enough where the machine's speed drifts: 20 rounds once gave 1.29 as the ratio of medians and
@@ -30,6 +30,7 @@ import tcm.layers.mtdm  # noqa: E402
 from side_by_side import medians, paired_ratios, quartiles, time_side_by_side  # noqa: E402
 from tcm.models import tcm_layers  # noqa: E402
 from tcm.ops import mtdm_fields  # noqa: E402
+from tcm.ops.mtdm_fields import mtdm_clip_fields  # noqa: E402
 
 MODELS = {"TSM": "tsm_resnet10", "TSM + TCM": "tcm_tsm_resnet10"}
 DEMO = {"widths": [16, 32, 64, 128], "stem_width": 16}
@@ -73,26 +74,38 @@ def parts(model: torch.nn.Module, clips: torch.Tensor) -> dict[str, object]:
     with torch.no_grad():
         fields_in = mtdm(x)
     captured = {}
-    # MTDM's frame pairs as its fields op receives them.
-    original = tcm.layers.mtdm.mtdm_fields
+    # MTDM's frame pairs as its fields op receives them: whole clips and frame indices on
+    # the compiled path, the pairs' frames gathered elsewhere.
+    originals = {
+        "mtdm_clip_fields": tcm.layers.mtdm.mtdm_clip_fields,
+        "mtdm_fields": tcm.layers.mtdm.mtdm_fields,
+    }
 
-    def spy(a, b, *args):
-        captured["pairs"] = (a.detach(), b.detach(), *args)
-        return original(a, b, *args)
+    def spy(name):
+        def run(*args):
+            captured[name] = [arg.detach() if torch.is_tensor(arg) else arg for arg in args]
+            return originals[name](*args)
 
-    tcm.layers.mtdm.mtdm_fields = spy
+        return run
+
+    for name in originals:
+        setattr(tcm.layers.mtdm, name, spy(name))
     try:
         with torch.no_grad():
             mtdm(x)
     finally:
-        tcm.layers.mtdm.mtdm_fields = original
-    a, b, *args = captured["pairs"]
+        for name, original in originals.items():
+            setattr(tcm.layers.mtdm, name, original)
+    if "mtdm_clip_fields" in captured:
+        clips, *args = captured["mtdm_clip_fields"]
+        fields = forward_backward(lambda c: mtdm_clip_fields(c, *args), clips)
+    else:
+        a, b, *args = captured["mtdm_fields"]
+        fields = forward_backward(lambda p, q: mtdm_fields(p, q, *args), a, b)
     return {
         "TCM layer": forward_backward(layer, x),
         "  MTDM": forward_backward(mtdm, x),
-        "    fields (correlation + soft-argmax)": forward_backward(
-            lambda p, q: mtdm_fields(p, q, *args), a, b
-        ),
+        "    fields (correlation + soft-argmax)": fields,
         "  TAM": forward_backward(layer.tam, fields_in),
     }
 

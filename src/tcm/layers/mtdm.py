@@ -16,6 +16,7 @@ from tcm.layers.conv_bn import (
 )
 from tcm.ops import mtdm_fields, normalize_channels
 from tcm.ops.backend import is_capturing
+from tcm.ops.mtdm_fields import clip_fields_kernels, mtdm_clip_fields
 
 #: The two tempos of the reference, in the order of MTDM's output channels.
 TEMPOS = ("fast", "slow")
@@ -25,6 +26,15 @@ def _frames(clips: torch.Tensor, piece: tuple[int, int, int]) -> torch.Tensor:
     first, count, repeats = piece
     frames = clips[:, first : first + count]
     return frames.expand(-1, repeats, -1, -1, -1) if repeats > 1 else frames
+
+
+def _frame_indices(pieces: list[tuple[int, int, int]]) -> list[int]:
+    """The frames of pieces ``(first, count, repeats)``, in order."""
+    return [
+        index
+        for first, count, repeats in pieces
+        for index in ([first] * repeats if repeats > 1 else range(first, first + count))
+    ]
 
 
 def _cat_pieces(clips: torch.Tensor, pieces: list[tuple[int, int, int]]) -> torch.Tensor:
@@ -156,16 +166,29 @@ class MTDM(nn.Module):
         if "slow" in self.tempos and frames - 1 - shared > 0:
             firsts.append((0, 1, frames - 1 - shared))
             seconds.append((1 + shared, frames - 1 - shared, 1))
-        firsts, seconds = _frame_pairs(clips, firsts, seconds)  # (N, pairs, c, H, W) each
-        pairs = firsts.shape[1]
-        # ReLU'd local correlation and kernel soft-argmax, fused on the compiled path.
-        fields = mtdm_fields(
-            firsts.reshape(-1, channels, height, width),
-            seconds.reshape(-1, channels, height, width),
-            self.patch_size,
-            self.sigma,
-            self.temperature,
-        )  # (N * pairs, 3, H, W)
+        pairs = sum(count * repeats for _, count, repeats in firsts)
+        # ReLU'd local correlation and kernel soft-argmax, fused on the compiled path; on
+        # small maps it reads the pairs' frames from the clips.
+        kernels = clip_fields_kernels(clips, self.patch_size)
+        if kernels is not None:
+            fields = mtdm_clip_fields(
+                clips,
+                _frame_indices(firsts),
+                _frame_indices(seconds),
+                self.patch_size,
+                self.sigma,
+                self.temperature,
+                kernels,
+            )  # (N * pairs, 3, H, W)
+        else:
+            firsts, seconds = _frame_pairs(clips, firsts, seconds)  # (N, pairs, c, H, W) each
+            fields = mtdm_fields(
+                firsts.reshape(-1, channels, height, width),
+                seconds.reshape(-1, channels, height, width),
+                self.patch_size,
+                self.sigma,
+                self.temperature,
+            )  # (N * pairs, 3, H, W)
         fields = fields.view(-1, pairs, 3, height, width).to(x.dtype)
         per_tempo = {}  # tempo -> (N, T-1, 3, H, W)
         if keep_fast:

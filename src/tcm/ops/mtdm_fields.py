@@ -48,6 +48,77 @@ class _CompiledMTDMFields(torch.autograd.Function):
         return grad_a, grad_b, None, None, None, None, None
 
 
+class _CompiledClipFields(torch.autograd.Function):
+    """Fields of frame pairs of whole clips, products from views of the clips."""
+
+    @staticmethod
+    def forward(ctx, clips, firsts, seconds, patch_size, sigma, temperature, keep, kernels):
+        fields, products = kernels.mtdm_clip_fields_forward(
+            clips, firsts, seconds, patch_size, sigma, temperature, keep
+        )
+        if keep:
+            ctx.save_for_backward(clips, products)
+        ctx.args, ctx.kernels = (firsts, seconds, patch_size, sigma, temperature), kernels
+        return fields
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_fields):
+        clips, products = ctx.saved_tensors
+        firsts, seconds, *args = ctx.args
+        grad = ctx.kernels.mtdm_clip_fields_backward(
+            clips, firsts, seconds, products, grad_fields, *args
+        )
+        return grad, None, None, None, None, None, None, None
+
+
+def clip_fields_kernels(clips: torch.Tensor, patch_size: int):
+    """The compiled kernels where :func:`mtdm_clip_fields` can run on ``clips (N, T, c, H, W)``:
+    float CPU maps of at most ``patch_size ** 2`` pixels (the products' path) where the kernels
+    load and no graph is captured; else ``None``."""
+    if clips.dim() != 5 or clips.shape[3] * clips.shape[4] > patch_size * patch_size:
+        return None
+    return backend.path_for(clips).kernels
+
+
+def mtdm_clip_fields(
+    clips: torch.Tensor,
+    firsts: list[int],
+    seconds: list[int],
+    patch_size: int,
+    sigma: float,
+    temperature: float,
+    kernels,
+) -> torch.Tensor:
+    """:func:`mtdm_fields` of frame pairs of every clip, on the compiled kernels.
+
+    Args:
+        clips: ``(N, T, C, H, W)`` feature maps, ``H W <= patch_size ** 2``.
+        firsts, seconds: the frames of each pair, indices into ``T``, as many of each.
+        patch_size, sigma, temperature: as for :func:`mtdm_fields`.
+        kernels: from :func:`clip_fields_kernels`.
+
+    Returns:
+        ``(N * pairs, 3, H, W)`` ``[u, v, conf]``, clip by clip, pair by pair: those of
+        ``mtdm_fields(clips[:, firsts].flatten(0, 1), clips[:, seconds].flatten(0, 1), ...)``
+        up to float rounding.
+    """
+    if patch_size < 1 or patch_size % 2 == 0:
+        raise ValueError(f"patch_size must be a positive odd number, got {patch_size}")
+    clips = clips.to(_compute_dtype(clips)).contiguous()
+    keep = torch.is_grad_enabled() and clips.requires_grad
+    return _CompiledClipFields.apply(
+        clips,
+        list(firsts),
+        list(seconds),
+        patch_size,
+        float(sigma),
+        float(temperature),
+        keep,
+        kernels,
+    )
+
+
 def mtdm_fields(
     a: torch.Tensor,
     b: torch.Tensor,

@@ -32,6 +32,7 @@
 #include <cstring>
 #include <mutex>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "attention_add.h"
@@ -697,15 +698,12 @@ void for_each_pixel_vector(const T* g, int64_t B, int64_t H, int64_t W, int64_t 
   });
 }
 
-// mtdm_fields_forward where uses_pixel_products: the kept "volume" is G (B, HW, HW).
-std::vector<at::Tensor> mtdm_fields_forward_from_products(const at::Tensor& a,
-                                                          const at::Tensor& b, int64_t P,
-                                                          double sigma, double temperature,
-                                                          bool keep_volume) {
-  const int64_t B = a.size(0), H = a.size(2), W = a.size(3), HW = H * W;
-  at::Tensor products = pixel_products(a, b);
-  at::Tensor fields = at::empty({B, 3, H, W}, a.options());
-  AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "tcm_mtdm_fields_forward", [&] {
+// MTDM's fields (B, 3, H, W) from the pairs' products G (B, HW, HW).
+at::Tensor fields_from_products(const at::Tensor& products, int64_t H, int64_t W, int64_t P,
+                                double sigma, double temperature) {
+  const int64_t B = products.size(0), HW = H * W;
+  at::Tensor fields = at::empty({B, 3, H, W}, products.options());
+  AT_DISPATCH_FLOATING_TYPES(products.scalar_type(), "tcm_mtdm_fields_forward", [&] {
     using T = scalar_t;
     using V = Vec<T>;
     constexpr int L = kLanes<T>;
@@ -722,20 +720,16 @@ std::vector<at::Tensor> mtdm_fields_forward_from_products(const at::Tensor& a,
           store_partial(dst + 2 * HW, conf, count);
         });
   });
-  return {fields, keep_volume ? products : at::Tensor()};
+  return fields;
 }
 
-// mtdm_fields_backward from the products G that mtdm_fields_forward_from_products kept.
-std::vector<at::Tensor> mtdm_fields_backward_from_products(
-    const at::Tensor& a, const at::Tensor& b, const at::Tensor& products,
-    const at::Tensor& grad_fields, int64_t P, double sigma, double temperature, bool need_a,
-    bool need_b) {
-  const int64_t B = a.size(0), C = a.size(1), H = a.size(2), W = a.size(3), HW = H * W;
-  TORCH_CHECK(products.scalar_type() == a.scalar_type() && products.is_contiguous() &&
-                  products.sizes() == at::IntArrayRef({B, HW, HW}),
-              "the volume is not the one mtdm_fields_forward kept for these maps");
-  at::Tensor grad_products = at::empty({B, HW, HW}, a.options());
-  AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "tcm_mtdm_fields_backward", [&] {
+// The gradient of G (B, HW, HW) from the fields' gradient (B, 3, H, W), G as kept.
+at::Tensor grad_products_from(const at::Tensor& products, const at::Tensor& grad_fields,
+                              int64_t H, int64_t W, int64_t P, double sigma,
+                              double temperature) {
+  const int64_t B = products.size(0), HW = H * W;
+  at::Tensor grad_products = at::empty({B, HW, HW}, products.options());
+  AT_DISPATCH_FLOATING_TYPES(products.scalar_type(), "tcm_mtdm_fields_backward", [&] {
     using T = scalar_t;
     using V = Vec<T>;
     constexpr int L = kLanes<T>;
@@ -754,10 +748,155 @@ std::vector<at::Tensor> mtdm_fields_backward_from_products(
           scatter_volume(grad_corr, H, W, P, p0, grad_g + n * HW * HW);
         });
   });
+  return grad_products;
+}
+
+void check_kept_products(const at::Tensor& products, const at::Tensor& like, int64_t B,
+                         int64_t HW) {
+  TORCH_CHECK(products.scalar_type() == like.scalar_type() && products.is_contiguous() &&
+                  products.sizes() == at::IntArrayRef({B, HW, HW}),
+              "the volume is not the one mtdm_fields_forward kept for these maps");
+}
+
+// mtdm_fields_forward where uses_pixel_products: the kept "volume" is G (B, HW, HW).
+std::vector<at::Tensor> mtdm_fields_forward_from_products(const at::Tensor& a,
+                                                          const at::Tensor& b, int64_t P,
+                                                          double sigma, double temperature,
+                                                          bool keep_volume) {
+  at::Tensor products = pixel_products(a, b);
+  at::Tensor fields = fields_from_products(products, a.size(2), a.size(3), P, sigma, temperature);
+  return {fields, keep_volume ? products : at::Tensor()};
+}
+
+// mtdm_fields_backward from the products G that mtdm_fields_forward_from_products kept.
+std::vector<at::Tensor> mtdm_fields_backward_from_products(
+    const at::Tensor& a, const at::Tensor& b, const at::Tensor& products,
+    const at::Tensor& grad_fields, int64_t P, double sigma, double temperature, bool need_a,
+    bool need_b) {
+  const int64_t B = a.size(0), C = a.size(1), H = a.size(2), W = a.size(3), HW = H * W;
+  check_kept_products(products, a, B, HW);
+  at::Tensor grad_products = grad_products_from(products, grad_fields, H, W, P, sigma, temperature);
   at::Tensor grad_a, grad_b;
   if (need_a) grad_a = bmm_as_is(b.view({B, C, HW}), grad_products.transpose(1, 2)).view_as(a);
   if (need_b) grad_b = bmm_as_is(a.view({B, C, HW}), grad_products).view_as(b);
   return {grad_a, grad_b};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Frame pairs of whole clips: the products straight from the clips' frames.
+//
+// MTDM pairs frames of each clip (adjacent ones, and the first with every later one). On small
+// maps their products come from batched products of views of the clips, one call per run of
+// pairs whose frames follow each other, so neither the pairs' first nor their second frames are
+// copied out of the clips; the backward adds the pairs' gradients into the clips' in place.
+
+// Pairs pair .. pair + count - 1 of a clip: frames (first + step i, second + i), step 1
+// (adjacent pairs) or 0 (one first frame against several).
+struct PairRun {
+  int64_t pair, count, first, step, second;
+};
+
+std::vector<PairRun> pair_runs(const std::vector<int64_t>& firsts,
+                               const std::vector<int64_t>& seconds, int64_t T) {
+  TORCH_CHECK(!firsts.empty() && firsts.size() == seconds.size(),
+              "tcm: expected as many first as second frames, at least one pair");
+  std::vector<PairRun> runs;
+  for (size_t j = 0; j < firsts.size(); ++j) {
+    const int64_t f = firsts[j], s = seconds[j];
+    TORCH_CHECK(f >= 0 && f < T && s >= 0 && s < T, "tcm: pair ", j, " (", f, ", ", s,
+                ") is not a pair of frames of clips of ", T);
+    if (!runs.empty()) {
+      PairRun& r = runs.back();
+      const int64_t step = r.count == 1 ? f - r.first : r.step;
+      if (s == r.second + r.count && (step == 0 || step == 1) && f == r.first + step * r.count) {
+        r.step = step;
+        ++r.count;
+        continue;
+      }
+    }
+    runs.push_back({static_cast<int64_t>(j), 1, f, 1, s});
+  }
+  return runs;
+}
+
+// The run's first and second frames of one clip's frames (T, C, HW), as (count, C, HW) views.
+std::pair<at::Tensor, at::Tensor> run_frames(const at::Tensor& frames, const PairRun& r) {
+  at::Tensor first = r.step ? frames.narrow(0, r.first, r.count)
+                            : frames[r.first].unsqueeze(0).expand({r.count, -1, -1});
+  return {first, frames.narrow(0, r.second, r.count)};
+}
+
+void check_clips(const at::Tensor& clips, int64_t P) {
+  TORCH_CHECK(clips.device().is_cpu() && clips.dim() == 5 && clips.is_contiguous(),
+              "tcm: expected contiguous (N, T, C, H, W) CPU clips");
+  TORCH_CHECK(P >= 1 && P % 2 == 1, "patch_size must be a positive odd number");
+  TORCH_CHECK(uses_pixel_products(clips.size(3), clips.size(4), P),
+              "tcm: clip pairs take maps of at most patch_size^2 pixels");
+}
+
+// Clips (N, T, C, H, W), pairs (firsts[j], seconds[j]) -> [fields (N * pairs, 3, H, W), the
+// products G (N * pairs, HW, HW) where keep_products, else empty].
+std::vector<at::Tensor> mtdm_clip_fields_forward(at::Tensor clips, std::vector<int64_t> firsts,
+                                                 std::vector<int64_t> seconds, int64_t P,
+                                                 double sigma, double temperature,
+                                                 bool keep_products) {
+  check_clips(clips, P);
+  const int64_t N = clips.size(0), T = clips.size(1), C = clips.size(2);
+  const int64_t H = clips.size(3), W = clips.size(4), HW = H * W;
+  const int64_t pairs = static_cast<int64_t>(firsts.size());
+  const std::vector<PairRun> runs = pair_runs(firsts, seconds, T);
+  at::Tensor products = at::empty({N * pairs, HW, HW}, clips.options());
+  {
+    const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
+    const at::Tensor frames = clips.view({N, T, C, HW});
+    const at::Tensor g = products.view({N, pairs, HW, HW});
+    for (int64_t n = 0; n < N; ++n) {
+      for (const PairRun& r : runs) {
+        auto [first, second] = run_frames(frames[n], r);
+        at::Tensor out = g[n].narrow(0, r.pair, r.count);
+        at::bmm_out(out, first.transpose(1, 2), second);
+      }
+    }
+  }
+  at::Tensor fields = fields_from_products(products, H, W, P, sigma, temperature);
+  return {fields, keep_products ? products : at::Tensor()};
+}
+
+// The clips' gradient (N, T, C, H, W) from the fields' (N * pairs, 3, H, W) and the kept G.
+at::Tensor mtdm_clip_fields_backward(at::Tensor clips, std::vector<int64_t> firsts,
+                                     std::vector<int64_t> seconds, at::Tensor products,
+                                     at::Tensor grad_fields, int64_t P, double sigma,
+                                     double temperature) {
+  check_clips(clips, P);
+  const int64_t N = clips.size(0), T = clips.size(1), C = clips.size(2);
+  const int64_t H = clips.size(3), W = clips.size(4), HW = H * W;
+  const int64_t pairs = static_cast<int64_t>(firsts.size());
+  const std::vector<PairRun> runs = pair_runs(firsts, seconds, T);
+  check_kept_products(products, clips, N * pairs, HW);
+  grad_fields = grad_fields.contiguous().to(clips.scalar_type());
+  TORCH_CHECK(grad_fields.sizes() == at::IntArrayRef({N * pairs, 3, H, W}),
+              "expected a (N * pairs, 3, H, W) gradient of the fields");
+  at::Tensor grad_g = grad_products_from(products, grad_fields, H, W, P, sigma, temperature)
+                          .view({N, pairs, HW, HW});
+  at::Tensor grad = at::zeros_like(clips);
+  const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
+  const at::Tensor frames = clips.view({N, T, C, HW});
+  const at::Tensor grad_frames = grad.view({N, T, C, HW});
+  // Per clip, run by run: the second frames' gradients a G', then the first frames' b G'^T.
+  for (int64_t n = 0; n < N; ++n) {
+    at::Tensor clip_grad = grad_frames[n];
+    for (const PairRun& r : runs) {
+      auto [first, second] = run_frames(frames[n], r);
+      const at::Tensor g = grad_g[n].narrow(0, r.pair, r.count);
+      clip_grad.narrow(0, r.second, r.count).baddbmm_(first, g);
+      if (r.step) {
+        clip_grad.narrow(0, r.first, r.count).baddbmm_(second, g.transpose(1, 2));
+      } else {
+        clip_grad[r.first].addbmm_(second, g.transpose(1, 2));
+      }
+    }
+  }
+  return grad;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1226,6 +1365,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "(B,C,H,W) x2 -> [fields (B,3,H,W), ReLU'd volume (blocks of rows) or empty]");
   m.def("mtdm_fields_backward", &mtdm_fields_backward,
         "a, b, kept volume, grad fields (B,3,H,W) -> [grad_a, grad_b]");
+  m.def("mtdm_clip_fields_forward", &mtdm_clip_fields_forward,
+        "clips (N,T,C,H,W), firsts, seconds -> [fields (N*pairs,3,H,W), products or empty]");
+  m.def("mtdm_clip_fields_backward", &mtdm_clip_fields_backward,
+        "clips, firsts, seconds, kept products, grad fields -> grad clips (N,T,C,H,W)");
   m.def("soft_argmax_forward", &soft_argmax_forward, "(B,P*P,H,W) -> (B,3,H,W)");
   m.def("soft_argmax_backward", &soft_argmax_backward,
         "volume (B,P*P,H,W), grad fields (B,3,H,W) -> grad volume (B,P*P,H,W)");
