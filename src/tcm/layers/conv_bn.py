@@ -9,6 +9,7 @@ from torch import nn
 from tcm.ops.backend import is_capturing, ops_watched
 from tcm.ops.batch_norm_relu import batch_norm_relu
 from tcm.ops.narrow_conv3x3 import narrow_conv3x3, narrow_kernels_for
+from tcm.ops.pointwise_conv import pointwise_applies, pointwise_conv
 
 #: Grouped (not depthwise) convolutions of at most this many input channels run on the CPU as
 #: one dense convolution with block-diagonal weights where the compiled narrow kernels do not
@@ -50,20 +51,19 @@ def convolve(
 ) -> torch.Tensor:
     """``conv(x)``, or with ``weight`` and ``bias`` in place of its own (folded ones):
     ``(N, C_in, H, W) -> (N, C_out, H', W')``: on the compiled narrow kernels where they
-    apply (:func:`~tcm.ops.narrow_conv3x3.narrow_kernels_for`), else dense where
-    :func:`runs_dense`."""
-    kernels = narrow_kernels_for(conv, x, conv.weight if weight is None else weight)
-    if kernels is not None:
-        if weight is None:
-            weight, bias = conv.weight, conv.bias
-        return narrow_conv3x3(x, weight, bias, kernels)
-    dense = runs_dense(conv, x)
-    if weight is None:
-        if not dense:
-            return conv(x)
+    apply (:func:`~tcm.ops.narrow_conv3x3.narrow_kernels_for`), as matrix products for 1x1
+    convolutions of channels-last maps (:func:`~tcm.ops.pointwise_conv.pointwise_applies`),
+    else dense where :func:`runs_dense`."""
+    own = weight is None
+    if own:
         weight, bias = conv.weight, conv.bias
-    if not dense:
-        return conv._conv_forward(x, weight, bias)
+    if pointwise_applies(conv, x, weight):
+        return pointwise_conv(x, weight, bias)
+    kernels = narrow_kernels_for(conv, x, weight)
+    if kernels is not None:
+        return narrow_conv3x3(x, weight, bias, kernels)
+    if not runs_dense(conv, x):
+        return conv(x) if own else conv._conv_forward(x, weight, bias)
     weight = block_diagonal(weight, conv.groups)
     return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation)
 
