@@ -44,7 +44,8 @@ def _forward_backward(backend_name, fn, inputs, weights_seed=1):
 # t8_h16, t16_h10, t8_n2_h12; 32x32 clips in tests/models, with TCM at layer1/2/3 and
 # patch 5), TCM's shape at 224 (28x28) and at stride 4 (56x56, fewer pairs), the demo's
 # (8x8), the last maps of the pixel-products path (H W <= P P: 15x15, 9x25) and the first
-# after it (16x15), and odd sizes.
+# after it (16x15), and odd sizes. On 8x8, 4x4 and 2x2 maps every pixel's window covers the
+# map (the products' one-pass backward); on 15x15, 9x25 and 10x10 it does not.
 MODEL_SIZES = [
     (208, 64, 8, 8, 15),
     (3, 64, 15, 15, 15),
@@ -94,6 +95,16 @@ def test_mtdm_fields_where_few_or_no_correlations_are_positive(compiled, height,
     a[:2], b[:2] = a[:2].abs(), -b[:2].abs()
     b[1, :, height // 2, width - 1] = 1.0
     assert ops.local_correlation(a[:1], b[:1], patch).max() == 0  # zero outside the map
+    _assert_fields_match_the_reference_path(a, b, patch, 1e-10, 1e-9)
+
+
+@pytest.mark.parametrize("height, width, patch", [(8, 8, 15), (3, 7, 15), (5, 7, 9)])
+def test_mtdm_fields_take_the_first_of_tied_maxima(compiled, height, width, patch):
+    """Two pixels of b equal, so every pixel of a has two largest correlations: the arg-max is
+    the first displacement of the two, and the Gaussian window centres there."""
+    torch.manual_seed(5)
+    a, b = (torch.rand(3, 4, height, width, dtype=torch.float64) for _ in range(2))
+    b[:, :, 0, 1] = b[:, :, height - 1, width - 2] = 2.0
     _assert_fields_match_the_reference_path(a, b, patch, 1e-10, 1e-9)
 
 

@@ -6,7 +6,9 @@ in a per-thread buffer and only the ``(B, 3, H, W)`` fields are written, so infe
 materialises the ``(B, P*P, H, W)`` volume. When a gradient is needed the ReLU'd volume is kept
 for the backward by blocks of rows, as the kernel computed it (about the memory of the unfused
 path's volume); the backward recomputes the softmax from it and runs the correlation's
-backward.
+backward. On maps of at most ``P*P`` pixels the kernel keeps the pixels' products instead, and,
+where every pixel's window covers the map, each pixel's arg-max, softmax maximum and total, so
+that the backward is one pass over the products.
 """
 
 from __future__ import annotations
@@ -29,21 +31,21 @@ class _CompiledMTDMFields(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, a, b, patch_size, sigma, temperature, keep_volume, kernels):
-        fields, volume = kernels.mtdm_fields_forward(
+        fields, volume, stats = kernels.mtdm_fields_forward(
             a, b, patch_size, sigma, temperature, keep_volume
         )
         if keep_volume:
-            ctx.save_for_backward(a, b, volume)
+            ctx.save_for_backward(a, b, volume, stats)
         ctx.args, ctx.kernels = (patch_size, sigma, temperature), kernels
         return fields
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_fields):
-        a, b, volume = ctx.saved_tensors
+        a, b, volume, stats = ctx.saved_tensors
         need_a, need_b = ctx.needs_input_grad[:2]
         grad_a, grad_b = ctx.kernels.mtdm_fields_backward(
-            a, b, volume, grad_fields, *ctx.args, need_a, need_b
+            a, b, volume, stats, grad_fields, *ctx.args, need_a, need_b
         )
         return grad_a, grad_b, None, None, None, None, None
 
@@ -53,21 +55,21 @@ class _CompiledClipFields(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, clips, firsts, seconds, patch_size, sigma, temperature, keep, kernels):
-        fields, products = kernels.mtdm_clip_fields_forward(
+        fields, products, stats = kernels.mtdm_clip_fields_forward(
             clips, firsts, seconds, patch_size, sigma, temperature, keep
         )
         if keep:
-            ctx.save_for_backward(clips, products)
+            ctx.save_for_backward(clips, products, stats)
         ctx.args, ctx.kernels = (firsts, seconds, patch_size, sigma, temperature), kernels
         return fields
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_fields):
-        clips, products = ctx.saved_tensors
+        clips, products, stats = ctx.saved_tensors
         firsts, seconds, *args = ctx.args
         grad = ctx.kernels.mtdm_clip_fields_backward(
-            clips, firsts, seconds, products, grad_fields, *args
+            clips, firsts, seconds, products, stats, grad_fields, *args
         )
         return grad, None, None, None, None, None, None, None
 

@@ -599,19 +599,27 @@ void for_each_correlation_block(const at::Tensor& a, const at::Tensor& b, int64_
 // Small maps: the products of all pixel pairs, one batched matrix multiply.
 //
 // Where a map has no more pixels than there are displacements (H W <= P P: 8x8 maps with
-// P = 15, TCM's place in small networks), the products of every pixel of a with every pixel of
-// b, G[n, p, q] = sum_c a[n, c, p] b[n, c, q] (B, HW, HW), take no more multiply-adds than the
+// P = 15, TCM's place in small networks), the products of every pixel of b with every pixel of
+// a, G[n, q, p] = sum_c b[n, c, q] a[n, c, p] (B, HW, HW), take no more multiply-adds than the
 // volume's in-window entries that the blocked kernel computes (it also pads short rows to a
 // vector), and one call to at::bmm computes them at the rate of a large matrix multiply.
-// Displacement k = (i, j) of pixel p = (y, x) is G[n, p, (y + i - d) W + x + j - d] where that
-// pixel exists and zero elsewhere; the backward scatters the volume's gradient into G's and
-// takes two more batched products. One pair's G (16 kB at 8x8) stays in the first-level cache
-// while its pixels are gathered.
+// Displacement k = (i, j) of pixel p = (y, x) of a is G[n, (y + i - d) W + x + j - d, p] where
+// that pixel of b exists and zero elsewhere: row q of G holds pixel q of b's products with
+// every pixel of a, side by side as the soft-argmax's lanes want them. The backward computes
+// G's gradient and takes two more batched products.
 
 bool uses_pixel_products(int64_t H, int64_t W, int64_t P) { return H * W <= P * P; }
 
+// Whether every pixel's window of displacements covers the whole map (H, W <= radius + 1).
+// Then a pixel's in-map displacements are all of b's pixels, in the order of the displacements
+// (i P + j grows with (y + i - d) W + x + j - d), and its other K - HW displacements are zeros
+// outside the map: the soft-argmax runs over G's rows as they are (soft_argmax_over_map).
+bool windows_cover_map(int64_t H, int64_t W, int64_t P) {
+  return H <= P / 2 + 1 && W <= P / 2 + 1;
+}
+
 // The displacement rows that reach into the map for some pixel of p0 .. p0 + count - 1: those
-// of rows y_first .. y_last reach map rows y + i - d in [0, H). At 8x8 with P = 15, 8 of 15.
+// of rows y_first .. y_last reach map rows y + i - d in [0, H).
 inline RowRange rows_in_map(int64_t H, int64_t W, int64_t P, int64_t p0, int64_t count) {
   const int64_t d = P / 2, y_first = p0 / W, y_last = (p0 + count - 1) / W;
   return {std::max<int64_t>(0, d - y_last), std::min<int64_t>(P, d - y_first + H)};
@@ -631,28 +639,27 @@ void gather_volume(const T* g, int64_t H, int64_t W, int64_t P, int64_t p0, RowR
     const int64_t i0 = std::max<int64_t>(0, d - y), i1 = std::min<int64_t>(P, H + d - y);
     const int64_t j0 = std::max<int64_t>(0, d - x), j1 = std::min<int64_t>(P, W + d - x);
     for (int64_t i = i0; i < i1; ++i) {
-      const T* src = g + p * HW + (y + i - d) * W + x - d;  // column j of displacement row i
+      const T* src = g + ((y + i - d) * W + x - d) * HW + p;  // column j of displacement row i
       T* dst = buf + i * P * L + l;
-      for (int64_t j = j0; j < j1; ++j) dst[j * L] = src[j];
+      for (int64_t j = j0; j < j1; ++j) dst[j * L] = src[j * HW];
     }
   }
 }
 
-// The inverse of gather_volume for the gradient: rows p0 .. p0 + L - 1 of g (HW, HW) set from
-// buf (K, L), zero where no displacement reaches.
+// The inverse of gather_volume for the gradient: the in-window entries of columns
+// p0 .. p0 + L - 1 of g (HW, HW) set from buf (K, L); g's others are left as they are (zero).
 template <typename T>
 void scatter_volume(const T* buf, int64_t H, int64_t W, int64_t P, int64_t p0, T* g) {
   constexpr int L = kLanes<T>;
   const int64_t HW = H * W, d = P / 2;
   for (int64_t l = 0; l < L && p0 + l < HW; ++l) {
     const int64_t p = p0 + l, y = p / W, x = p % W;
-    std::fill_n(g + p * HW, HW, T(0));
     const int64_t i0 = std::max<int64_t>(0, d - y), i1 = std::min<int64_t>(P, H + d - y);
     const int64_t j0 = std::max<int64_t>(0, d - x), j1 = std::min<int64_t>(P, W + d - x);
     for (int64_t i = i0; i < i1; ++i) {
-      T* dst = g + p * HW + (y + i - d) * W + x - d;
+      T* dst = g + ((y + i - d) * W + x - d) * HW + p;
       const T* src = buf + i * P * L + l;
-      for (int64_t j = j0; j < j1; ++j) dst[j] = src[j * L];
+      for (int64_t j = j0; j < j1; ++j) dst[j * HW] = src[j * L];
     }
   }
 }
@@ -671,10 +678,166 @@ at::Tensor bmm_as_is(const at::Tensor& x, const at::Tensor& y) {
   return at::bmm(x, y);
 }
 
-// (B, C, H, W) -> (B, HW, HW) products of all pixel pairs, G = a^T b per pair.
+// (B, C, H, W) -> (B, HW, HW) products of all pixel pairs, G = b^T a per pair.
 at::Tensor pixel_products(const at::Tensor& a, const at::Tensor& b) {
   const int64_t B = a.size(0), C = a.size(1), HW = a.size(2) * a.size(3);
-  return bmm_as_is(a.view({B, C, HW}).transpose(1, 2), b.view({B, C, HW}));
+  return bmm_as_is(b.view({B, C, HW}).transpose(1, 2), a.view({B, C, HW}));
+}
+
+// What soft_argmax_over_map needs of the pixels p0 .. p0 + L - 1 of an H x W map (lanes past
+// the map's last pixel hold coordinates outside it).
+template <typename T>
+struct MapLanes {
+  Vec<T> x, y;  // the pixels' coordinates
+  // Sums of the horizontal and vertical steps (scaled) of the displacements that leave the map:
+  // all K displacements' steps sum to zero, the in-map ones of column x to H sum_c (c - x).
+  Vec<T> outside_u, outside_v;
+};
+
+template <typename T>
+MapLanes<T> map_lanes(int64_t H, int64_t W, int64_t p0, const SoftArgmax<T>& s) {
+  MapLanes<T> m;
+  for (int l = 0; l < kLanes<T>; ++l) {
+    m.x[l] = T((p0 + l) % W);
+    m.y[l] = T((p0 + l) / W);
+  }
+  m.outside_u = -(T(H) * (T(W * (W - 1) / 2) - T(W) * m.x)) * s.scale;
+  m.outside_v = -(T(W) * (T(H * (H - 1) / 2) - T(H) * m.y)) * s.scale;
+  return m;
+}
+
+// What the backward needs of soft_argmax_over_map's forward, per pixel.
+enum MapStat { kBestY, kBestX, kTop, kInvTotal, kU, kV, kMapStats };
+
+// The separable Gaussian window around the arg-max, over the map's rows and columns.
+template <typename T>
+inline void map_gaussians(const Vec<T>& best_y, const Vec<T>& best_x, int64_t H, int64_t W,
+                          const SoftArgmax<T>& s, Vec<T>* gauss_y, Vec<T>* gauss_x) {
+  for (int64_t r = 0; r < H; ++r) {
+    const Vec<T> dy = broadcast<Vec<T>>(T(r)) - best_y;
+    gauss_y[r] = vexp(-(dy * dy) * s.inv_two_sigma2);
+  }
+  for (int64_t c = 0; c < W; ++c) {
+    const Vec<T> dx = broadcast<Vec<T>>(T(c)) - best_x;
+    gauss_x[c] = vexp(-(dx * dx) * s.inv_two_sigma2);
+  }
+}
+
+// soft_argmax_vector of a vector of pixels whose windows cover the map (windows_cover_map),
+// from G's rows: corr = (HW, ld) correlations of the pixels with each of b's pixels q, at
+// column 0 of row q. Writes conf and the stats (kMapStats vectors), u and v among them.
+// scratch: HW + H + W vectors.
+template <typename T>
+void soft_argmax_over_map(const T* corr, int64_t ld, int64_t H, int64_t W,
+                          const SoftArgmax<T>& s, const MapLanes<T>& m, Vec<T>* scratch,
+                          Vec<T>* stats, Vec<T>& conf) {
+  using V = Vec<T>;
+  const int64_t HW = H * W;
+  V* values = scratch;  // HW: ReLU'd correlations, then logits
+  V* gauss_y = values + HW;
+  V* gauss_x = gauss_y + H;
+  const V zero = vzero<V>();
+  // Arg-max, first occurrence. Displacements outside the map are zeros and every correlation
+  // is at least zero: where the largest is zero, the logits are all zero and no gradient flows,
+  // so which zero is the arg-max does not matter.
+  V best = zero, best_y = zero, best_x = zero;
+  for (int64_t r = 0, q = 0; r < H; ++r) {
+    for (int64_t c = 0; c < W; ++c, ++q) {
+      V value = load<V>(corr + q * ld);
+      value = value > zero ? value : zero;
+      values[q] = value;
+      const auto greater = value > best;
+      best = greater ? value : best;
+      best_y = greater ? broadcast<V>(T(r)) : best_y;
+      best_x = greater ? broadcast<V>(T(c)) : best_x;
+    }
+  }
+  conf = best;
+  map_gaussians(best_y, best_x, H, W, s, gauss_y, gauss_x);
+  V top = zero;  // the logits outside the map
+  for (int64_t r = 0, q = 0; r < H; ++r) {
+    for (int64_t c = 0; c < W; ++c, ++q) {
+      const V logit = (s.temperature * values[q]) * (gauss_y[r] * gauss_x[c]);
+      values[q] = logit;
+      top = logit > top ? logit : top;
+    }
+  }
+  const V outside = vexp(zero - top);
+  V total = T(s.P * s.P - HW) * outside;
+  V sum_u = m.outside_u * outside, sum_v = m.outside_v * outside;
+  for (int64_t r = 0, q = 0; r < H; ++r) {
+    V row_total = zero, row_u = zero;
+    for (int64_t c = 0; c < W; ++c, ++q) {
+      const V e = vexp(values[q] - top);
+      row_total += e;
+      row_u += e * ((T(c) - m.x) * s.scale);
+    }
+    total += row_total;
+    sum_u += row_u;
+    sum_v += row_total * ((T(r) - m.y) * s.scale);
+  }
+  const V inv_total = T(1) / total;
+  stats[kBestY] = best_y;
+  stats[kBestX] = best_x;
+  stats[kTop] = top;
+  stats[kInvTotal] = inv_total;
+  stats[kU] = sum_u * inv_total;
+  stats[kV] = sum_v * inv_total;
+}
+
+// The gradient of sum(gu * u + gv * v + gc * conf) w.r.t. soft_argmax_over_map's corr, into
+// grad_corr (HW, grad_ld), from its stats: one pass over the correlations.
+// scratch: H + W vectors.
+template <typename T>
+void soft_argmax_over_map_backward(const T* corr, int64_t ld, int64_t H, int64_t W,
+                                   const SoftArgmax<T>& s, const MapLanes<T>& m,
+                                   const Vec<T>* stats, const Vec<T>* grads, Vec<T>* scratch,
+                                   T* grad_corr, int64_t grad_ld) {
+  using V = Vec<T>;
+  V* gauss_y = scratch;
+  V* gauss_x = gauss_y + H;
+  const V zero = vzero<V>();
+  const V best_y = stats[kBestY], best_x = stats[kBestX], top = stats[kTop];
+  const V inv_total = stats[kInvTotal], u = stats[kU], v = stats[kV];
+  const V gu = grads[0], gv = grads[1], gc = grads[2];
+  map_gaussians(best_y, best_x, H, W, s, gauss_y, gauss_x);
+  for (int64_t r = 0, q = 0; r < H; ++r) {
+    const V vi_term = gv * ((T(r) - m.y) * s.scale - v);
+    const auto at_r = best_y == T(r);
+    for (int64_t c = 0; c < W; ++c, ++q) {
+      const V raw = load<V>(corr + q * ld);
+      const V value = raw > zero ? raw : zero;
+      const V window = gauss_y[r] * gauss_x[c];
+      const V weight = vexp((s.temperature * value) * window - top) * inv_total;
+      const V d_logit = weight * (gu * ((T(c) - m.x) * s.scale - u) + vi_term);
+      V d_corr = s.temperature * window * d_logit;
+      d_corr += (at_r & (best_x == T(c))) ? gc : zero;
+      store(grad_corr + q * grad_ld, raw > zero ? d_corr : zero);
+    }
+  }
+}
+
+// Runs fn(n, p0, count, corr, ld, buf) for every vector of L pixels p0 .. p0 + count - 1 of
+// every pair n of the products g (B, HW, HW), on torch's threads: corr = (HW, ld) columns
+// p0 .. of the pair's G, in place (ld = HW), or for the map's last, shorter vector copied into
+// the thread's buffer with zeros after its pixels (ld = L); buf: extra values of that buffer.
+template <typename T, typename Fn>
+void for_each_map_vector(const T* g, int64_t B, int64_t HW, int64_t extra, Fn fn) {
+  constexpr int L = kLanes<T>;
+  const int64_t vectors = (HW + L - 1) / L;
+  parallel_tasks<T>(B * vectors, HW * L + extra, [&](int64_t task, T* buf) {
+    const int64_t n = task / vectors, p0 = task % vectors * L;
+    const int64_t count = std::min<int64_t>(L, HW - p0);
+    const T* columns = g + n * HW * HW + p0;
+    if (count == L) {
+      fn(n, p0, count, columns, HW, buf + HW * L);
+      return;
+    }
+    for (int64_t q = 0; q < HW; ++q) {
+      store(buf + q * L, load_partial(columns + q * HW, count));
+    }
+    fn(n, p0, count, static_cast<const T*>(buf), int64_t(L), buf + HW * L);
+  });
 }
 
 // Runs fn(n, p0, count, rows, corr, scratch) for every vector of L pixels p0 .. p0 + count - 1
@@ -698,37 +861,75 @@ void for_each_pixel_vector(const T* g, int64_t B, int64_t H, int64_t W, int64_t 
   });
 }
 
-// MTDM's fields (B, 3, H, W) from the pairs' products G (B, HW, HW).
-at::Tensor fields_from_products(const at::Tensor& products, int64_t H, int64_t W, int64_t P,
-                                double sigma, double temperature) {
+// MTDM's fields (B, 3, H, W) from the pairs' products G (B, HW, HW), and, where the windows
+// cover the map and keep_stats, soft_argmax_over_map's stats (B, kMapStats, HW) for the
+// backward (else an empty tensor).
+std::pair<at::Tensor, at::Tensor> fields_from_products(const at::Tensor& products, int64_t H,
+                                                       int64_t W, int64_t P, double sigma,
+                                                       double temperature, bool keep_stats) {
   const int64_t B = products.size(0), HW = H * W;
+  const bool cover = windows_cover_map(H, W, P);
   at::Tensor fields = at::empty({B, 3, H, W}, products.options());
+  at::Tensor stats;
+  if (cover && keep_stats) stats = at::empty({B, kMapStats, HW}, products.options());
   AT_DISPATCH_FLOATING_TYPES(products.scalar_type(), "tcm_mtdm_fields_forward", [&] {
     using T = scalar_t;
     using V = Vec<T>;
     constexpr int L = kLanes<T>;
     const SoftArgmax<T> s = soft_argmax_params<T>(P, sigma, temperature, true);
     T* out = fields.data_ptr<T>();
+    T* stats_out = stats.defined() ? stats.data_ptr<T>() : nullptr;
+    auto store_fields = [&](int64_t n, int64_t p0, int64_t count, const V& u, const V& v,
+                            const V& conf) {
+      T* dst = out + n * 3 * HW + p0;
+      store_partial(dst, u, count);
+      store_partial(dst + HW, v, count);
+      store_partial(dst + 2 * HW, conf, count);
+    };
+    if (cover) {
+      for_each_map_vector<T>(
+          products.data_ptr<T>(), B, HW, 0,
+          [&](int64_t n, int64_t p0, int64_t count, const T* corr, int64_t ld, T*) {
+            thread_local std::vector<V> scratch;
+            scratch.resize(HW + H + W);
+            V vector_stats[kMapStats], conf;
+            soft_argmax_over_map<T>(corr, ld, H, W, s, map_lanes(H, W, p0, s), scratch.data(),
+                                    vector_stats, conf);
+            store_fields(n, p0, count, vector_stats[kU], vector_stats[kV], conf);
+            if (stats_out == nullptr) return;
+            for (int f = 0; f < kMapStats; ++f) {
+              store_partial(stats_out + (n * kMapStats + f) * HW + p0, vector_stats[f], count);
+            }
+          });
+      return;
+    }
     for_each_pixel_vector<T>(
         products.data_ptr<T>(), B, H, W, P, 0,
         [&](int64_t n, int64_t p0, int64_t count, RowRange rows, T* corr, V* scratch) {
           V u, v, conf;
           soft_argmax_vector<T>(corr, L, s, rows, scratch, u, v, conf);
-          T* dst = out + n * 3 * HW + p0;
-          store_partial(dst, u, count);
-          store_partial(dst + HW, v, count);
-          store_partial(dst + 2 * HW, conf, count);
+          store_fields(n, p0, count, u, v, conf);
         });
   });
-  return fields;
+  return {fields, stats};
 }
 
-// The gradient of G (B, HW, HW) from the fields' gradient (B, 3, H, W), G as kept.
-at::Tensor grad_products_from(const at::Tensor& products, const at::Tensor& grad_fields,
-                              int64_t H, int64_t W, int64_t P, double sigma,
-                              double temperature) {
+// The gradient of G (B, HW, HW) from the fields' gradient (B, 3, H, W), G and the stats as
+// fields_from_products kept them.
+at::Tensor grad_products_from(const at::Tensor& products, const at::Tensor& stats,
+                              const at::Tensor& grad_fields, int64_t H, int64_t W, int64_t P,
+                              double sigma, double temperature) {
   const int64_t B = products.size(0), HW = H * W;
-  at::Tensor grad_products = at::empty({B, HW, HW}, products.options());
+  const bool cover = windows_cover_map(H, W, P);
+  if (cover) {
+    TORCH_CHECK(stats.defined() && stats.scalar_type() == products.scalar_type() &&
+                    stats.is_contiguous() &&
+                    stats.sizes() == at::IntArrayRef({B, kMapStats, HW}),
+                "the soft-argmax's stats are not the ones the forward kept for these maps");
+  }
+  // Outside the windows G's gradient is zero; where they cover the map every entry is written.
+  at::Tensor grad_products = cover ? at::empty({B, HW, HW}, products.options())
+                                   : at::zeros({B, HW, HW}, products.options());
   AT_DISPATCH_FLOATING_TYPES(products.scalar_type(), "tcm_mtdm_fields_backward", [&] {
     using T = scalar_t;
     using V = Vec<T>;
@@ -736,12 +937,39 @@ at::Tensor grad_products_from(const at::Tensor& products, const at::Tensor& grad
     const SoftArgmax<T> s = soft_argmax_params<T>(P, sigma, temperature, true);
     const T* grads = grad_fields.data_ptr<T>();
     T* grad_g = grad_products.data_ptr<T>();
+    auto load_grads = [&](int64_t n, int64_t p0, int64_t count, V* grad) {
+      const T* grad_u = grads + n * 3 * HW + p0;
+      for (int f = 0; f < 3; ++f) grad[f] = load_partial(grad_u + f * HW, count);
+    };
+    if (cover) {
+      const T* stats_ptr = stats.data_ptr<T>();
+      for_each_map_vector<T>(
+          products.data_ptr<T>(), B, HW, HW * L,
+          [&](int64_t n, int64_t p0, int64_t count, const T* corr, int64_t ld, T* buf) {
+            thread_local std::vector<V> scratch;
+            scratch.resize(H + W);
+            V grad[3], vector_stats[kMapStats];
+            load_grads(n, p0, count, grad);
+            for (int f = 0; f < kMapStats; ++f) {
+              vector_stats[f] = load_partial(stats_ptr + (n * kMapStats + f) * HW + p0, count);
+            }
+            T* columns = grad_g + n * HW * HW + p0;
+            const bool whole = count == L;
+            soft_argmax_over_map_backward<T>(corr, ld, H, W, s, map_lanes(H, W, p0, s),
+                                             vector_stats, grad, scratch.data(),
+                                             whole ? columns : buf, whole ? HW : L);
+            if (whole) return;
+            for (int64_t q = 0; q < HW; ++q) {
+              std::memcpy(columns + q * HW, buf + q * L, sizeof(T) * count);
+            }
+          });
+      return;
+    }
     for_each_pixel_vector<T>(
         products.data_ptr<T>(), B, H, W, P, P * P * L,
         [&](int64_t n, int64_t p0, int64_t count, RowRange rows, T* corr, V* scratch) {
-          const T* grad_u = grads + n * 3 * HW + p0;
-          const V grad[3] = {load_partial(grad_u, count), load_partial(grad_u + HW, count),
-                             load_partial(grad_u + 2 * HW, count)};
+          V grad[3];
+          load_grads(n, p0, count, grad);
           V u, v, conf;
           T* grad_corr = corr + P * P * L;
           soft_argmax_vector<T>(corr, L, s, rows, scratch, u, v, conf, grad, grad_corr, L);
@@ -764,24 +992,26 @@ std::vector<at::Tensor> mtdm_fields_forward_from_products(const at::Tensor& a,
                                                           double sigma, double temperature,
                                                           bool keep_volume) {
   at::Tensor products = pixel_products(a, b);
-  at::Tensor fields = fields_from_products(products, a.size(2), a.size(3), P, sigma, temperature);
-  return {fields, keep_volume ? products : at::Tensor()};
+  auto [fields, stats] =
+      fields_from_products(products, a.size(2), a.size(3), P, sigma, temperature, keep_volume);
+  return {fields, keep_volume ? products : at::Tensor(), stats};
 }
 
-// mtdm_fields_backward from the products G that mtdm_fields_forward_from_products kept.
+// mtdm_fields_backward from the products G and stats that mtdm_fields_forward_from_products
+// kept.
 std::vector<at::Tensor> mtdm_fields_backward_from_products(
     const at::Tensor& a, const at::Tensor& b, const at::Tensor& products,
-    const at::Tensor& grad_fields, int64_t P, double sigma, double temperature, bool need_a,
-    bool need_b) {
+    const at::Tensor& stats, const at::Tensor& grad_fields, int64_t P, double sigma,
+    double temperature, bool need_a, bool need_b) {
   const int64_t B = a.size(0), C = a.size(1), H = a.size(2), W = a.size(3), HW = H * W;
   check_kept_products(products, a, B, HW);
-  at::Tensor grad_products = grad_products_from(products, grad_fields, H, W, P, sigma, temperature);
+  at::Tensor grad_products =
+      grad_products_from(products, stats, grad_fields, H, W, P, sigma, temperature);
   at::Tensor grad_a, grad_b;
-  if (need_a) grad_a = bmm_as_is(b.view({B, C, HW}), grad_products.transpose(1, 2)).view_as(a);
-  if (need_b) grad_b = bmm_as_is(a.view({B, C, HW}), grad_products).view_as(b);
+  if (need_a) grad_a = bmm_as_is(b.view({B, C, HW}), grad_products).view_as(a);
+  if (need_b) grad_b = bmm_as_is(a.view({B, C, HW}), grad_products.transpose(1, 2)).view_as(b);
   return {grad_a, grad_b};
 }
-
 // ---------------------------------------------------------------------------------------------
 // Frame pairs of whole clips: the products straight from the clips' frames.
 //
@@ -835,7 +1065,8 @@ void check_clips(const at::Tensor& clips, int64_t P) {
 }
 
 // Clips (N, T, C, H, W), pairs (firsts[j], seconds[j]) -> [fields (N * pairs, 3, H, W), the
-// products G (N * pairs, HW, HW) where keep_products, else empty].
+// products G (N * pairs, HW, HW) and the soft-argmax's stats (see fields_from_products) where
+// keep_products, else empty tensors].
 std::vector<at::Tensor> mtdm_clip_fields_forward(at::Tensor clips, std::vector<int64_t> firsts,
                                                  std::vector<int64_t> seconds, int64_t P,
                                                  double sigma, double temperature,
@@ -854,18 +1085,20 @@ std::vector<at::Tensor> mtdm_clip_fields_forward(at::Tensor clips, std::vector<i
       for (const PairRun& r : runs) {
         auto [first, second] = run_frames(frames[n], r);
         at::Tensor out = g[n].narrow(0, r.pair, r.count);
-        at::bmm_out(out, first.transpose(1, 2), second);
+        at::bmm_out(out, second.transpose(1, 2), first);
       }
     }
   }
-  at::Tensor fields = fields_from_products(products, H, W, P, sigma, temperature);
-  return {fields, keep_products ? products : at::Tensor()};
+  auto [fields, stats] =
+      fields_from_products(products, H, W, P, sigma, temperature, keep_products);
+  return {fields, keep_products ? products : at::Tensor(), stats};
 }
 
-// The clips' gradient (N, T, C, H, W) from the fields' (N * pairs, 3, H, W) and the kept G.
+// The clips' gradient (N, T, C, H, W) from the fields' (N * pairs, 3, H, W) and the kept G
+// and stats.
 at::Tensor mtdm_clip_fields_backward(at::Tensor clips, std::vector<int64_t> firsts,
                                      std::vector<int64_t> seconds, at::Tensor products,
-                                     at::Tensor grad_fields, int64_t P, double sigma,
+                                     c10::optional<at::Tensor> stats, at::Tensor grad_fields, int64_t P, double sigma,
                                      double temperature) {
   check_clips(clips, P);
   const int64_t N = clips.size(0), T = clips.size(1), C = clips.size(2);
@@ -876,23 +1109,25 @@ at::Tensor mtdm_clip_fields_backward(at::Tensor clips, std::vector<int64_t> firs
   grad_fields = grad_fields.contiguous().to(clips.scalar_type());
   TORCH_CHECK(grad_fields.sizes() == at::IntArrayRef({N * pairs, 3, H, W}),
               "expected a (N * pairs, 3, H, W) gradient of the fields");
-  at::Tensor grad_g = grad_products_from(products, grad_fields, H, W, P, sigma, temperature)
-                          .view({N, pairs, HW, HW});
+  at::Tensor grad_g =
+      grad_products_from(products, stats.value_or(at::Tensor()), grad_fields, H, W, P, sigma,
+                         temperature)
+          .view({N, pairs, HW, HW});
   at::Tensor grad = at::zeros_like(clips);
   const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
   const at::Tensor frames = clips.view({N, T, C, HW});
   const at::Tensor grad_frames = grad.view({N, T, C, HW});
-  // Per clip, run by run: the second frames' gradients a G', then the first frames' b G'^T.
+  // Per clip, run by run: the second frames' gradients a G'^T, then the first frames' b G'.
   for (int64_t n = 0; n < N; ++n) {
     at::Tensor clip_grad = grad_frames[n];
     for (const PairRun& r : runs) {
       auto [first, second] = run_frames(frames[n], r);
       const at::Tensor g = grad_g[n].narrow(0, r.pair, r.count);
-      clip_grad.narrow(0, r.second, r.count).baddbmm_(first, g);
+      clip_grad.narrow(0, r.second, r.count).baddbmm_(first, g.transpose(1, 2));
       if (r.step) {
-        clip_grad.narrow(0, r.first, r.count).baddbmm_(second, g.transpose(1, 2));
+        clip_grad.narrow(0, r.first, r.count).baddbmm_(second, g);
       } else {
-        clip_grad[r.first].addbmm_(second, g.transpose(1, 2));
+        clip_grad[r.first].addbmm_(second, g);
       }
     }
   }
@@ -925,8 +1160,9 @@ at::Tensor correlation_forward(at::Tensor a, at::Tensor b, int64_t P) {
 // MTDM's fields [u, v, conf] of ReLU(correlation(a, b)), (B, 3, H, W). With keep_volume, also
 // returns the ReLU'd volume for mtdm_fields_backward, in the forward's block layout: a flat
 // (B * blocks * K * ld + lanes) tensor where block j of pair n holds rows 3 j .. 3 j + 2 as
-// (K, ld) values (see for_each_correlation_block), followed by a vector of slack. Otherwise an
-// empty tensor.
+// (K, ld) values (see for_each_correlation_block), followed by a vector of slack; on small maps
+// the pixels' products and the soft-argmax's stats (mtdm_fields_forward_from_products).
+// Otherwise empty tensors.
 std::vector<at::Tensor> mtdm_fields_forward(at::Tensor a, at::Tensor b, int64_t P, double sigma,
                                             double temperature, bool keep_volume) {
   check_pair(a, b, P);
@@ -979,7 +1215,7 @@ std::vector<at::Tensor> mtdm_fields_forward(at::Tensor a, at::Tensor b, int64_t 
           }
         });
   });
-  return {fields, volume};
+  return {fields, volume, at::Tensor()};
 }
 
 // Runs fn(n, y, row, ld) with row = (K, ld) copy of volume's row y of pair n, zero padded to a
@@ -1293,6 +1529,7 @@ std::vector<at::Tensor> correlation_backward(at::Tensor grad, at::Tensor a, at::
 // (block layout) and the fields' gradient (B, 3, H, W): the soft-argmax's backward block by
 // block into a gradient volume of the same layout, then the correlation's backward from it.
 std::vector<at::Tensor> mtdm_fields_backward(at::Tensor a, at::Tensor b, at::Tensor volume,
+                                             c10::optional<at::Tensor> stats,
                                              at::Tensor grad_fields, int64_t P, double sigma,
                                              double temperature, bool need_a, bool need_b) {
   check_pair(a, b, P);
@@ -1303,8 +1540,8 @@ std::vector<at::Tensor> mtdm_fields_backward(at::Tensor a, at::Tensor b, at::Ten
   TORCH_CHECK(grad_fields.sizes() == at::IntArrayRef({B, 3, H, W}),
               "expected a (B, 3, H, W) gradient of the fields");
   if (uses_pixel_products(H, W, P)) {
-    return mtdm_fields_backward_from_products(a, b, volume, grad_fields, P, sigma, temperature,
-                                              need_a, need_b);
+    return mtdm_fields_backward_from_products(a, b, volume, stats.value_or(at::Tensor()),
+                                              grad_fields, P, sigma, temperature, need_a, need_b);
   }
   at::Tensor grad_a = need_a ? empty_large(a.sizes(), a.options()) : at::Tensor();
   at::Tensor grad_b = need_b ? empty_large(b.sizes(), b.options()) : at::Tensor();
@@ -1362,13 +1599,13 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("correlation_backward", &correlation_backward,
         "grad (B,P*P,H,W), a, b -> [grad_a, grad_b]");
   m.def("mtdm_fields_forward", &mtdm_fields_forward,
-        "(B,C,H,W) x2 -> [fields (B,3,H,W), ReLU'd volume (blocks of rows) or empty]");
+        "(B,C,H,W) x2 -> [fields (B,3,H,W), kept volume or empty, kept stats or empty]");
   m.def("mtdm_fields_backward", &mtdm_fields_backward,
-        "a, b, kept volume, grad fields (B,3,H,W) -> [grad_a, grad_b]");
+        "a, b, kept volume, kept stats, grad fields (B,3,H,W) -> [grad_a, grad_b]");
   m.def("mtdm_clip_fields_forward", &mtdm_clip_fields_forward,
-        "clips (N,T,C,H,W), firsts, seconds -> [fields (N*pairs,3,H,W), products or empty]");
+        "clips (N,T,C,H,W), firsts, seconds -> [fields (N*pairs,3,H,W), products, stats]");
   m.def("mtdm_clip_fields_backward", &mtdm_clip_fields_backward,
-        "clips, firsts, seconds, kept products, grad fields -> grad clips (N,T,C,H,W)");
+        "clips, firsts, seconds, kept products, stats, grad fields -> grad clips (N,T,C,H,W)");
   m.def("soft_argmax_forward", &soft_argmax_forward, "(B,P*P,H,W) -> (B,3,H,W)");
   m.def("soft_argmax_backward", &soft_argmax_backward,
         "volume (B,P*P,H,W), grad fields (B,3,H,W) -> grad volume (B,P*P,H,W)");
