@@ -240,6 +240,21 @@ struct SoftArgmax {
   bool relu;
 };
 
+// The separable Gaussian window around the arg-max (best_y, best_x): its H values along the
+// first axis into gauss_y, its W along the second into gauss_x.
+template <typename T>
+inline void gaussian_window(const Vec<T>& best_y, const Vec<T>& best_x, int64_t H, int64_t W,
+                            const SoftArgmax<T>& s, Vec<T>* gauss_y, Vec<T>* gauss_x) {
+  for (int64_t r = 0; r < H; ++r) {
+    const Vec<T> dy = broadcast<Vec<T>>(T(r)) - best_y;
+    gauss_y[r] = vexp(-(dy * dy) * s.inv_two_sigma2);
+  }
+  for (int64_t c = 0; c < W; ++c) {
+    const Vec<T> dx = broadcast<Vec<T>>(T(c)) - best_x;
+    gauss_x[c] = vexp(-(dx * dx) * s.inv_two_sigma2);
+  }
+}
+
 // Displacement rows lo .. hi - 1 of a vector of pixels; the others are zero for all of its
 // lanes (rows of b outside the map), and soft_argmax_vector neither reads nor writes them.
 struct RowRange {
@@ -285,12 +300,7 @@ void soft_argmax_vector(const T* corr, int64_t ld, const SoftArgmax<T>& s, RowRa
     best_j = greater ? zero : best_j;
   }
   conf = best;
-  // Separable Gaussian window around the arg-max.
-  for (int64_t q = 0; q < P; ++q) {
-    const V di = broadcast<V>(T(q)) - best_i, dj = broadcast<V>(T(q)) - best_j;
-    gauss_i[q] = vexp(-(di * di) * s.inv_two_sigma2);
-    gauss_j[q] = vexp(-(dj * dj) * s.inv_two_sigma2);
-  }
+  gaussian_window(best_i, best_j, P, P, s, gauss_i, gauss_j);
   // The zero rows' logits are 0.
   V top = zeros_before || zeros_after ? zero : broadcast<V>(-INFINITY);
   for (int64_t i = rows.lo; i < rows.hi; ++i) {
@@ -709,20 +719,6 @@ MapLanes<T> map_lanes(int64_t H, int64_t W, int64_t p0, const SoftArgmax<T>& s) 
 // What the backward needs of soft_argmax_over_map's forward, per pixel.
 enum MapStat { kBestY, kBestX, kTop, kInvTotal, kU, kV, kMapStats };
 
-// The separable Gaussian window around the arg-max, over the map's rows and columns.
-template <typename T>
-inline void map_gaussians(const Vec<T>& best_y, const Vec<T>& best_x, int64_t H, int64_t W,
-                          const SoftArgmax<T>& s, Vec<T>* gauss_y, Vec<T>* gauss_x) {
-  for (int64_t r = 0; r < H; ++r) {
-    const Vec<T> dy = broadcast<Vec<T>>(T(r)) - best_y;
-    gauss_y[r] = vexp(-(dy * dy) * s.inv_two_sigma2);
-  }
-  for (int64_t c = 0; c < W; ++c) {
-    const Vec<T> dx = broadcast<Vec<T>>(T(c)) - best_x;
-    gauss_x[c] = vexp(-(dx * dx) * s.inv_two_sigma2);
-  }
-}
-
 // soft_argmax_vector of a vector of pixels whose windows cover the map (windows_cover_map),
 // from G's rows: corr = (HW, ld) correlations of the pixels with each of b's pixels q, at
 // column 0 of row q. Writes conf and the stats (kMapStats vectors), u and v among them.
@@ -753,7 +749,7 @@ void soft_argmax_over_map(const T* corr, int64_t ld, int64_t H, int64_t W,
     }
   }
   conf = best;
-  map_gaussians(best_y, best_x, H, W, s, gauss_y, gauss_x);
+  gaussian_window(best_y, best_x, H, W, s, gauss_y, gauss_x);
   V top = zero;  // the logits outside the map
   for (int64_t r = 0, q = 0; r < H; ++r) {
     for (int64_t c = 0; c < W; ++c, ++q) {
@@ -800,7 +796,7 @@ void soft_argmax_over_map_backward(const T* corr, int64_t ld, int64_t H, int64_t
   const V best_y = stats[kBestY], best_x = stats[kBestX], top = stats[kTop];
   const V inv_total = stats[kInvTotal], u = stats[kU], v = stats[kV];
   const V gu = grads[0], gv = grads[1], gc = grads[2];
-  map_gaussians(best_y, best_x, H, W, s, gauss_y, gauss_x);
+  gaussian_window(best_y, best_x, H, W, s, gauss_y, gauss_x);
   for (int64_t r = 0, q = 0; r < H; ++r) {
     const V vi_term = gv * ((T(r) - m.y) * s.scale - v);
     const auto at_r = best_y == T(r);
@@ -817,26 +813,29 @@ void soft_argmax_over_map_backward(const T* corr, int64_t ld, int64_t H, int64_t
   }
 }
 
-// Runs fn(n, p0, count, corr, ld, buf) for every vector of L pixels p0 .. p0 + count - 1 of
-// every pair n of the products g (B, HW, HW), on torch's threads: corr = (HW, ld) columns
-// p0 .. of the pair's G, in place (ld = HW), or for the map's last, shorter vector copied into
-// the thread's buffer with zeros after its pixels (ld = L); buf: extra values of that buffer.
+// Runs fn(n, p0, count, corr, ld, buf, scratch) for every vector of L pixels
+// p0 .. p0 + count - 1 of every pair n of the products g (B, HW, HW) of H x W maps, on torch's
+// threads: corr = (HW, ld) columns p0 .. of the pair's G, in place (ld = HW), or for the map's
+// last, shorter vector copied into the thread's buffer with zeros after its pixels (ld = L);
+// buf: extra values of that buffer; scratch: soft_argmax_over_map's.
 template <typename T, typename Fn>
-void for_each_map_vector(const T* g, int64_t B, int64_t HW, int64_t extra, Fn fn) {
+void for_each_map_vector(const T* g, int64_t B, int64_t H, int64_t W, int64_t extra, Fn fn) {
   constexpr int L = kLanes<T>;
-  const int64_t vectors = (HW + L - 1) / L;
+  const int64_t HW = H * W, vectors = (HW + L - 1) / L;
   parallel_tasks<T>(B * vectors, HW * L + extra, [&](int64_t task, T* buf) {
+    thread_local std::vector<Vec<T>> scratch;
+    scratch.resize(HW + H + W);
     const int64_t n = task / vectors, p0 = task % vectors * L;
     const int64_t count = std::min<int64_t>(L, HW - p0);
     const T* columns = g + n * HW * HW + p0;
     if (count == L) {
-      fn(n, p0, count, columns, HW, buf + HW * L);
+      fn(n, p0, count, columns, HW, buf + HW * L, scratch.data());
       return;
     }
     for (int64_t q = 0; q < HW; ++q) {
       store(buf + q * L, load_partial(columns + q * HW, count));
     }
-    fn(n, p0, count, static_cast<const T*>(buf), int64_t(L), buf + HW * L);
+    fn(n, p0, count, static_cast<const T*>(buf), int64_t(L), buf + HW * L, scratch.data());
   });
 }
 
@@ -888,12 +887,10 @@ std::pair<at::Tensor, at::Tensor> fields_from_products(const at::Tensor& product
     };
     if (cover) {
       for_each_map_vector<T>(
-          products.data_ptr<T>(), B, HW, 0,
-          [&](int64_t n, int64_t p0, int64_t count, const T* corr, int64_t ld, T*) {
-            thread_local std::vector<V> scratch;
-            scratch.resize(HW + H + W);
+          products.data_ptr<T>(), B, H, W, 0,
+          [&](int64_t n, int64_t p0, int64_t count, const T* corr, int64_t ld, T*, V* scratch) {
             V vector_stats[kMapStats], conf;
-            soft_argmax_over_map<T>(corr, ld, H, W, s, map_lanes(H, W, p0, s), scratch.data(),
+            soft_argmax_over_map<T>(corr, ld, H, W, s, map_lanes(H, W, p0, s), scratch,
                                     vector_stats, conf);
             store_fields(n, p0, count, vector_stats[kU], vector_stats[kV], conf);
             if (stats_out == nullptr) return;
@@ -944,10 +941,9 @@ at::Tensor grad_products_from(const at::Tensor& products, const at::Tensor& stat
     if (cover) {
       const T* stats_ptr = stats.data_ptr<T>();
       for_each_map_vector<T>(
-          products.data_ptr<T>(), B, HW, HW * L,
-          [&](int64_t n, int64_t p0, int64_t count, const T* corr, int64_t ld, T* buf) {
-            thread_local std::vector<V> scratch;
-            scratch.resize(H + W);
+          products.data_ptr<T>(), B, H, W, HW * L,
+          [&](int64_t n, int64_t p0, int64_t count, const T* corr, int64_t ld, T* buf,
+              V* scratch) {
             V grad[3], vector_stats[kMapStats];
             load_grads(n, p0, count, grad);
             for (int f = 0; f < kMapStats; ++f) {
@@ -956,7 +952,7 @@ at::Tensor grad_products_from(const at::Tensor& products, const at::Tensor& stat
             T* columns = grad_g + n * HW * HW + p0;
             const bool whole = count == L;
             soft_argmax_over_map_backward<T>(corr, ld, H, W, s, map_lanes(H, W, p0, s),
-                                             vector_stats, grad, scratch.data(),
+                                             vector_stats, grad, scratch,
                                              whole ? columns : buf, whole ? HW : L);
             if (whole) return;
             for (int64_t q = 0; q < HW; ++q) {
@@ -1012,6 +1008,7 @@ std::vector<at::Tensor> mtdm_fields_backward_from_products(
   if (need_b) grad_b = bmm_as_is(a.view({B, C, HW}), grad_products.transpose(1, 2)).view_as(b);
   return {grad_a, grad_b};
 }
+
 // ---------------------------------------------------------------------------------------------
 // Frame pairs of whole clips: the products straight from the clips' frames.
 //
@@ -1098,8 +1095,8 @@ std::vector<at::Tensor> mtdm_clip_fields_forward(at::Tensor clips, std::vector<i
 // and stats.
 at::Tensor mtdm_clip_fields_backward(at::Tensor clips, std::vector<int64_t> firsts,
                                      std::vector<int64_t> seconds, at::Tensor products,
-                                     c10::optional<at::Tensor> stats, at::Tensor grad_fields, int64_t P, double sigma,
-                                     double temperature) {
+                                     c10::optional<at::Tensor> stats, at::Tensor grad_fields,
+                                     int64_t P, double sigma, double temperature) {
   check_clips(clips, P);
   const int64_t N = clips.size(0), T = clips.size(1), C = clips.size(2);
   const int64_t H = clips.size(3), W = clips.size(4), HW = H * W;
