@@ -140,12 +140,31 @@ def not_saved_by_torch(path: Path) -> str:
     if not head:
         return "an empty file"
     if head.startswith(_TORCH_SAVE_MAGIC):
-        return ""
+        return _torchscript_reason(path)
     try:
         head.decode("utf-8")
     except UnicodeDecodeError:
         return f"not a file torch.save writes: it begins with {head[:8]!r}"
     return "a text file, not one torch.save writes"
+
+
+def _torchscript_reason(path: Path) -> str:
+    """Why a zip archive at ``path`` is not a ``torch.save`` file: ``""``, or that it holds a
+    TorchScript program (``torch.load(weights_only=True)`` refuses those with a long advice to
+    drop ``weights_only``)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return ""  # torch.load says what is wrong with it
+    if any(name.endswith("/constants.pkl") for name in names) and any(
+        "/code/" in name for name in names
+    ):
+        return (
+            "a TorchScript model, as torch.jit.save and `tcm export --format torchscript` "
+            "write; give the checkpoint it was made from"
+        )
+    return ""
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:

@@ -16,6 +16,8 @@ keeps its traceback.
   inconsistent value), also a :class:`ValueError`.
 - :class:`NonFiniteLossError`: training diverged (the loss or the gradient norm is NaN or
   infinite), also a :class:`RuntimeError`.
+- :class:`ImportNotAllowedError`: a checkpoint asks to import a module the caller did not
+  allow (:mod:`tcm.models.from_checkpoint`), also a :class:`ValueError`.
 
 The data package's :class:`~tcm.data.bad_video.BadVideoError` is one too (and a
 :class:`ValueError`).
@@ -47,3 +49,8 @@ class ConfigError(TcmError, ValueError):
 class NonFiniteLossError(TcmError, RuntimeError):
     """The loss (or the gradient norm) became NaN or infinite; the run stopped without writing
     a checkpoint."""
+
+
+class ImportNotAllowedError(TcmError, ValueError):
+    """A checkpoint names code to import (a user's backbone module) that the caller did not
+    allow; nothing was imported."""

@@ -53,7 +53,9 @@ def test_a_backbone_by_import_path_trains_and_reloads(tiny_set, tmp_path, backbo
     config.write_text(cfg.to_yaml())
     work_dir = tmp_path / "run"
     assert main(["train", str(config), "--work-dir", str(work_dir)]) == 0
-    model, checkpoint = tcm.model_from_checkpoint(work_dir / "last.pt")
+    model, checkpoint = tcm.model_from_checkpoint(
+        work_dir / "last.pt", allow_modules=["my_backbones"]
+    )
     assert checkpoint["model"]["name"] == backbone_package
     assert shifted_layers(model.backbone) == ["block2"]
     assert tcm_layers(model.backbone)["block1"].in_channels == 8

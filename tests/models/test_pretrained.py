@@ -43,3 +43,49 @@ def test_mismatching_weights_name_the_keys(tmp_path):
         tcm.create_model("tsm_resnet50", num_classes=2, pretrained=str(path))
     with pytest.raises(FileNotFoundError, match="no such weights file"):
         tcm.create_model("tsm_resnet18", num_classes=2, pretrained=str(tmp_path / "nope.pth"))
+
+
+def test_a_tcm_checkpoint_initialises_the_backbone(tmp_path):
+    from tcm.checkpoint import atomic_save, make_checkpoint
+
+    options = {"widths": [8, 16, 32, 64], "stem_width": 8, "patch_size": 5}
+    trained = tcm.create_model("tcm_tsm_resnet10", num_classes=3, num_segments=4, **options)
+    path = atomic_save(
+        make_checkpoint(
+            trained.state_dict(),
+            model_name="tcm_tsm_resnet10",
+            num_classes=3,
+            num_segments=4,
+            model_kwargs=options,
+        ),
+        tmp_path / "best.pt",
+    )
+    model = tcm.create_model("tcm_tsm_resnet10", 5, 4, pretrained=str(path), **options)
+    torch.testing.assert_close(
+        model.backbone.layer4[0].conv1.weight, trained.backbone.layer4[0].conv1.weight
+    )
+    assert model.fc.out_features == 5
+
+
+def test_unusable_weights_sources_are_named_in_one_line(tmp_path):
+    import socket
+
+    from video_files import write_moving_square
+
+    text = tmp_path / "weights.txt"
+    text.write_text("not weights\n")
+    video = write_moving_square(tmp_path / "clip.mp4")
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cases = {
+        str(tmp_path): "a folder, not a weights file",
+        str(text): "not a weights file \\(a text file",
+        str(video): "not a weights file \\(not a file torch.save writes",
+        f"http://127.0.0.1:{port}/resnet18.pth": "cannot download .*give its local path",
+    }
+    for source, message in cases.items():
+        with pytest.raises(ValueError, match=message) as error:
+            tcm.create_model("tsn_resnet18", num_classes=2, pretrained=source)
+        assert "weights_only" not in str(error.value)
+        assert "\n" not in str(error.value)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tcm.cli.trust import add_allow_module_argument
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -17,6 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("--checkpoint", type=Path, required=True, help="tcm checkpoint")
+    add_allow_module_argument(parser)
     parser.add_argument("--format", choices=("onnx", "torchscript"), required=True)
     parser.add_argument("--out", type=Path, required=True, help="file to write (.onnx / .pt)")
     parser.add_argument(
@@ -51,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
             args.format,
             opset=args.opset,
             onnx_exporter=args.onnx_exporter,
+            allow_modules=args.allow_modules,
         )
     except ImportError as error:
         raise ValueError(str(error)) from error

@@ -24,6 +24,8 @@ import json
 import sys
 from pathlib import Path
 
+from tcm.cli.trust import add_allow_module_argument
+
 DEFAULT_WINDOW = "2.0"
 DEFAULT_THRESHOLD = 0.5
 
@@ -41,6 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT")
     parser.add_argument("--checkpoint", type=Path, required=True, help="tcm checkpoint")
+    add_allow_module_argument(parser)
     parser.add_argument("--topk", type=int, default=5, help="classes shown per input")
     parser.add_argument("--json", action="store_true", help="one JSON object per input")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
@@ -63,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--topk must be positive, got {args.topk}")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be positive, got {args.batch_size}")
-    predictor = Predictor(args.checkpoint, device=args.device)
+    predictor = Predictor(args.checkpoint, device=args.device, allow_modules=args.allow_modules)
     paths = expand_inputs(args.inputs)
     if not paths:
         print("tcm predict: no input found", file=sys.stderr)
@@ -183,7 +186,7 @@ def _run_windows(args: argparse.Namespace) -> int:
         raise ValueError(f"--topk must be positive, got {args.topk}")
     window = Span.parse(args.window or DEFAULT_WINDOW)
     stride = Span.parse(args.stride) if args.stride is not None else None
-    predictor = Predictor(args.checkpoint, device=args.device)
+    predictor = Predictor(args.checkpoint, device=args.device, allow_modules=args.allow_modules)
     long = LongVideoPredictor(predictor, window, stride, batch_size=args.batch_size)
     failed = sum(not _one_window_input(long, source, args) for source in args.inputs)
     if failed and len(args.inputs) > 1:

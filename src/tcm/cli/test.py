@@ -9,6 +9,8 @@ import os
 import re
 from pathlib import Path
 
+from tcm.cli.trust import add_allow_module_argument
+
 logger = logging.getLogger(__name__)
 
 
@@ -34,6 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("config", help="config file or shipped config name (data paths)")
     parser.add_argument("--checkpoint", required=True, type=Path, help="checkpoint to evaluate")
+    add_allow_module_argument(parser)
     parser.add_argument(
         "--views", type=parse_views, help="CLIPSxCROPS per video (default: the config's eval)"
     )
@@ -68,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"{args.checkpoint}: no such checkpoint")
     _, classes = check_config(cfg, training=False)
     clips, crops = cfg.eval.num_clips, cfg.eval.num_crops
-    model, checkpoint = _load_model(args.checkpoint, classes)
+    model, checkpoint = _load_model(args.checkpoint, classes, _allowed_modules(cfg, args))
     out = args.out or args.checkpoint.parent / f"test_{args.checkpoint.stem}_{clips}x{crops}"
     result = _evaluate(cfg, model, classes or checkpoint.get("classes"), (clips, crops), out, args)
     if int(os.environ.get("RANK", "0")) > 0:
@@ -91,16 +94,24 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_model(path: Path, classes: list[str] | None):
+def _allowed_modules(cfg, args: argparse.Namespace) -> list[str]:
+    """``--allow-module``, and the module of the config's own backbone: the user chose it."""
+    from tcm.models.custom import import_module_name, is_import_path
+
+    own = [import_module_name(cfg.model.name)] if is_import_path(cfg.model.name) else []
+    return [*args.allow_modules, *own]
+
+
+def _load_model(path: Path, classes: list[str] | None, allow_modules: list[str]):
     """The checkpoint's model and the checkpoint; its class count must match ``classes``."""
-    from tcm.checkpoint import load_checkpoint
     from tcm.models import model_from_checkpoint
 
-    checkpoint = load_checkpoint(path)
-    count = checkpoint["model"]["num_classes"]
-    if classes is not None and len(classes) != count:
-        raise ValueError(f"{path} has {count} classes but data.classes lists {len(classes)}")
-    return model_from_checkpoint(checkpoint)
+    model, checkpoint = model_from_checkpoint(path, allow_modules=allow_modules)
+    if classes is not None and len(classes) != model.num_classes:
+        raise ValueError(
+            f"{path} has {model.num_classes} classes but data.classes lists {len(classes)}"
+        )
+    return model, checkpoint
 
 
 def _evaluate(cfg, model, classes, views: tuple[int, int], out: Path, args):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tcm.cli.trust import add_allow_module_argument
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -19,6 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("input", type=Path, metavar="INPUT")
     parser.add_argument("--checkpoint", type=Path, required=True, help="tcm checkpoint")
+    add_allow_module_argument(parser)
     parser.add_argument("--out", type=Path, required=True, help="FILE.png or FILE.gif")
     parser.add_argument(
         "--flow",
@@ -44,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
         flow=args.flow,
         stage=args.stage,
         device=args.device,
+        allow_modules=args.allow_modules,
     )
     print(
         f"wrote {result.path}: {result.top_label} ({result.top_probability:.1%}), "

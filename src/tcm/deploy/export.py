@@ -24,7 +24,7 @@ import json
 import logging
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,6 @@ from typing import Any
 import torch
 
 import tcm
-from tcm.checkpoint import load_checkpoint
 from tcm.data.preprocessing import Preprocessing
 from tcm.utils.files import check_output_file
 
@@ -245,6 +244,7 @@ def export_checkpoint(
     onnx_exporter: str = "torchscript",
     check_batch: int = 2,
     seed: int = 0,
+    allow_modules: Iterable[str] = (),
 ) -> ExportResult:
     """Export a project checkpoint and check the file against PyTorch.
 
@@ -260,6 +260,8 @@ def export_checkpoint(
         onnx_exporter: ``"torchscript"`` or ``"dynamo"`` (see :func:`export_onnx`).
         check_batch: clips in the check input.
         seed: seed of the random inputs.
+        allow_modules: modules a user's backbone may be imported from
+            (:mod:`tcm.models.from_checkpoint`).
 
     Returns:
         An :class:`ExportResult` with the largest difference found.
@@ -278,9 +280,7 @@ def export_checkpoint(
             )
     source = None if isinstance(checkpoint, dict) else checkpoint
     out = check_export_target(out, source)
-    if not isinstance(checkpoint, dict):
-        checkpoint = load_checkpoint(checkpoint)
-    model, checkpoint = tcm.model_from_checkpoint(checkpoint)
+    model, checkpoint = tcm.model_from_checkpoint(checkpoint, allow_modules=allow_modules)
     model = model.float().eval()
     prep = Preprocessing.from_checkpoint(checkpoint)
     out.parent.mkdir(parents=True, exist_ok=True)

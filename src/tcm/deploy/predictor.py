@@ -20,7 +20,6 @@ from typing import Any
 
 import torch
 
-from tcm.checkpoint import load_checkpoint
 from tcm.data.bad_video import BadVideoError
 from tcm.data.preprocessing import Preprocessing
 from tcm.deploy.inputs import read_clip, to_model_input
@@ -83,6 +82,9 @@ class Predictor:
         checkpoint: path of a project checkpoint (``tcm train`` / ``tcm convert`` output) or
             the loaded dict.
         device: where the model runs.
+        allow_modules: modules the checkpoint's backbone may be imported from, for a model
+            on a user's own backbone (:mod:`tcm.models.from_checkpoint`); a checkpoint
+            never imports code otherwise.
 
     Attributes:
         model: the :class:`~tcm.models.VideoRecognizer`, in eval mode.
@@ -97,13 +99,17 @@ class Predictor:
         torch.Size([2, 400])
     """
 
-    def __init__(self, checkpoint: str | os.PathLike | dict, device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        checkpoint: str | os.PathLike | dict,
+        device: str | torch.device = "cpu",
+        *,
+        allow_modules: Iterable[str] = (),
+    ):
         from tcm.models import model_from_checkpoint
 
-        if not isinstance(checkpoint, dict):
-            checkpoint = load_checkpoint(checkpoint)
         self.device = pick_device(device, setting="--device")
-        model, checkpoint = model_from_checkpoint(checkpoint)
+        model, checkpoint = model_from_checkpoint(checkpoint, allow_modules=allow_modules)
         self.model = model.to(self.device).eval()
         self.checkpoint = checkpoint
         self.preprocessing = Preprocessing.from_checkpoint(checkpoint)

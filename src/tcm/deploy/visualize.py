@@ -20,6 +20,7 @@ import io
 import logging
 import math
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -323,6 +324,7 @@ def visualize(
     stage: str | None = None,
     device: str = "cpu",
     gif_frame_ms: int = 600,
+    allow_modules: Iterable[str] = (),
 ) -> VisualizationResult:
     """Draw TCM's fields and attention for one input into ``out`` (``.png`` or ``.gif``).
 
@@ -336,13 +338,18 @@ def visualize(
         stage: which TCM layer, for models with several (default: the first).
         device: where the model runs.
         gif_frame_ms: display time of a GIF frame.
+        allow_modules: modules a user's backbone may be imported from
+            (:mod:`tcm.models.from_checkpoint`).
 
     Returns:
         A :class:`VisualizationResult`.
     """
     out = check_output_file(out, "output", suffixes=(".png", ".gif"))
     suffix = out.suffix.lower()
-    predictor = checkpoint if isinstance(checkpoint, Predictor) else Predictor(checkpoint, device)
+    if isinstance(checkpoint, Predictor):
+        predictor = checkpoint
+    else:
+        predictor = Predictor(checkpoint, device, allow_modules=allow_modules)
     prep = predictor.preprocessing
     uint8_clip = read_clip(input_path, prep)  # (V*T, 3, S, S)
     clip = to_model_input(uint8_clip, prep)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -215,6 +215,7 @@ def evaluate(
     progress: bool = False,
     ctx: DistContext | None = None,
     storage: StorageOptions = DEFAULT_STORAGE,
+    allow_modules: Iterable[str] = (),
 ) -> EvalResult:
     """Evaluate a model on a labelled list: ``num_clips x num_crops`` views per video.
 
@@ -230,6 +231,8 @@ def evaluate(
         storage: frame folder names, decoding threads and the bad sample policy:
             ``"raise"`` (stop at a video that cannot be read) or ``"skip"`` (leave it out,
             listed in :attr:`EvalResult.skipped`).
+        allow_modules: modules a checkpoint's own backbone may be imported from
+            (:mod:`tcm.models.from_checkpoint`).
 
     Returns:
         :class:`EvalResult` (``top1``, ``top5``, ``mean_class_acc``, ``per_class_acc``,
@@ -242,7 +245,7 @@ def evaluate(
     """
     from tcm.data import build_dataset
 
-    model, default, recorded_classes = _model_and_preprocessing(checkpoint_or_model)
+    model, default, recorded_classes = _model_and_preprocessing(checkpoint_or_model, allow_modules)
     classes = classes if classes is not None else recorded_classes
     prep = (prep or default).replace(num_clips=num_clips, num_crops=num_crops)
     ctx = ctx or DistContext(device=pick_device(device))
@@ -274,7 +277,9 @@ def evaluate(
     return result
 
 
-def _model_and_preprocessing(checkpoint_or_model) -> tuple[nn.Module, Preprocessing, list | None]:
+def _model_and_preprocessing(
+    checkpoint_or_model, allow_modules: Iterable[str] = ()
+) -> tuple[nn.Module, Preprocessing, list | None]:
     """The model, its test preprocessing and class names: a checkpoint's, or for a model the
     standard test recipe with the model's frames, mean and std (and no names)."""
     from tcm.models import model_from_checkpoint
@@ -282,7 +287,7 @@ def _model_and_preprocessing(checkpoint_or_model) -> tuple[nn.Module, Preprocess
     if isinstance(checkpoint_or_model, nn.Module):
         model = checkpoint_or_model
         return model, Preprocessing(model.num_segments, mean=model.mean, std=model.std), None
-    model, checkpoint = model_from_checkpoint(checkpoint_or_model)
+    model, checkpoint = model_from_checkpoint(checkpoint_or_model, allow_modules=allow_modules)
     return model, Preprocessing.from_checkpoint(checkpoint), checkpoint.get("classes")
 
 

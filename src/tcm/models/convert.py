@@ -32,6 +32,12 @@ def _state_of(checkpoint: Mapping) -> Mapping[str, torch.Tensor]:
     state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, Mapping) else None
     if not isinstance(state, Mapping) or not state:
         raise ValueError("checkpoint holds no state dict")
+    for key, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            raise ValueError(
+                f"state dict entry {key!r} is a {type(value).__name__}, not a tensor: "
+                "not a weights file"
+            )
     return state
 
 

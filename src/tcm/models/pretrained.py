@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import logging
 import os
+import urllib.error
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from tcm.checkpoint import FORMAT_NAME, not_saved_by_torch
 from tcm.models.convert import check_state_dict
 from tcm.models.mobilenetv2 import is_torchvision_layout, torchvision_to_release_layout
 from tcm.models.plugin import TCM_CONTAINER
@@ -20,35 +22,63 @@ logger = logging.getLogger(__name__)
 # Wrappers used by common training scripts around the state dict.
 _STATE_DICT_WRAPPERS = ("state_dict", "model", "model_state")
 # Top-level names of classifiers in weights files: ImageNet heads, the releases' new heads,
-# and the TCM release's TCM layer (TCM starts fresh from pretrained weights).
-_NOT_BACKBONE = ("fc", "classifier", "new_fc", "tcm_layer")
+# and the TCM layers of the TCM release and of tcm's own checkpoints (TCM starts fresh from
+# pretrained weights).
+_NOT_BACKBONE = ("fc", "classifier", "new_fc", "tcm_layer", TCM_CONTAINER)
 
 
 def read_state_dict(source: str | os.PathLike, cache_dir: str | None = None) -> dict:
     """Read a state dict from a local file, or download it once from a URL (``http(s)://``, ``file://``).
 
     Downloads show a progress bar and are cached in ``cache_dir`` (default: torch hub's
-    checkpoint folder, ``$TORCH_HOME/hub/checkpoints``).
+    checkpoint folder, ``$TORCH_HOME/hub/checkpoints``). A tcm checkpoint gives its model's
+    weights (``backbone.`` removed from their names).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: a folder, a file ``torch.save`` did not write, a download that failed.
     """
     source = str(source)
     if source.startswith(("http://", "https://", "file://")):
-        state = torch.hub.load_state_dict_from_url(
-            source, model_dir=cache_dir, map_location="cpu", progress=True, weights_only=True
-        )
+        state = _download(source, cache_dir)
     else:
-        path = Path(source).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such weights file")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:
-            raise ValueError(f"{path}: not a readable weights file ({error})") from error
+        state = _read_file(Path(source).expanduser())
+    if isinstance(state, Mapping) and state.get("format") == FORMAT_NAME:
+        state = {k.removeprefix("backbone."): v for k, v in state["state_dict"].items()}
     for key in _STATE_DICT_WRAPPERS:
         if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
             state = state[key]
     if not isinstance(state, Mapping):
         raise ValueError(f"{source}: holds no state dict")
     return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def _download(url: str, cache_dir: str | None) -> object:
+    try:
+        return torch.hub.load_state_dict_from_url(
+            url, model_dir=cache_dir, map_location="cpu", progress=True, weights_only=True
+        )
+    except (urllib.error.URLError, OSError) as error:  # HTTPError is a URLError
+        reason = getattr(error, "reason", None) or error
+        raise ValueError(
+            f"{url}: cannot download ({reason}); download the file where the network allows "
+            "it and give its local path"
+        ) from None
+
+
+def _read_file(path: Path) -> object:
+    if path.is_dir():
+        raise ValueError(f"{path}: a folder, not a weights file")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such weights file")
+    not_saved = not_saved_by_torch(path)
+    if not_saved:
+        raise ValueError(f"{path}: not a weights file ({not_saved})")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for damaged or foreign files
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"{path}: not a readable weights file ({first})") from None
 
 
 def backbone_state(state: Mapping[str, torch.Tensor]) -> tuple[dict, list[str]]:
