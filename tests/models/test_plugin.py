@@ -227,3 +227,11 @@ def test_a_backbone_with_plugins_builds_on_the_meta_device():
         tcm.add_tcm(backbone, FRAMES, after="block2")  # probes through block1's TCM
         model = VideoRecognizer(tcm.add_temporal_shift(backbone, FRAMES, blocks=["block2"]), 3)
     assert model.fc.weight.is_meta and model.fc.in_features == 32
+
+
+def test_one_layer_name_may_be_given_as_a_string():
+    backbone = ResNet(Bottleneck, (1, 1, 1, 1), widths=(8, 8, 8, 8), stem_width=16)
+    tcm.add_temporal_shift(backbone, FRAMES, blocks="layer1.0")
+    assert shifted_layers(backbone) == ["layer1.0.conv1"]
+    with pytest.raises(ValueError, match=r"blocks: expected a layer name .*, got 3"):
+        tcm.add_temporal_shift(backbone, FRAMES, blocks=3)

@@ -101,6 +101,15 @@ def plugged_num_segments(backbone: nn.Module) -> int | None:
 # --- where the shift goes --------------------------------------------------------------------
 
 
+def layer_names(value: str | Sequence[str], option: str) -> list[str]:
+    """One layer name, or a sequence of them, as a list (a string is one name, never letters)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, Sequence) and all(isinstance(name, str) for name in value):
+        return list(value)
+    raise ValueError(f"{option}: expected a layer name or a list of layer names, got {value!r}")
+
+
 def _first_conv(module: nn.Module) -> nn.Conv2d | None:
     return next((m for m in module.modules() if isinstance(m, nn.Conv2d)), None)
 
@@ -152,7 +161,7 @@ def _shift_points(backbone: nn.Module, blocks: Sequence[str] | None) -> dict[str
                 points[_child_name(backbone, block, start, name)] = start
         return points
     points = {}
-    for name in blocks:
+    for name in layer_names(blocks, "blocks"):
         module = find_layer(backbone, name)
         if _is_resnet_block(module) or _is_inverted_residual(module):
             start = _branch_start(module)
@@ -197,7 +206,7 @@ def add_temporal_shift(
         backbone: maps ``(N*T, 3, H, W)`` to feature maps; changed in place and returned.
         num_segments: frames per clip ``T``.
         fold_div: ``C // fold_div`` channels move each way.
-        blocks: names (as in ``named_modules()``) of residual blocks to shift in, or of the
+        blocks: name(s) (as in ``named_modules()``) of residual blocks to shift in, or of the
             layers whose input to shift in architectures this function does not recognise;
             default: every residual block found.
 
@@ -260,7 +269,7 @@ def add_tcm(
         ValueError: an unknown layer name (with the closest names), a layer whose output is
             not 4-D, an unknown option, or a layer that already has a TCM.
     """
-    names = [after] if isinstance(after, str) else list(after)
+    names = layer_names(after, "after")
     unknown = sorted(set(tcm_options) - set(TCM_OPTION_NAMES))
     if unknown:
         raise ValueError(f"unknown TCM option(s) {unknown}; TCM takes {list(TCM_OPTION_NAMES)}")
