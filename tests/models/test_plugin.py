@@ -235,3 +235,37 @@ def test_one_layer_name_may_be_given_as_a_string():
     assert shifted_layers(backbone) == ["layer1.0.conv1"]
     with pytest.raises(ValueError, match=r"blocks: expected a layer name .*, got 3"):
         tcm.add_temporal_shift(backbone, FRAMES, blocks=3)
+
+
+class Chain(nn.Module):
+    """A backbone whose forward runs its children in turn."""
+
+    def __init__(self, *layers: nn.Module) -> None:
+        super().__init__()
+        for index, layer in enumerate(layers):
+            self.add_module(f"step{index}", layer)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.children():
+            x = layer(x)
+        return x
+
+
+@pytest.mark.parametrize("container", [nn.Sequential, Chain])
+def test_a_backbone_that_runs_its_children_computes_what_the_resnet_computes(container):
+    resnet = ResNet(Bottleneck, (1, 1, 1, 1), widths=(8, 8, 8, 8), stem_width=16)
+    chained = container(*copy.deepcopy(resnet).children())  # conv1 .. layer4, layer2 is 5th
+    stage = "5" if container is nn.Sequential else "step5"
+    for backbone, after in ((resnet, "layer2"), (chained, stage)):
+        tcm.add_tcm(tcm.add_temporal_shift(backbone, FRAMES), FRAMES, after=after, patch_size=3)
+    tcm_layers(chained)[stage].load_state_dict(tcm_layers(resnet)["layer2"].state_dict())
+    renamed = {
+        k.replace(f"tcm_layers.{stage}.", "tcm_layers.layer2.") for k in chained.state_dict()
+    }
+    assert len(renamed) == len(resnet.state_dict())
+    ours = VideoRecognizer(chained, 3).eval()
+    reference = VideoRecognizer(resnet, 3).eval()
+    ours.fc.load_state_dict(reference.fc.state_dict())
+    clip = _clip(batch=2)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(clip), reference(clip), rtol=0, atol=0)

@@ -8,7 +8,8 @@ clip contiguous) to feature maps. Neither function changes the backbone's own pa
 - :func:`add_tcm` adds a :class:`~tcm.layers.TCM` after named layers (a forward hook that
   replaces the layer's output ``x`` with ``x + TAM(MTDM(x))``); the TCM layers live in the
   backbone's ``tcm_layers`` (``tcm_layers.layer2.mtdm...``), their channel count measured on
-  the backbone.
+  the backbone. ``tcm_layers`` passes its input through unchanged when called, so a backbone
+  whose forward runs all of its children (an ``nn.Sequential``) computes what it did.
 
 Example:
     >>> from tcm.models import ResNet, Bottleneck, VideoRecognizer
@@ -32,7 +33,18 @@ from tcm.layers import TCM, temporal_shift
 from tcm.models.probe import find_layer, probe_outputs, probing
 
 TCM_CONTAINER = "tcm_layers"
-"""Attribute of the backbone holding the TCM layers (an ``nn.ModuleDict``)."""
+"""Attribute of the backbone holding the TCM layers (a :class:`TCMLayers`)."""
+
+
+class TCMLayers(nn.ModuleDict):
+    """The TCM layers of a backbone, by the name of the layer each follows (dots as
+    underscores). The hooks of :func:`add_tcm` run them; calling the container itself returns
+    its input: a backbone that runs every child in turn (``nn.Sequential``, a loop over
+    ``children()``) passes through it unchanged.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
 
 
 def _check_frames(x: torch.Tensor, num_segments: int, where: str) -> None:
@@ -235,13 +247,13 @@ TCM_OPTION_NAMES = tuple(
 """Options of :class:`~tcm.layers.TCM` that ``add_tcm`` passes on (its signature's)."""
 
 
-def _container(backbone: nn.Module) -> nn.ModuleDict:
+def _container(backbone: nn.Module) -> TCMLayers:
     container = getattr(backbone, TCM_CONTAINER, None)
     if container is None:
-        container = nn.ModuleDict()
+        container = TCMLayers()
         setattr(backbone, TCM_CONTAINER, container)
-    elif not isinstance(container, nn.ModuleDict):
-        raise ValueError(f"{type(backbone).__name__}.{TCM_CONTAINER} exists and is no ModuleDict")
+    elif not isinstance(container, TCMLayers):
+        raise ValueError(f"{type(backbone).__name__}.{TCM_CONTAINER} exists and is no TCMLayers")
     return container
 
 
