@@ -78,21 +78,18 @@ def test_plugins_on_a_mobilenetv2_are_the_registered_tcm_tsm_mobilenetv2():
 
 
 def test_the_shift_acts_on_the_residual_branch_only():
-    backbone = ResNet(Bottleneck, (1, 1, 1, 1), widths=(8, 8, 8, 8), stem_width=16)
+    backbone = ResNet(Bottleneck, (1, 1, 1, 1), widths=(8, 8, 8, 8), stem_width=16).eval()
     block = backbone.layer1[0]
+    reference = copy.deepcopy(block)
+    reference.conv1.register_forward_pre_hook(lambda m, args: temporal_shift(args[0], FRAMES, 8))
     seen = {}
-    block.conv1.register_forward_pre_hook(lambda m, args: seen.update(branch=args[0]))
     block.downsample.register_forward_pre_hook(lambda m, args: seen.update(identity=args[0]))
     tcm.add_temporal_shift(backbone, num_segments=FRAMES)
-    # Hooks run in registration order: the recorder sees the input before the shift.
-    x = torch.randn(2 * FRAMES, 3, 32, 32)
+    assert list(block.state_dict()) == list(reference.state_dict())
+    stem = torch.randn(2 * FRAMES, 16, 8, 8)
     with torch.no_grad():
-        stem = backbone.maxpool(backbone.relu(backbone.bn1(backbone.conv1(x))))
-        shifted_input = []
-        block.conv1.register_forward_hook(lambda m, args, out: shifted_input.append(args[0]))
-        block(stem)
-    torch.testing.assert_close(seen["identity"], stem)
-    torch.testing.assert_close(shifted_input[0], temporal_shift(stem, FRAMES, 8))
+        torch.testing.assert_close(block(stem), reference(stem), rtol=0, atol=0)
+    torch.testing.assert_close(seen["identity"], stem, rtol=0, atol=0)
 
 
 def test_tcm_alone_in_a_plain_cnn_at_several_layers_forward_backward():
@@ -158,7 +155,7 @@ def test_a_copy_runs_its_own_tcm():
         ),
         (
             lambda: tcm.add_temporal_shift(ResNet(Bottleneck, (1, 1, 1, 1)), blocks=["layer1"]),
-            r"layer1 holds residual blocks; name them \(0, \.\.\.\)",
+            r"layer1 holds residual blocks; name them \(layer1.0, \.\.\.\)",
         ),
         (
             lambda: tcm.add_tcm(tcm.add_tcm(PlainCNN(), FRAMES, "block1"), FRAMES, "block1"),
@@ -188,10 +185,10 @@ def test_a_layer_whose_output_is_not_a_feature_map_is_refused():
 
 def test_a_batch_that_num_segments_does_not_divide_is_named():
     shifted = tcm.add_temporal_shift(MobileNetV2(), FRAMES)
-    with pytest.raises(ValueError, match=r"temporal shift before features.3.conv.0: .*got \(6,"):
+    with pytest.raises(ValueError, match=r"temporal shift before features.3.conv.0: .*got \[6,"):
         shifted(torch.randn(6, 3, 32, 32))
     with_tcm = tcm.add_tcm(PlainCNN(), FRAMES, after="block1")
-    with pytest.raises(ValueError, match=r"TCM after block1: .*num_segments=4, got \(5, 16"):
+    with pytest.raises(ValueError, match=r"TCM after block1: .*num_segments=4, got \[5, 16"):
         with_tcm(torch.randn(5, 3, 32, 32))
 
 
@@ -269,3 +266,11 @@ def test_a_backbone_that_runs_its_children_computes_what_the_resnet_computes(con
     clip = _clip(batch=2)
     with torch.no_grad():
         torch.testing.assert_close(ours(clip), reference(clip), rtol=0, atol=0)
+
+
+def test_tsm_models_script_with_their_shifts():
+    for name in ("tsm_resnet10", "tsm_mobilenetv2"):
+        model = tcm.create_model(name, num_classes=3, num_segments=FRAMES).eval()
+        clip = _clip(batch=2)
+        with torch.no_grad():
+            torch.testing.assert_close(torch.jit.script(model)(clip), model(clip))

@@ -3,8 +3,10 @@
 A backbone is any ``nn.Module`` that maps a frame batch ``(N*T, 3, H, W)`` (the T frames of a
 clip contiguous) to feature maps. Neither function changes the backbone's own parameter names:
 
-- :func:`add_temporal_shift` shifts channels between frames at the input of the first layer of
-  every residual branch (a forward pre-hook on that layer), where the TSM release puts it;
+- :func:`add_temporal_shift` shifts channels between frames at the input of the first
+  convolution of every residual branch, where the TSM release puts it (the convolution becomes
+  a :class:`~tcm.layers.temporal_shift.ShiftedConv2d`; a layer of another kind named by the
+  user gets a forward pre-hook);
 - :func:`add_tcm` adds a :class:`~tcm.layers.TCM` after named layers (a forward hook that
   replaces the layer's output ``x`` with ``x + TAM(MTDM(x))``); the TCM layers live in the
   backbone's ``tcm_layers`` (``tcm_layers.layer2.mtdm...``), their channel count measured on
@@ -29,8 +31,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from tcm.layers import TCM, temporal_shift
+from tcm.layers import TCM
+from tcm.layers.temporal_shift import ShiftedConv2d, check_frames, temporal_shift
 from tcm.models.probe import find_layer, probe_outputs, probing
+from tcm.models.residual_blocks import branch_start, conv_holders, residual_blocks, skip_connection
 
 TCM_CONTAINER = "tcm_layers"
 """Attribute of the backbone holding the TCM layers (a :class:`TCMLayers`)."""
@@ -47,16 +51,10 @@ class TCMLayers(nn.ModuleDict):
         return x
 
 
-def _check_frames(x: torch.Tensor, num_segments: int, where: str) -> None:
-    if x.dim() != 4 or x.shape[0] % num_segments:
-        raise ValueError(
-            f"{where}: expected (N*T, C, H, W) with N*T a multiple of "
-            f"num_segments={num_segments}, got {tuple(x.shape)}"
-        )
-
-
 class ShiftInput:
-    """Forward pre-hook: the temporal shift of a layer's input ``(N*T, C, H, W)``."""
+    """Forward pre-hook: the temporal shift of a layer's input ``(N*T, C, H, W)`` (layers
+    other than an ``nn.Conv2d``, which becomes a :class:`~tcm.layers.temporal_shift.
+    ShiftedConv2d` instead)."""
 
     def __init__(self, layer_name: str, num_segments: int, fold_div: int) -> None:
         self.layer_name = layer_name
@@ -65,9 +63,7 @@ class ShiftInput:
 
     def __call__(self, _module: nn.Module, args: tuple) -> tuple:
         x = args[0]
-        _check_frames(x, self.num_segments, f"temporal shift before {self.layer_name}")
-        if probing():
-            return None  # the shape stays as it is
+        check_frames(x, self.num_segments, f"temporal shift before {self.layer_name}")
         return (temporal_shift(x, self.num_segments, self.fold_div), *args[1:])
 
 
@@ -81,30 +77,44 @@ class ApplyTCM:
     def __call__(self, _module: nn.Module, _inputs: tuple, output: torch.Tensor) -> torch.Tensor:
         if not isinstance(output, torch.Tensor):
             raise ValueError(f"TCM after {self.layer_name}: the layer returned no tensor")
-        _check_frames(output, self.tcm.num_segments, f"TCM after {self.layer_name}")
+        check_frames(output, self.tcm.num_segments, f"TCM after {self.layer_name}")
         return None if probing() else self.tcm(output)  # None: the output as it is
 
 
-def _hooks(backbone: nn.Module, kind: type):
+def _shifts(backbone: nn.Module):
+    """``(layer name, num_segments)`` of every shifted layer, in model order."""
     for module in backbone.modules():
-        hooks = module._forward_pre_hooks if kind is ShiftInput else module._forward_hooks
-        yield from (hook for hook in hooks.values() if isinstance(hook, kind))
+        if isinstance(module, ShiftedConv2d):
+            yield module.layer_name, module.num_segments
+        for hook in module._forward_pre_hooks.values():
+            if isinstance(hook, ShiftInput):
+                yield hook.layer_name, hook.num_segments
+
+
+def _tcm_hooks(backbone: nn.Module):
+    for module in backbone.modules():
+        yield from (hook for hook in module._forward_hooks.values() if isinstance(hook, ApplyTCM))
+
+
+def _is_shifted(layer: nn.Module) -> bool:
+    hooks = layer._forward_pre_hooks.values()
+    return isinstance(layer, ShiftedConv2d) or any(isinstance(h, ShiftInput) for h in hooks)
 
 
 def shifted_layers(backbone: nn.Module) -> list[str]:
     """Names of the layers whose input is temporally shifted, in model order."""
-    return [hook.layer_name for hook in _hooks(backbone, ShiftInput)]
+    return [name for name, _ in _shifts(backbone)]
 
 
 def tcm_layers(backbone: nn.Module) -> dict[str, TCM]:
     """The TCM layers plugged into ``backbone``: layer name it follows -> :class:`TCM`."""
-    return {hook.layer_name: hook.tcm for hook in _hooks(backbone, ApplyTCM)}
+    return {hook.layer_name: hook.tcm for hook in _tcm_hooks(backbone)}
 
 
 def plugged_num_segments(backbone: nn.Module) -> int | None:
     """The ``num_segments`` the backbone's plug-ins were made for (``None`` without any)."""
-    counts = {hook.num_segments for hook in _hooks(backbone, ShiftInput)}
-    counts |= {hook.tcm.num_segments for hook in _hooks(backbone, ApplyTCM)}
+    counts = {count for _, count in _shifts(backbone)}
+    counts |= {hook.tcm.num_segments for hook in _tcm_hooks(backbone)}
     if len(counts) > 1:
         raise ValueError(f"plug-ins of this backbone disagree on num_segments: {sorted(counts)}")
     return counts.pop() if counts else None
@@ -122,82 +132,39 @@ def layer_names(value: str | Sequence[str], option: str) -> list[str]:
     raise ValueError(f"{option}: expected a layer name or a list of layer names, got {value!r}")
 
 
-def _first_conv(module: nn.Module) -> nn.Conv2d | None:
-    return next((m for m in module.modules() if isinstance(m, nn.Conv2d)), None)
-
-
-def _is_resnet_block(module: nn.Module) -> bool:
-    """A ResNet basic block or bottleneck (this project's, torchvision's, the TSM release's)."""
-    return isinstance(getattr(module, "conv1", None), nn.Conv2d) and hasattr(module, "downsample")
-
-
-def _is_inverted_residual(module: nn.Module) -> bool:
-    """A MobileNetV2 inverted residual (``use_res_connect`` and a ``conv`` sequence)."""
-    return isinstance(getattr(module, "use_res_connect", None), bool) and isinstance(
-        getattr(module, "conv", None), nn.Sequential
-    )
-
-
-def _branch_start(block: nn.Module) -> nn.Module | None:
-    """The first layer of a residual block's branch; ``None`` for an inverted residual without
-    a skip connection or without an expansion (the TSM release shifts neither)."""
-    if _is_resnet_block(block):
-        return block.conv1
-    first = _first_conv(block.conv)
-    expands = first is not None and first.kernel_size == (1, 1) and first.groups == 1
-    return block.conv[0] if block.use_res_connect and expands else None
-
-
-def _residual_blocks(backbone: nn.Module) -> list[tuple[str, nn.Module]]:
-    return [
-        (name, m)
-        for name, m in backbone.named_modules()
-        if _is_resnet_block(m) or _is_inverted_residual(m)
-    ]
-
-
-def _shift_points(backbone: nn.Module, blocks: Sequence[str] | None) -> dict[str, nn.Module]:
-    """Layer name -> layer whose input is shifted."""
-    kind = type(backbone).__name__
+def _shift_points(backbone: nn.Module, blocks: list[str] | None) -> dict[str, nn.Module]:
+    """Layer name -> layer whose input is shifted (each layer once, whatever its aliases)."""
     if blocks is None:
-        found = _residual_blocks(backbone)
+        found = residual_blocks(backbone)
         if not found:
+            holders = conv_holders(backbone)
+            hint = f" (layers holding convolutions: {', '.join(holders)})" if holders else ""
             raise ValueError(
-                f"{kind} has no residual blocks (ResNet blocks, MobileNetV2 inverted residuals) "
-                "to shift in; name the layers to shift before with blocks=[...]"
+                f"{type(backbone).__name__} has no residual blocks to shift in; name the "
+                f"layers to shift before with blocks=[...]{hint}"
             )
-        points = {}
-        for name, block in found:
-            start = _branch_start(block)
-            if start is not None:
-                points[_child_name(backbone, block, start, name)] = start
-        return points
-    points = {}
-    for name in layer_names(blocks, "blocks"):
-        module = find_layer(backbone, name)
-        if _is_resnet_block(module) or _is_inverted_residual(module):
-            start = _branch_start(module)
+    else:
+        found = [(name, find_layer(backbone, name)) for name in blocks]
+    points: dict[str, nn.Module] = {}
+    for name, module in found:
+        if skip_connection(module) is not None:
+            start = branch_start(module)
             if start is None:
+                if blocks is None:
+                    continue  # no skip connection here: the TSM release does not shift it
                 raise ValueError(
                     f"{name} ({type(module).__name__}) has no residual branch to shift in: "
                     "no skip connection (a stride or a change of channels) or no expansion"
                 )
-            points[_child_name(backbone, module, start, name)] = start
-        elif _residual_blocks(module):
+            name, module = f"{name}.{start[0]}", start[1]
+        elif inner := residual_blocks(module, f"{name}."):
             raise ValueError(
-                f"{name} holds residual blocks; name them ({_residual_blocks(module)[0][0]}, "
-                "...) or leave blocks unset to shift in all of them"
+                f"{name} holds residual blocks; name them ({inner[0][0]}, ...) or leave "
+                "blocks unset to shift in all of them"
             )
-        else:
-            points[name] = module  # a user's own layer: the shift goes on its input
+        if all(module is not point for point in points.values()):
+            points[name] = module  # else: an alias of a layer already in
     return points
-
-
-def _child_name(backbone: nn.Module, block: nn.Module, child: nn.Module, block_name: str) -> str:
-    for name, module in block.named_modules():
-        if module is child:
-            return f"{block_name}.{name}" if block_name else name
-    raise AssertionError("child not found in its block")  # pragma: no cover
 
 
 def add_temporal_shift(
@@ -208,11 +175,17 @@ def add_temporal_shift(
 ) -> nn.Module:
     """Make a 2D backbone a TSM backbone: shift channels between frames in residual branches.
 
-    At the input of the first layer of every residual branch (the identity path is not
+    At the input of the first convolution of every residual branch (the identity path is not
     shifted), channels ``[0, C/fold_div)`` of frame t take frame t+1's values and the next
     ``C/fold_div`` take frame t-1's (zeros at the clip's ends). ResNet blocks are shifted
     before ``conv1``, MobileNetV2 inverted residuals with a skip connection before ``conv.0``
-    (the expansion), as in the TSM release. Parameter names do not change.
+    (the expansion), as in the TSM release; the residual blocks of MobileNetV3,
+    EfficientNet, RegNet, ConvNeXt and GhostNet (torchvision's and timm's) before their
+    branch's first convolution (:mod:`tcm.models.residual_blocks` says how blocks are
+    recognised). A shifted ``nn.Conv2d`` becomes a
+    :class:`~tcm.layers.temporal_shift.ShiftedConv2d` (scripted and traced by ``torch.jit``
+    and ``torch.fx`` with its shift); another layer shifts in a forward pre-hook. Parameter
+    names do not change.
 
     Args:
         backbone: maps ``(N*T, 3, H, W)`` to feature maps; changed in place and returned.
@@ -224,18 +197,23 @@ def add_temporal_shift(
 
     Raises:
         ValueError: an unknown name (with the closest names), a block without a residual
-            branch, no residual block found, or a layer already shifted.
+            branch, no residual block found (naming candidate layers), or a layer already
+            shifted.
     """
     if num_segments < 1 or fold_div < 2:
         raise ValueError(
             f"need num_segments >= 1 and fold_div >= 2, got {num_segments}, {fold_div}"
         )
-    points = _shift_points(backbone, blocks)
-    already = set(shifted_layers(backbone)) & points.keys()
+    names = None if blocks is None else layer_names(blocks, "blocks")
+    points = _shift_points(backbone, names)
+    already = sorted(name for name, layer in points.items() if _is_shifted(layer))
     if already:
-        raise ValueError(f"already shifted: {sorted(already)}")
+        raise ValueError(f"already shifted: {already}")
     for name, layer in points.items():
-        layer.register_forward_pre_hook(ShiftInput(name, num_segments, fold_div))
+        if type(layer) is nn.Conv2d:
+            ShiftedConv2d.shift_input_of(layer, num_segments, fold_div, name)
+        else:
+            layer.register_forward_pre_hook(ShiftInput(name, num_segments, fold_div))
     return backbone
 
 
