@@ -268,6 +268,68 @@ def test_a_backbone_that_runs_its_children_computes_what_the_resnet_computes(con
         torch.testing.assert_close(ours(clip), reference(clip), rtol=0, atol=0)
 
 
+class Twice(nn.Module):
+    """Runs ``block`` twice; ``last`` is a second name of ``head.1``, found under it only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, 2, 1)
+        self.block = nn.Sequential(nn.Conv2d(8, 8, 3, 1, 1), nn.ReLU())
+        self.head = nn.Sequential(nn.Conv2d(8, 16, 3, 2, 1), nn.ReLU())
+        self.last = self.head[1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.block(self.block(self.stem(x))))
+
+
+def test_tcm_after_a_layer_that_runs_twice_is_refused():
+    with pytest.raises(ValueError, match=r"layer 'block' of Twice runs 2 times in one forward"):
+        tcm.add_tcm(Twice(), FRAMES, after="block")
+
+
+def test_a_layer_registered_under_two_names_is_found_under_either():
+    backbone = tcm.add_tcm(Twice(), FRAMES, after="last", patch_size=3)
+    assert list(tcm_layers(backbone)) == ["last"]
+    assert tcm_layers(backbone)["last"].in_channels == 16
+    with pytest.raises(ValueError, match=r"head\.1 already has a TCM layer after it"):
+        tcm.add_tcm(backbone, FRAMES, after="head.1")
+    with pytest.raises(ValueError, match="last already has a TCM layer after it"):
+        tcm.add_tcm(Twice(), FRAMES, after=["head.1", "last"])
+
+
+def test_plugins_for_another_num_segments_are_refused_naming_both():
+    model = VideoRecognizer(PlainCNN(), 3, num_segments=FRAMES)
+    with pytest.raises(ValueError, match=r"VideoRecognizer with num_segments=4; plug-ins for "):
+        tcm.add_tcm(model.backbone, 2 * FRAMES, after="block1")
+    with pytest.raises(ValueError, match=r"num_segments=4; plug-ins for num_segments=8"):
+        tcm.add_temporal_shift(model.backbone, 2 * FRAMES, blocks=["block2"])
+    shifted = tcm.add_temporal_shift(PlainCNN(), FRAMES, blocks=["block2"])
+    with pytest.raises(ValueError, match=r"plug-ins were made for num_segments=4, not 8"):
+        tcm.add_tcm(shifted, 2 * FRAMES, after="block1")
+    tcm.add_tcm(model.backbone, FRAMES, after="block1", patch_size=3)  # the recognizer's T
+    assert model(_clip()).shape == (2, 3)
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: tcm.create_model("tsn_resnet10", num_classes=3, num_segments=FRAMES),
+        lambda: tcm.create_model("tsm_resnet10", num_classes=3, num_segments=FRAMES),
+        lambda: tcm.create_model("tsm_mobilenetv2", num_classes=3, num_segments=FRAMES),
+        # a pre-hook on a user's own layer: torch.fx runs it, with the shift
+        lambda: VideoRecognizer(tcm.add_temporal_shift(PlainCNN(), FRAMES, blocks="block2"), 3),
+    ],
+)
+def test_torch_fx_traces_tsn_and_tsm_models_with_their_shifts_and_checks(build):
+    model = build().eval()
+    traced = torch.fx.symbolic_trace(model)
+    clip = _clip(batch=2)
+    with torch.no_grad():
+        torch.testing.assert_close(traced(clip), model(clip), rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"multiple of num_segments=4, got 6"):
+        traced(_clip(batch=1, frames=6))
+
+
 def test_tsm_models_script_with_their_shifts():
     for name in ("tsm_resnet10", "tsm_mobilenetv2"):
         model = tcm.create_model(name, num_classes=3, num_segments=FRAMES).eval()

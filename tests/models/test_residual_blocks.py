@@ -173,12 +173,13 @@ def test_the_common_residual_blocks_are_shifted_before_their_branchs_first_convo
     assert list(net.state_dict()) == list(reference.state_dict())
 
 
-def test_a_shifted_zoo_model_scripts_with_its_shift():
+def test_a_shifted_zoo_model_scripts_and_traces_with_its_shift():
     model = VideoRecognizer(tcm.add_temporal_shift(ZooNet(), FRAMES), 3).eval()
     clip = torch.randn(2, FRAMES, 3, 16, 16)
     with torch.no_grad():
         expected = model(clip)
         torch.testing.assert_close(torch.jit.script(model)(clip), expected)
+        torch.testing.assert_close(torch.fx.symbolic_trace(model)(clip), expected)
 
 
 def test_a_block_named_in_blocks_is_shifted_in_its_branch():

@@ -29,12 +29,15 @@ import inspect
 from collections.abc import Sequence
 
 import torch
+import torch.fx
 from torch import nn
 
 from tcm.layers import TCM
 from tcm.layers.temporal_shift import ShiftedConv2d, check_frames, temporal_shift
 from tcm.models.probe import find_layer, probe_outputs, probing
 from tcm.models.residual_blocks import branch_start, conv_holders, residual_blocks, skip_connection
+
+torch.fx.wrap("check_frames")  # traced models keep the check
 
 TCM_CONTAINER = "tcm_layers"
 """Attribute of the backbone holding the TCM layers (a :class:`TCMLayers`)."""
@@ -75,7 +78,7 @@ class ApplyTCM:
         self.tcm = tcm
 
     def __call__(self, _module: nn.Module, _inputs: tuple, output: torch.Tensor) -> torch.Tensor:
-        if not isinstance(output, torch.Tensor):
+        if not isinstance(output, (torch.Tensor, torch.fx.Proxy)):
             raise ValueError(f"TCM after {self.layer_name}: the layer returned no tensor")
         check_frames(output, self.tcm.num_segments, f"TCM after {self.layer_name}")
         return None if probing() else self.tcm(output)  # None: the output as it is
@@ -118,6 +121,27 @@ def plugged_num_segments(backbone: nn.Module) -> int | None:
     if len(counts) > 1:
         raise ValueError(f"plug-ins of this backbone disagree on num_segments: {sorted(counts)}")
     return counts.pop() if counts else None
+
+
+RECOGNIZER_SEGMENTS = "_recognizer_num_segments"
+"""Attribute a :class:`~tcm.models.VideoRecognizer` sets on its backbone: the frames per clip
+it runs it with, which plug-ins added later must share."""
+
+
+def _check_num_segments(backbone: nn.Module, num_segments: int) -> None:
+    """Refuse plug-ins for another ``T`` than the backbone's plug-ins' or recognizer's: they
+    would mix the frames of different clips."""
+    plugged = plugged_num_segments(backbone)
+    if plugged is not None and plugged != num_segments:
+        raise ValueError(
+            f"the backbone's plug-ins were made for num_segments={plugged}, not {num_segments}"
+        )
+    running = getattr(backbone, RECOGNIZER_SEGMENTS, None)
+    if running is not None and running != num_segments:
+        raise ValueError(
+            f"the backbone runs in a VideoRecognizer with num_segments={running}; plug-ins "
+            f"for num_segments={num_segments} would mix frames of different clips"
+        )
 
 
 # --- where the shift goes --------------------------------------------------------------------
@@ -197,13 +221,15 @@ def add_temporal_shift(
 
     Raises:
         ValueError: an unknown name (with the closest names), a block without a residual
-            branch, no residual block found (naming candidate layers), or a layer already
-            shifted.
+            branch, no residual block found (naming candidate layers), a layer already
+            shifted, or ``num_segments`` other than that of the backbone's plug-ins or
+            recognizer.
     """
     if num_segments < 1 or fold_div < 2:
         raise ValueError(
             f"need num_segments >= 1 and fold_div >= 2, got {num_segments}, {fold_div}"
         )
+    _check_num_segments(backbone, num_segments)
     names = None if blocks is None else layer_names(blocks, "blocks")
     points = _shift_points(backbone, names)
     already = sorted(name for name, layer in points.items() if _is_shifted(layer))
@@ -257,7 +283,9 @@ def add_tcm(
 
     Raises:
         ValueError: an unknown layer name (with the closest names), a layer whose output is
-            not 4-D, an unknown option, or a layer that already has a TCM.
+            not 4-D or that runs more than once in a forward pass, an unknown option, a layer
+            that already has a TCM, or ``num_segments`` other than that of the backbone's
+            plug-ins or recognizer.
     """
     names = layer_names(after, "after")
     unknown = sorted(set(tcm_options) - set(TCM_OPTION_NAMES))
@@ -265,11 +293,13 @@ def add_tcm(
         raise ValueError(f"unknown TCM option(s) {unknown}; TCM takes {list(TCM_OPTION_NAMES)}")
     if not names:
         raise ValueError("add_tcm: name at least one layer in after=")
-    taken = set(tcm_layers(backbone))
-    for name in names:
-        if name in taken or names.count(name) > 1:
+    _check_num_segments(backbone, num_segments)
+    found = [(name, find_layer(backbone, name)) for name in names]
+    for index, (name, layer) in enumerate(found):
+        plugged = any(isinstance(hook, ApplyTCM) for hook in layer._forward_hooks.values())
+        if plugged or any(layer is other for _, other in found[:index]):  # aliases included
             raise ValueError(f"{name} already has a TCM layer after it")
-    layers = {name: find_layer(backbone, name) for name in names}
+    layers = dict(found)
     shapes = probe_outputs(backbone, names, num_segments)
     container = _container(backbone)
     for name in names:

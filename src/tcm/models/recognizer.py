@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import torch
+import torch.fx
 from torch import nn
 
-from tcm.models.plugin import plugged_num_segments
+from tcm.models.plugin import RECOGNIZER_SEGMENTS, plugged_num_segments
 from tcm.models.probe import feature_channels
 from tcm.utils.imagenet import IMAGENET_MEAN, IMAGENET_STD
 
@@ -44,6 +45,10 @@ def check_feature_maps(frames: torch.Tensor, num_features: int) -> None:
         )
 
 
+torch.fx.wrap("check_clips")  # leaves of a torch.fx trace: a traced model keeps the checks
+torch.fx.wrap("check_feature_maps")
+
+
 class VideoRecognizer(nn.Module):
     """TSN-style recognizer around a frame backbone.
 
@@ -55,7 +60,8 @@ class VideoRecognizer(nn.Module):
             (a :class:`~tcm.models.ResNet`, a :class:`~tcm.models.MobileNetV2`, a user's CNN),
             with or without temporal shift and TCM plugged in (:mod:`tcm.models.plugin`).
             ``C`` is its ``num_features`` attribute, or measured on a zero clip; either is
-            checked at every forward pass.
+            checked at every forward pass. The recognizer records ``num_segments`` on the
+            backbone, so that plug-ins added later are refused for another ``T``.
         num_classes: ``K``.
         num_segments: frames per clip ``T``; default: the backbone's plug-ins' (or its
             ``num_segments`` attribute).
@@ -85,6 +91,7 @@ class VideoRecognizer(nn.Module):
                 f"the backbone's plug-ins were made for num_segments={plugged}, not {num_segments}"
             )
         self.backbone = backbone
+        setattr(backbone, RECOGNIZER_SEGMENTS, num_segments)  # checked by later plug-ins
         self.num_segments = num_segments
         self.num_classes = num_classes
         self.mean = IMAGENET_MEAN
