@@ -10,6 +10,7 @@ from torch import nn
 
 import tcm
 from tcm.layers import temporal_shift
+from tcm.layers.temporal_shift import ShiftedConv2d
 from tcm.models import (
     Bottleneck,
     MobileNetV2,
@@ -118,14 +119,12 @@ def test_the_probe_leaves_the_backbone_as_it_was():
 
 
 def test_a_named_layer_of_a_plain_cnn_can_be_shifted():
-    backbone = tcm.add_temporal_shift(PlainCNN(), FRAMES, blocks=["block2"])
+    plain = PlainCNN()
+    backbone = tcm.add_temporal_shift(copy.deepcopy(plain), FRAMES, blocks=["block2"])
     assert shifted_layers(backbone) == ["block2"]
     x = torch.randn(FRAMES, 3, 16, 16)
     with torch.no_grad():
-        inner = backbone.block1(backbone.stem(x))
-        expected = backbone.block2[2](backbone.block2[1](backbone.block2[0](
-            temporal_shift(inner, FRAMES, 8)
-        )))  # fmt: skip
+        expected = plain.block2(temporal_shift(plain.block1(plain.stem(x)), FRAMES, 8))
         torch.testing.assert_close(backbone(x), expected)
 
 
@@ -336,3 +335,14 @@ def test_tsm_models_script_with_their_shifts():
         clip = _clip(batch=2)
         with torch.no_grad():
             torch.testing.assert_close(torch.jit.script(model)(clip), model(clip))
+
+
+def test_a_named_sequence_starting_with_a_convolution_scripts_with_its_shift():
+    backbone = tcm.add_temporal_shift(PlainCNN(), FRAMES, blocks=["block2"])
+    assert isinstance(backbone.block2[0], ShiftedConv2d) and shifted_layers(backbone) == ["block2"]
+    with pytest.raises(ValueError, match=r"already shifted: \['block2.0'\]"):
+        tcm.add_temporal_shift(backbone, FRAMES, blocks=["block2.0"])
+    model = VideoRecognizer(backbone, 3).eval()
+    clip = _clip(batch=2)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.jit.script(model)(clip), model(clip))

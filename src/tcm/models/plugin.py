@@ -186,9 +186,18 @@ def _shift_points(backbone: nn.Module, blocks: list[str] | None) -> dict[str, nn
                 f"{name} holds residual blocks; name them ({inner[0][0]}, ...) or leave "
                 "blocks unset to shift in all of them"
             )
+        module = _first_of_sequence(module)
         if all(module is not point for point in points.values()):
             points[name] = module  # else: an alias of a layer already in
     return points
+
+
+def _first_of_sequence(layer: nn.Module) -> nn.Module:
+    """The layer whose input is ``layer``'s: the first of a plain ``nn.Sequential``, in depth
+    (where a convolution takes the shift into its own forward)."""
+    while type(layer).forward is nn.Sequential.forward and len(layer) > 0:
+        layer = layer[0]
+    return layer
 
 
 def add_temporal_shift(
