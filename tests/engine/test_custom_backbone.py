@@ -28,6 +28,11 @@ class TinyCNN(nn.Module):
 
     def forward(self, x):
         return self.block2(self.block1(x))
+
+
+def tiny_sequential(width: int = 8):
+    """The same two stages as one nn.Sequential (as cut from a torchvision model)."""
+    return nn.Sequential(*TinyCNN(width).children())
 '''
 
 
@@ -60,6 +65,21 @@ def test_a_backbone_by_import_path_trains_and_reloads(tiny_set, tmp_path, backbo
     assert shifted_layers(model.backbone) == ["block2"]
     assert tcm_layers(model.backbone)["block1"].in_channels == 8
     assert model.fc.in_features == 16
+    with torch.no_grad():
+        assert model(torch.randn(1, 4, 3, 32, 32)).shape == (1, 3)
+
+
+def test_a_sequential_backbone_trains_with_tcm_and_the_shift(tiny_set, tmp_path, backbone_package):
+    name = backbone_package.replace("TinyCNN", "tiny_sequential")
+    kwargs = {"temporal_shift": True, "shift_blocks": "1", "tcm_stages": "0", "patch_size": 5}
+    cfg = tiny_config(
+        tiny_set, **{"model.name": name, "model.kwargs": kwargs, "schedule.epochs": 1}
+    )
+    config = tmp_path / "sequential.yaml"
+    config.write_text(cfg.to_yaml())
+    assert main(["train", str(config), "--work-dir", str(tmp_path / "run")]) == 0
+    model, _ = tcm.model_from_checkpoint(tmp_path / "run" / "last.pt")
+    assert shifted_layers(model.backbone) == ["1"] and list(tcm_layers(model.backbone)) == ["0"]
     with torch.no_grad():
         assert model(torch.randn(1, 4, 3, 32, 32)).shape == (1, 3)
 

@@ -10,6 +10,7 @@ from torch import nn
 
 import tcm
 from tcm.layers import temporal_shift
+from tcm.layers.temporal_shift import ShiftedConv2d
 from tcm.models import (
     Bottleneck,
     MobileNetV2,
@@ -78,21 +79,18 @@ def test_plugins_on_a_mobilenetv2_are_the_registered_tcm_tsm_mobilenetv2():
 
 
 def test_the_shift_acts_on_the_residual_branch_only():
-    backbone = ResNet(Bottleneck, (1, 1, 1, 1), widths=(8, 8, 8, 8), stem_width=16)
+    backbone = ResNet(Bottleneck, (1, 1, 1, 1), widths=(8, 8, 8, 8), stem_width=16).eval()
     block = backbone.layer1[0]
+    reference = copy.deepcopy(block)
+    reference.conv1.register_forward_pre_hook(lambda m, args: temporal_shift(args[0], FRAMES, 8))
     seen = {}
-    block.conv1.register_forward_pre_hook(lambda m, args: seen.update(branch=args[0]))
     block.downsample.register_forward_pre_hook(lambda m, args: seen.update(identity=args[0]))
     tcm.add_temporal_shift(backbone, num_segments=FRAMES)
-    # Hooks run in registration order: the recorder sees the input before the shift.
-    x = torch.randn(2 * FRAMES, 3, 32, 32)
+    assert list(block.state_dict()) == list(reference.state_dict())
+    stem = torch.randn(2 * FRAMES, 16, 8, 8)
     with torch.no_grad():
-        stem = backbone.maxpool(backbone.relu(backbone.bn1(backbone.conv1(x))))
-        shifted_input = []
-        block.conv1.register_forward_hook(lambda m, args, out: shifted_input.append(args[0]))
-        block(stem)
-    torch.testing.assert_close(seen["identity"], stem)
-    torch.testing.assert_close(shifted_input[0], temporal_shift(stem, FRAMES, 8))
+        torch.testing.assert_close(block(stem), reference(stem), rtol=0, atol=0)
+    torch.testing.assert_close(seen["identity"], stem, rtol=0, atol=0)
 
 
 def test_tcm_alone_in_a_plain_cnn_at_several_layers_forward_backward():
@@ -121,14 +119,12 @@ def test_the_probe_leaves_the_backbone_as_it_was():
 
 
 def test_a_named_layer_of_a_plain_cnn_can_be_shifted():
-    backbone = tcm.add_temporal_shift(PlainCNN(), FRAMES, blocks=["block2"])
+    plain = PlainCNN()
+    backbone = tcm.add_temporal_shift(copy.deepcopy(plain), FRAMES, blocks=["block2"])
     assert shifted_layers(backbone) == ["block2"]
     x = torch.randn(FRAMES, 3, 16, 16)
     with torch.no_grad():
-        inner = backbone.block1(backbone.stem(x))
-        expected = backbone.block2[2](backbone.block2[1](backbone.block2[0](
-            temporal_shift(inner, FRAMES, 8)
-        )))  # fmt: skip
+        expected = plain.block2(temporal_shift(plain.block1(plain.stem(x)), FRAMES, 8))
         torch.testing.assert_close(backbone(x), expected)
 
 
@@ -158,7 +154,7 @@ def test_a_copy_runs_its_own_tcm():
         ),
         (
             lambda: tcm.add_temporal_shift(ResNet(Bottleneck, (1, 1, 1, 1)), blocks=["layer1"]),
-            r"layer1 holds residual blocks; name them \(0, \.\.\.\)",
+            r"layer1 holds residual blocks; name them \(layer1.0, \.\.\.\)",
         ),
         (
             lambda: tcm.add_tcm(tcm.add_tcm(PlainCNN(), FRAMES, "block1"), FRAMES, "block1"),
@@ -188,10 +184,10 @@ def test_a_layer_whose_output_is_not_a_feature_map_is_refused():
 
 def test_a_batch_that_num_segments_does_not_divide_is_named():
     shifted = tcm.add_temporal_shift(MobileNetV2(), FRAMES)
-    with pytest.raises(ValueError, match=r"temporal shift before features.3.conv.0: .*got \(6,"):
+    with pytest.raises(ValueError, match=r"temporal shift before features.3.conv.0: .*got \[6,"):
         shifted(torch.randn(6, 3, 32, 32))
     with_tcm = tcm.add_tcm(PlainCNN(), FRAMES, after="block1")
-    with pytest.raises(ValueError, match=r"TCM after block1: .*num_segments=4, got \(5, 16"):
+    with pytest.raises(ValueError, match=r"TCM after block1: .*num_segments=4, got \[5, 16"):
         with_tcm(torch.randn(5, 3, 32, 32))
 
 
@@ -227,3 +223,126 @@ def test_a_backbone_with_plugins_builds_on_the_meta_device():
         tcm.add_tcm(backbone, FRAMES, after="block2")  # probes through block1's TCM
         model = VideoRecognizer(tcm.add_temporal_shift(backbone, FRAMES, blocks=["block2"]), 3)
     assert model.fc.weight.is_meta and model.fc.in_features == 32
+
+
+def test_one_layer_name_may_be_given_as_a_string():
+    backbone = ResNet(Bottleneck, (1, 1, 1, 1), widths=(8, 8, 8, 8), stem_width=16)
+    tcm.add_temporal_shift(backbone, FRAMES, blocks="layer1.0")
+    assert shifted_layers(backbone) == ["layer1.0.conv1"]
+    with pytest.raises(ValueError, match=r"blocks: expected a layer name .*, got 3"):
+        tcm.add_temporal_shift(backbone, FRAMES, blocks=3)
+
+
+class Chain(nn.Module):
+    """A backbone whose forward runs its children in turn."""
+
+    def __init__(self, *layers: nn.Module) -> None:
+        super().__init__()
+        for index, layer in enumerate(layers):
+            self.add_module(f"step{index}", layer)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.children():
+            x = layer(x)
+        return x
+
+
+@pytest.mark.parametrize("container", [nn.Sequential, Chain])
+def test_a_backbone_that_runs_its_children_computes_what_the_resnet_computes(container):
+    resnet = ResNet(Bottleneck, (1, 1, 1, 1), widths=(8, 8, 8, 8), stem_width=16)
+    chained = container(*copy.deepcopy(resnet).children())  # conv1 .. layer4, layer2 is 5th
+    stage = "5" if container is nn.Sequential else "step5"
+    for backbone, after in ((resnet, "layer2"), (chained, stage)):
+        tcm.add_tcm(tcm.add_temporal_shift(backbone, FRAMES), FRAMES, after=after, patch_size=3)
+    tcm_layers(chained)[stage].load_state_dict(tcm_layers(resnet)["layer2"].state_dict())
+    renamed = {
+        k.replace(f"tcm_layers.{stage}.", "tcm_layers.layer2.") for k in chained.state_dict()
+    }
+    assert len(renamed) == len(resnet.state_dict())
+    ours = VideoRecognizer(chained, 3).eval()
+    reference = VideoRecognizer(resnet, 3).eval()
+    ours.fc.load_state_dict(reference.fc.state_dict())
+    clip = _clip(batch=2)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(clip), reference(clip), rtol=0, atol=0)
+
+
+class Twice(nn.Module):
+    """Runs ``block`` twice; ``last`` is a second name of ``head.1``, found under it only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, 2, 1)
+        self.block = nn.Sequential(nn.Conv2d(8, 8, 3, 1, 1), nn.ReLU())
+        self.head = nn.Sequential(nn.Conv2d(8, 16, 3, 2, 1), nn.ReLU())
+        self.last = self.head[1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.block(self.block(self.stem(x))))
+
+
+def test_tcm_after_a_layer_that_runs_twice_is_refused():
+    with pytest.raises(ValueError, match=r"layer 'block' of Twice runs 2 times in one forward"):
+        tcm.add_tcm(Twice(), FRAMES, after="block")
+
+
+def test_a_layer_registered_under_two_names_is_found_under_either():
+    backbone = tcm.add_tcm(Twice(), FRAMES, after="last", patch_size=3)
+    assert list(tcm_layers(backbone)) == ["last"]
+    assert tcm_layers(backbone)["last"].in_channels == 16
+    with pytest.raises(ValueError, match=r"head\.1 already has a TCM layer after it"):
+        tcm.add_tcm(backbone, FRAMES, after="head.1")
+    with pytest.raises(ValueError, match="last already has a TCM layer after it"):
+        tcm.add_tcm(Twice(), FRAMES, after=["head.1", "last"])
+
+
+def test_plugins_for_another_num_segments_are_refused_naming_both():
+    model = VideoRecognizer(PlainCNN(), 3, num_segments=FRAMES)
+    with pytest.raises(ValueError, match=r"VideoRecognizer with num_segments=4; plug-ins for "):
+        tcm.add_tcm(model.backbone, 2 * FRAMES, after="block1")
+    with pytest.raises(ValueError, match=r"num_segments=4; plug-ins for num_segments=8"):
+        tcm.add_temporal_shift(model.backbone, 2 * FRAMES, blocks=["block2"])
+    shifted = tcm.add_temporal_shift(PlainCNN(), FRAMES, blocks=["block2"])
+    with pytest.raises(ValueError, match=r"plug-ins were made for num_segments=4, not 8"):
+        tcm.add_tcm(shifted, 2 * FRAMES, after="block1")
+    tcm.add_tcm(model.backbone, FRAMES, after="block1", patch_size=3)  # the recognizer's T
+    assert model(_clip()).shape == (2, 3)
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: tcm.create_model("tsn_resnet10", num_classes=3, num_segments=FRAMES),
+        lambda: tcm.create_model("tsm_resnet10", num_classes=3, num_segments=FRAMES),
+        lambda: tcm.create_model("tsm_mobilenetv2", num_classes=3, num_segments=FRAMES),
+        # a pre-hook on a user's own layer: torch.fx runs it, with the shift
+        lambda: VideoRecognizer(tcm.add_temporal_shift(PlainCNN(), FRAMES, blocks="block2"), 3),
+    ],
+)
+def test_torch_fx_traces_tsn_and_tsm_models_with_their_shifts_and_checks(build):
+    model = build().eval()
+    traced = torch.fx.symbolic_trace(model)
+    clip = _clip(batch=2)
+    with torch.no_grad():
+        torch.testing.assert_close(traced(clip), model(clip), rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"multiple of num_segments=4, got 6"):
+        traced(_clip(batch=1, frames=6))
+
+
+def test_tsm_models_script_with_their_shifts():
+    for name in ("tsm_resnet10", "tsm_mobilenetv2"):
+        model = tcm.create_model(name, num_classes=3, num_segments=FRAMES).eval()
+        clip = _clip(batch=2)
+        with torch.no_grad():
+            torch.testing.assert_close(torch.jit.script(model)(clip), model(clip))
+
+
+def test_a_named_sequence_starting_with_a_convolution_scripts_with_its_shift():
+    backbone = tcm.add_temporal_shift(PlainCNN(), FRAMES, blocks=["block2"])
+    assert isinstance(backbone.block2[0], ShiftedConv2d) and shifted_layers(backbone) == ["block2"]
+    with pytest.raises(ValueError, match=r"already shifted: \['block2.0'\]"):
+        tcm.add_temporal_shift(backbone, FRAMES, blocks=["block2.0"])
+    model = VideoRecognizer(backbone, 3).eval()
+    clip = _clip(batch=2)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.jit.script(model)(clip), model(clip))

@@ -3,7 +3,21 @@
 from __future__ import annotations
 
 import torch
+import torch.fx
 from torch import nn
+
+
+def check_frames(x: torch.Tensor, num_segments: int, where: str) -> None:
+    """Raise ``ValueError`` naming ``where`` unless ``x`` is ``(N*T, C, H, W)`` with ``T``
+    ``num_segments``. A leaf of ``torch.fx`` traces, so a traced model keeps the check."""
+    if x.dim() != 4 or x.shape[0] % num_segments != 0:
+        raise ValueError(
+            f"{where}: expected (N*T, C, H, W) with N*T a multiple of "
+            f"num_segments={num_segments}, got {list(x.shape)}"
+        )
+
+
+torch.fx.wrap("check_frames")
 
 
 def temporal_shift(x: torch.Tensor, num_segments: int, fold_div: int = 8) -> torch.Tensor:
@@ -18,7 +32,7 @@ def temporal_shift(x: torch.Tensor, num_segments: int, fold_div: int = 8) -> tor
         ``(N*T, C, H, W)``: channels ``[0, f)`` of frame t hold frame t+1's (zeros for the last
         frame), channels ``[f, 2f)`` hold frame t-1's (zeros for the first), the rest unchanged.
     """
-    channels, height, width = x.shape[1:]
+    channels, height, width = x.shape[1], x.shape[2], x.shape[3]
     clips = x.view(-1, num_segments, channels, height, width)  # (N, T, C, H, W)
     fold = channels // fold_div
     zeros = clips.new_zeros(clips.shape[0], 1, fold, height, width)
@@ -41,3 +55,31 @@ class TemporalShift(nn.Module):
 
     def extra_repr(self) -> str:
         return f"num_segments={self.num_segments}, fold_div={self.fold_div}"
+
+
+class ShiftedConv2d(nn.Conv2d):
+    """A convolution whose input ``(N*T, C, H, W)`` is temporally shifted first.
+
+    Made from an ``nn.Conv2d`` in place by :meth:`shift_input_of` (its parameters and their
+    names stay), so that the shift is part of the module's own forward: ``torch.jit.script``
+    and ``torch.fx`` see it, as they see no hook on a convolution.
+    """
+
+    @classmethod
+    def shift_input_of(
+        cls, conv: nn.Conv2d, num_segments: int, fold_div: int, layer_name: str
+    ) -> ShiftedConv2d:
+        """Make ``conv`` (exactly an ``nn.Conv2d``) shift its input; returns it."""
+        if type(conv) is not nn.Conv2d:
+            raise TypeError(f"{layer_name}: expected an nn.Conv2d, got {type(conv).__name__}")
+        conv.__class__ = cls
+        conv.num_segments, conv.fold_div, conv.layer_name = num_segments, fold_div, layer_name
+        return conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_frames(x, self.num_segments, "temporal shift before " + self.layer_name)
+        shifted = temporal_shift(x, self.num_segments, self.fold_div)
+        return self._conv_forward(shifted, self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, num_segments={self.num_segments}, fold_div={self.fold_div}"

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from tcm.models.plugin import TCM_OPTION_NAMES, add_tcm, add_temporal_shift
+from tcm.models.plugin import TCM_OPTION_NAMES, add_tcm, add_temporal_shift, layer_names
 from tcm.models.pretrained import load_backbone_weights
 from tcm.models.recognizer import VideoRecognizer
 
@@ -21,11 +21,11 @@ def assemble_recognizer(
     num_classes: int,
     num_segments: int,
     temporal_shift: bool,
-    tcm_stages: Sequence[str] = (),
+    tcm_stages: str | Sequence[str] = (),
     dropout: float = 0.5,
     pretrained: str | None = None,
     shift_fold_div: int = 8,
-    shift_blocks: Sequence[str] | None = None,
+    shift_blocks: str | Sequence[str] | None = None,
     init_after_plugins: bool = False,
     **tcm_options,
 ) -> VideoRecognizer:
@@ -34,7 +34,8 @@ def assemble_recognizer(
     With ``init_after_plugins`` the backbone (built with ``init_weights=False``) is initialised
     by its ``init_weights()`` after the plug-ins, so that TCM's convolutions follow the
     backbone's scheme (the registered models); ``pretrained`` weights are loaded last
-    (:func:`~tcm.models.pretrained.load_backbone_weights`).
+    (:func:`~tcm.models.pretrained.load_backbone_weights`). ``tcm_stages`` and ``shift_blocks``
+    are one layer name or a list of them.
 
     Raises:
         ValueError: TCM options without ``tcm_stages``, or any error of the plug-ins.
@@ -42,9 +43,10 @@ def assemble_recognizer(
     if tcm_options and not tcm_stages:
         raise ValueError(f"TCM option(s) {sorted(tcm_options)} given, but no tcm_stages")
     if temporal_shift:
-        add_temporal_shift(backbone, num_segments, shift_fold_div, shift_blocks)
+        blocks = None if shift_blocks is None else layer_names(shift_blocks, "shift_blocks")
+        add_temporal_shift(backbone, num_segments, shift_fold_div, blocks)
     if tcm_stages:
-        add_tcm(backbone, num_segments, after=tuple(tcm_stages), **tcm_options)
+        add_tcm(backbone, num_segments, after=layer_names(tcm_stages, "tcm_stages"), **tcm_options)
     if init_after_plugins:
         backbone.init_weights()
     if pretrained:

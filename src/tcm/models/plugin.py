@@ -3,12 +3,15 @@
 A backbone is any ``nn.Module`` that maps a frame batch ``(N*T, 3, H, W)`` (the T frames of a
 clip contiguous) to feature maps. Neither function changes the backbone's own parameter names:
 
-- :func:`add_temporal_shift` shifts channels between frames at the input of the first layer of
-  every residual branch (a forward pre-hook on that layer), where the TSM release puts it;
+- :func:`add_temporal_shift` shifts channels between frames at the input of the first
+  convolution of every residual branch, where the TSM release puts it (the convolution becomes
+  a :class:`~tcm.layers.temporal_shift.ShiftedConv2d`; a layer of another kind named by the
+  user gets a forward pre-hook);
 - :func:`add_tcm` adds a :class:`~tcm.layers.TCM` after named layers (a forward hook that
   replaces the layer's output ``x`` with ``x + TAM(MTDM(x))``); the TCM layers live in the
   backbone's ``tcm_layers`` (``tcm_layers.layer2.mtdm...``), their channel count measured on
-  the backbone.
+  the backbone. ``tcm_layers`` passes its input through unchanged when called, so a backbone
+  whose forward runs all of its children (an ``nn.Sequential``) computes what it did.
 
 Example:
     >>> from tcm.models import ResNet, Bottleneck, VideoRecognizer
@@ -26,25 +29,35 @@ import inspect
 from collections.abc import Sequence
 
 import torch
+import torch.fx
 from torch import nn
 
-from tcm.layers import TCM, temporal_shift
+from tcm.layers import TCM
+from tcm.layers.temporal_shift import ShiftedConv2d, check_frames, temporal_shift
 from tcm.models.probe import find_layer, probe_outputs, probing
+from tcm.models.residual_blocks import branch_start, conv_holders, residual_blocks, skip_connection
+
+torch.fx.wrap("check_frames")  # traced models keep the check
 
 TCM_CONTAINER = "tcm_layers"
-"""Attribute of the backbone holding the TCM layers (an ``nn.ModuleDict``)."""
+"""Attribute of the backbone holding the TCM layers (a :class:`TCMLayers`)."""
 
 
-def _check_frames(x: torch.Tensor, num_segments: int, where: str) -> None:
-    if x.dim() != 4 or x.shape[0] % num_segments:
-        raise ValueError(
-            f"{where}: expected (N*T, C, H, W) with N*T a multiple of "
-            f"num_segments={num_segments}, got {tuple(x.shape)}"
-        )
+class TCMLayers(nn.ModuleDict):
+    """The TCM layers of a backbone, by the name of the layer each follows (dots as
+    underscores). The hooks of :func:`add_tcm` run them; calling the container itself returns
+    its input: a backbone that runs every child in turn (``nn.Sequential``, a loop over
+    ``children()``) passes through it unchanged.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
 
 
 class ShiftInput:
-    """Forward pre-hook: the temporal shift of a layer's input ``(N*T, C, H, W)``."""
+    """Forward pre-hook: the temporal shift of a layer's input ``(N*T, C, H, W)`` (layers
+    other than an ``nn.Conv2d``, which becomes a :class:`~tcm.layers.temporal_shift.
+    ShiftedConv2d` instead)."""
 
     def __init__(self, layer_name: str, num_segments: int, fold_div: int) -> None:
         self.layer_name = layer_name
@@ -53,9 +66,7 @@ class ShiftInput:
 
     def __call__(self, _module: nn.Module, args: tuple) -> tuple:
         x = args[0]
-        _check_frames(x, self.num_segments, f"temporal shift before {self.layer_name}")
-        if probing():
-            return None  # the shape stays as it is
+        check_frames(x, self.num_segments, f"temporal shift before {self.layer_name}")
         return (temporal_shift(x, self.num_segments, self.fold_div), *args[1:])
 
 
@@ -67,116 +78,126 @@ class ApplyTCM:
         self.tcm = tcm
 
     def __call__(self, _module: nn.Module, _inputs: tuple, output: torch.Tensor) -> torch.Tensor:
-        if not isinstance(output, torch.Tensor):
+        if not isinstance(output, (torch.Tensor, torch.fx.Proxy)):
             raise ValueError(f"TCM after {self.layer_name}: the layer returned no tensor")
-        _check_frames(output, self.tcm.num_segments, f"TCM after {self.layer_name}")
+        check_frames(output, self.tcm.num_segments, f"TCM after {self.layer_name}")
         return None if probing() else self.tcm(output)  # None: the output as it is
 
 
-def _hooks(backbone: nn.Module, kind: type):
+def _shifts(backbone: nn.Module):
+    """``(layer name, num_segments)`` of every shifted layer, in model order."""
     for module in backbone.modules():
-        hooks = module._forward_pre_hooks if kind is ShiftInput else module._forward_hooks
-        yield from (hook for hook in hooks.values() if isinstance(hook, kind))
+        if isinstance(module, ShiftedConv2d):
+            yield module.layer_name, module.num_segments
+        for hook in module._forward_pre_hooks.values():
+            if isinstance(hook, ShiftInput):
+                yield hook.layer_name, hook.num_segments
+
+
+def _tcm_hooks(backbone: nn.Module):
+    for module in backbone.modules():
+        yield from (hook for hook in module._forward_hooks.values() if isinstance(hook, ApplyTCM))
+
+
+def _is_shifted(layer: nn.Module) -> bool:
+    hooks = layer._forward_pre_hooks.values()
+    return isinstance(layer, ShiftedConv2d) or any(isinstance(h, ShiftInput) for h in hooks)
 
 
 def shifted_layers(backbone: nn.Module) -> list[str]:
     """Names of the layers whose input is temporally shifted, in model order."""
-    return [hook.layer_name for hook in _hooks(backbone, ShiftInput)]
+    return [name for name, _ in _shifts(backbone)]
 
 
 def tcm_layers(backbone: nn.Module) -> dict[str, TCM]:
     """The TCM layers plugged into ``backbone``: layer name it follows -> :class:`TCM`."""
-    return {hook.layer_name: hook.tcm for hook in _hooks(backbone, ApplyTCM)}
+    return {hook.layer_name: hook.tcm for hook in _tcm_hooks(backbone)}
 
 
 def plugged_num_segments(backbone: nn.Module) -> int | None:
     """The ``num_segments`` the backbone's plug-ins were made for (``None`` without any)."""
-    counts = {hook.num_segments for hook in _hooks(backbone, ShiftInput)}
-    counts |= {hook.tcm.num_segments for hook in _hooks(backbone, ApplyTCM)}
+    counts = {count for _, count in _shifts(backbone)}
+    counts |= {hook.tcm.num_segments for hook in _tcm_hooks(backbone)}
     if len(counts) > 1:
         raise ValueError(f"plug-ins of this backbone disagree on num_segments: {sorted(counts)}")
     return counts.pop() if counts else None
 
 
+RECOGNIZER_SEGMENTS = "_recognizer_num_segments"
+"""Attribute a :class:`~tcm.models.VideoRecognizer` sets on its backbone: the frames per clip
+it runs it with, which plug-ins added later must share."""
+
+
+def _check_num_segments(backbone: nn.Module, num_segments: int) -> None:
+    """Refuse plug-ins for another ``T`` than the backbone's plug-ins' or recognizer's: they
+    would mix the frames of different clips."""
+    plugged = plugged_num_segments(backbone)
+    if plugged is not None and plugged != num_segments:
+        raise ValueError(
+            f"the backbone's plug-ins were made for num_segments={plugged}, not {num_segments}"
+        )
+    running = getattr(backbone, RECOGNIZER_SEGMENTS, None)
+    if running is not None and running != num_segments:
+        raise ValueError(
+            f"the backbone runs in a VideoRecognizer with num_segments={running}; plug-ins "
+            f"for num_segments={num_segments} would mix frames of different clips"
+        )
+
+
 # --- where the shift goes --------------------------------------------------------------------
 
 
-def _first_conv(module: nn.Module) -> nn.Conv2d | None:
-    return next((m for m in module.modules() if isinstance(m, nn.Conv2d)), None)
+def layer_names(value: str | Sequence[str], option: str) -> list[str]:
+    """One layer name, or a sequence of them, as a list (a string is one name, never letters)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, Sequence) and all(isinstance(name, str) for name in value):
+        return list(value)
+    raise ValueError(f"{option}: expected a layer name or a list of layer names, got {value!r}")
 
 
-def _is_resnet_block(module: nn.Module) -> bool:
-    """A ResNet basic block or bottleneck (this project's, torchvision's, the TSM release's)."""
-    return isinstance(getattr(module, "conv1", None), nn.Conv2d) and hasattr(module, "downsample")
-
-
-def _is_inverted_residual(module: nn.Module) -> bool:
-    """A MobileNetV2 inverted residual (``use_res_connect`` and a ``conv`` sequence)."""
-    return isinstance(getattr(module, "use_res_connect", None), bool) and isinstance(
-        getattr(module, "conv", None), nn.Sequential
-    )
-
-
-def _branch_start(block: nn.Module) -> nn.Module | None:
-    """The first layer of a residual block's branch; ``None`` for an inverted residual without
-    a skip connection or without an expansion (the TSM release shifts neither)."""
-    if _is_resnet_block(block):
-        return block.conv1
-    first = _first_conv(block.conv)
-    expands = first is not None and first.kernel_size == (1, 1) and first.groups == 1
-    return block.conv[0] if block.use_res_connect and expands else None
-
-
-def _residual_blocks(backbone: nn.Module) -> list[tuple[str, nn.Module]]:
-    return [
-        (name, m)
-        for name, m in backbone.named_modules()
-        if _is_resnet_block(m) or _is_inverted_residual(m)
-    ]
-
-
-def _shift_points(backbone: nn.Module, blocks: Sequence[str] | None) -> dict[str, nn.Module]:
-    """Layer name -> layer whose input is shifted."""
-    kind = type(backbone).__name__
+def _shift_points(backbone: nn.Module, blocks: list[str] | None) -> dict[str, nn.Module]:
+    """Layer name -> layer whose input is shifted (each layer once, whatever its aliases)."""
     if blocks is None:
-        found = _residual_blocks(backbone)
+        found = residual_blocks(backbone)
         if not found:
+            holders = conv_holders(backbone)
+            hint = f" (layers holding convolutions: {', '.join(holders)})" if holders else ""
             raise ValueError(
-                f"{kind} has no residual blocks (ResNet blocks, MobileNetV2 inverted residuals) "
-                "to shift in; name the layers to shift before with blocks=[...]"
+                f"{type(backbone).__name__} has no residual blocks to shift in; name the "
+                f"layers to shift before with blocks=[...]{hint}"
             )
-        points = {}
-        for name, block in found:
-            start = _branch_start(block)
-            if start is not None:
-                points[_child_name(backbone, block, start, name)] = start
-        return points
-    points = {}
-    for name in blocks:
-        module = find_layer(backbone, name)
-        if _is_resnet_block(module) or _is_inverted_residual(module):
-            start = _branch_start(module)
+    else:
+        found = [(name, find_layer(backbone, name)) for name in blocks]
+    points: dict[str, nn.Module] = {}
+    for name, module in found:
+        if skip_connection(module) is not None:
+            start = branch_start(module)
             if start is None:
+                if blocks is None:
+                    continue  # no skip connection here: the TSM release does not shift it
                 raise ValueError(
                     f"{name} ({type(module).__name__}) has no residual branch to shift in: "
                     "no skip connection (a stride or a change of channels) or no expansion"
                 )
-            points[_child_name(backbone, module, start, name)] = start
-        elif _residual_blocks(module):
+            name, module = f"{name}.{start[0]}", start[1]
+        elif inner := residual_blocks(module, f"{name}."):
             raise ValueError(
-                f"{name} holds residual blocks; name them ({_residual_blocks(module)[0][0]}, "
-                "...) or leave blocks unset to shift in all of them"
+                f"{name} holds residual blocks; name them ({inner[0][0]}, ...) or leave "
+                "blocks unset to shift in all of them"
             )
-        else:
-            points[name] = module  # a user's own layer: the shift goes on its input
+        module = _first_of_sequence(module)
+        if all(module is not point for point in points.values()):
+            points[name] = module  # else: an alias of a layer already in
     return points
 
 
-def _child_name(backbone: nn.Module, block: nn.Module, child: nn.Module, block_name: str) -> str:
-    for name, module in block.named_modules():
-        if module is child:
-            return f"{block_name}.{name}" if block_name else name
-    raise AssertionError("child not found in its block")  # pragma: no cover
+def _first_of_sequence(layer: nn.Module) -> nn.Module:
+    """The layer whose input is ``layer``'s: the first of a plain ``nn.Sequential``, in depth
+    (where a convolution takes the shift into its own forward)."""
+    while type(layer).forward is nn.Sequential.forward and len(layer) > 0:
+        layer = layer[0]
+    return layer
 
 
 def add_temporal_shift(
@@ -187,34 +208,47 @@ def add_temporal_shift(
 ) -> nn.Module:
     """Make a 2D backbone a TSM backbone: shift channels between frames in residual branches.
 
-    At the input of the first layer of every residual branch (the identity path is not
+    At the input of the first convolution of every residual branch (the identity path is not
     shifted), channels ``[0, C/fold_div)`` of frame t take frame t+1's values and the next
     ``C/fold_div`` take frame t-1's (zeros at the clip's ends). ResNet blocks are shifted
     before ``conv1``, MobileNetV2 inverted residuals with a skip connection before ``conv.0``
-    (the expansion), as in the TSM release. Parameter names do not change.
+    (the expansion), as in the TSM release; the residual blocks of MobileNetV3,
+    EfficientNet, RegNet, ConvNeXt and GhostNet (torchvision's and timm's) before their
+    branch's first convolution (:mod:`tcm.models.residual_blocks` says how blocks are
+    recognised). A shifted ``nn.Conv2d`` becomes a
+    :class:`~tcm.layers.temporal_shift.ShiftedConv2d` (scripted and traced by ``torch.jit``
+    and ``torch.fx`` with its shift); another layer shifts in a forward pre-hook. Parameter
+    names do not change.
 
     Args:
         backbone: maps ``(N*T, 3, H, W)`` to feature maps; changed in place and returned.
         num_segments: frames per clip ``T``.
         fold_div: ``C // fold_div`` channels move each way.
-        blocks: names (as in ``named_modules()``) of residual blocks to shift in, or of the
+        blocks: name(s) (as in ``named_modules()``) of residual blocks to shift in, or of the
             layers whose input to shift in architectures this function does not recognise;
             default: every residual block found.
 
     Raises:
         ValueError: an unknown name (with the closest names), a block without a residual
-            branch, no residual block found, or a layer already shifted.
+            branch, no residual block found (naming candidate layers), a layer already
+            shifted, or ``num_segments`` other than that of the backbone's plug-ins or
+            recognizer.
     """
     if num_segments < 1 or fold_div < 2:
         raise ValueError(
             f"need num_segments >= 1 and fold_div >= 2, got {num_segments}, {fold_div}"
         )
-    points = _shift_points(backbone, blocks)
-    already = set(shifted_layers(backbone)) & points.keys()
+    _check_num_segments(backbone, num_segments)
+    names = None if blocks is None else layer_names(blocks, "blocks")
+    points = _shift_points(backbone, names)
+    already = sorted(name for name, layer in points.items() if _is_shifted(layer))
     if already:
-        raise ValueError(f"already shifted: {sorted(already)}")
+        raise ValueError(f"already shifted: {already}")
     for name, layer in points.items():
-        layer.register_forward_pre_hook(ShiftInput(name, num_segments, fold_div))
+        if type(layer) is nn.Conv2d:
+            ShiftedConv2d.shift_input_of(layer, num_segments, fold_div, name)
+        else:
+            layer.register_forward_pre_hook(ShiftInput(name, num_segments, fold_div))
     return backbone
 
 
@@ -226,13 +260,13 @@ TCM_OPTION_NAMES = tuple(
 """Options of :class:`~tcm.layers.TCM` that ``add_tcm`` passes on (its signature's)."""
 
 
-def _container(backbone: nn.Module) -> nn.ModuleDict:
+def _container(backbone: nn.Module) -> TCMLayers:
     container = getattr(backbone, TCM_CONTAINER, None)
     if container is None:
-        container = nn.ModuleDict()
+        container = TCMLayers()
         setattr(backbone, TCM_CONTAINER, container)
-    elif not isinstance(container, nn.ModuleDict):
-        raise ValueError(f"{type(backbone).__name__}.{TCM_CONTAINER} exists and is no ModuleDict")
+    elif not isinstance(container, TCMLayers):
+        raise ValueError(f"{type(backbone).__name__}.{TCM_CONTAINER} exists and is no TCMLayers")
     return container
 
 
@@ -258,19 +292,23 @@ def add_tcm(
 
     Raises:
         ValueError: an unknown layer name (with the closest names), a layer whose output is
-            not 4-D, an unknown option, or a layer that already has a TCM.
+            not 4-D or that runs more than once in a forward pass, an unknown option, a layer
+            that already has a TCM, or ``num_segments`` other than that of the backbone's
+            plug-ins or recognizer.
     """
-    names = [after] if isinstance(after, str) else list(after)
+    names = layer_names(after, "after")
     unknown = sorted(set(tcm_options) - set(TCM_OPTION_NAMES))
     if unknown:
         raise ValueError(f"unknown TCM option(s) {unknown}; TCM takes {list(TCM_OPTION_NAMES)}")
     if not names:
         raise ValueError("add_tcm: name at least one layer in after=")
-    taken = set(tcm_layers(backbone))
-    for name in names:
-        if name in taken or names.count(name) > 1:
+    _check_num_segments(backbone, num_segments)
+    found = [(name, find_layer(backbone, name)) for name in names]
+    for index, (name, layer) in enumerate(found):
+        plugged = any(isinstance(hook, ApplyTCM) for hook in layer._forward_hooks.values())
+        if plugged or any(layer is other for _, other in found[:index]):  # aliases included
             raise ValueError(f"{name} already has a TCM layer after it")
-    layers = {name: find_layer(backbone, name) for name in names}
+    layers = dict(found)
     shapes = probe_outputs(backbone, names, num_segments)
     container = _container(backbone)
     for name in names:

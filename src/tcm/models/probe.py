@@ -29,21 +29,18 @@ def probing() -> bool:
 
 
 def find_layer(backbone: nn.Module, name: str) -> nn.Module:
-    """The sub-module ``name`` of ``backbone`` (as in ``named_modules()``).
+    """The sub-module ``name`` of ``backbone`` (as in ``named_modules()``, where a module
+    registered under several names is listed under its first; any of them finds it).
 
     Raises:
         ValueError: naming the closest layer names when there is no such layer.
     """
-    modules = dict(backbone.named_modules())
+    modules = dict(backbone.named_modules(remove_duplicate=False))
     if name and name in modules:
         return modules[name]
     near = difflib.get_close_matches(name, [n for n in modules if n], n=3, cutoff=0.5)
     hint = f"; closest: {', '.join(near)}" if near else ""
     raise ValueError(f"{type(backbone).__name__} has no layer named {name!r}{hint}")
-
-
-class _ProbeDone(Exception):
-    """Raised by a probe hook once every layer asked for has run: the rest is not needed."""
 
 
 def _device_and_dtype(module: nn.Module) -> tuple[torch.device, torch.dtype]:
@@ -62,26 +59,26 @@ def probe_outputs(
 ) -> dict[str, torch.Size]:
     """Shapes of the outputs of the layers ``names`` for one zero clip ``(T, 3, size, size)``.
 
-    The backbone runs in eval mode (BatchNorm statistics untouched) and stops as soon as the
-    last of the layers has run; the training flags of every module are restored. ``""`` names
-    the backbone itself.
+    The backbone runs in eval mode (BatchNorm statistics untouched); the training flags of
+    every module are restored. ``""`` names the backbone itself.
 
     Raises:
-        ValueError: a layer that does not exist, that the forward pass never reaches, or whose
-            output is not a tensor.
+        ValueError: a layer that does not exist, that the forward pass never reaches or runs
+            more than once (a layer plugged in after it would run as often), or whose output
+            is not a tensor.
     """
     layers = {name: (find_layer(backbone, name) if name else backbone) for name in names}
     shapes: dict[str, torch.Size] = {}
     problems: dict[str, str] = {}
+    runs = dict.fromkeys(layers, 0)
 
     def recorder(name: str):
         def record(_module, _inputs, output):
+            runs[name] += 1
             if isinstance(output, torch.Tensor):
                 shapes[name] = output.shape
             else:
                 problems[name] = f"returns a {type(output).__name__}, not a tensor"
-            if len(shapes) + len(problems) == len(layers):
-                raise _ProbeDone
 
         return record
 
@@ -92,8 +89,6 @@ def probe_outputs(
     try:
         backbone.eval()
         backbone(torch.zeros(num_segments, 3, size, size, device=device, dtype=dtype))
-    except _ProbeDone:
-        pass
     finally:
         _probing.reset(token)
         for handle in handles:
@@ -106,6 +101,12 @@ def probe_outputs(
         if name not in shapes:
             raise ValueError(
                 f"layer {name!r} of {type(backbone).__name__} is not run by its forward()"
+            )
+        if runs[name] > 1:
+            raise ValueError(
+                f"layer {name!r} of {type(backbone).__name__} runs {runs[name]} times in one "
+                "forward(): a layer plugged in after it would run as often; name a layer "
+                "that runs once"
             )
     return shapes
 

@@ -143,9 +143,7 @@ class ResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        for name in STAGE_NAMES:
-            x = getattr(self, name)(x)
-        return x
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))  # the STAGE_NAMES
 
 
 RESNET_LAYOUTS: dict[int, tuple[type[BasicBlock] | type[Bottleneck], tuple[int, ...]]] = {
