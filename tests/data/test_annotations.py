@@ -134,7 +134,7 @@ def test_kinetics_csv(tmp_path):
     assert "arm_wrestling/bbb_000000_000010.mp4" in entry.candidates
     assert parsed.splits["val"][0].key == "ddd_000030_000040"
     # split folders of the downloaders first, then the root; class folders, then flat
-    val = parsed.splits["val"][0].candidates
+    val = list(parsed.splits["val"][0].candidates)
     assert val.index("val/arm wrestling/ddd_000030_000040.mp4") < val.index(
         "validate/arm_wrestling/ddd_000030_000040.mp4"
     )

@@ -55,10 +55,23 @@ def test_a_good_video_and_frame_folder_pass_with_their_frame_counts(root):
         (VideoRecord("gap", 0, 5), MISSING_FRAME),
     ],
 )
-def test_each_bad_entry_is_reported_with_its_reason_and_never_raises(root, record, reason):
-    result = check_record(record, root, num_classes=2)
+@pytest.mark.parametrize("quick", [False, True], ids=["thorough", "quick"])
+def test_each_bad_entry_is_reported_with_its_reason_and_never_raises(root, record, reason, quick):
+    result = check_record(record, root, num_classes=2, quick=quick)
     assert not result.ok and result.reason == reason and result.num_frames == 0
     assert result.path == record.path and str(root / record.path) in result.message
+
+
+def test_the_quick_check_passes_good_entries_with_their_frame_counts(root):
+    video = check_record(VideoRecord("good.mp4", 1, line=1), root, quick=True, segments=3)
+    assert video == CheckResult(1, "good.mp4", True, 10)
+    frames = check_record(VideoRecord("frames", 0, 5), root, quick=True, segments=2)
+    assert (frames.ok, frames.num_frames) == (True, 5)
+    # Two segments of the 5 frames sample frames 1 and 3 (0-based): the gap at frame 3
+    # (1-based, 2 0-based) lies between them, and only the thorough check finds it.
+    gap = VideoRecord("gap", 0, 5)
+    assert check_record(gap, root, quick=True, segments=2).ok
+    assert check_record(gap, root).reason == MISSING_FRAME
 
 
 def test_records_are_checked_in_order_with_the_frame_layout_given(root, tmp_path):
@@ -78,3 +91,15 @@ def test_records_are_checked_in_order_with_the_frame_layout_given(root, tmp_path
         "reason": TOO_FEW_FRAMES,
         "message": results[1].message,
     }
+
+
+def test_tcm_check_data_quick(root, tmp_path, capsys):
+    from tcm.cli.main import main
+
+    listing = tmp_path / "list.txt"
+    listing.write_text("good.mp4 0\ntext.mp4 1\nframes 5 0\n")
+    argv = ["check-data", str(listing), "--root", str(root), "--quick", "--workers", "2"]
+    assert main([*argv, "--no-progress"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"{listing}:2: ") and NOT_A_VIDEO in out[0]
+    assert out[-1] == f"3 entries checked, 1 bad ({NOT_A_VIDEO}: 1)"

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 
 import pytest
 
-from tcm.utils.parallel import map_in_processes
+from tcm.utils.parallel import _chunks_in_order, map_in_processes
 
 
 def square_after(item: int, delay: float = 0.0) -> int:
@@ -70,3 +72,29 @@ def test_progress_bar_is_closed_on_error(capsys):
         map_in_processes(fail_on_three, range(6), workers=1, progress=True, desc="failing")
     err = capsys.readouterr().err
     assert "failing" in err and "3/6" in err
+
+
+class WatchedItems(Sequence):
+    """Items that count the chunks taken from them (the chunks submitted)."""
+
+    def __init__(self, count: int) -> None:
+        self.count, self.taken = count, 0
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            self.taken += 1
+            return list(range(self.count))[index]
+        return index
+
+
+def test_chunks_are_submitted_as_results_come_back():
+    items = WatchedItems(400)
+    with ProcessPoolExecutor(2) as pool:
+        chunks = _chunks_in_order(pool, square_after, items, chunksize=4, ahead=4)
+        first = next(chunks)
+        assert first == [0, 1, 4, 9] and items.taken == 4  # 4 of the 100 chunks submitted
+        rest = [value for chunk in chunks for value in chunk]
+    assert first + rest == [i * i for i in range(400)] and items.taken == 100

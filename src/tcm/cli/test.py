@@ -60,6 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from tcm.engine.config_checks import check_config
     from tcm.engine.config_files import load_config
+    from tcm.engine.shared_memory import check_shared_memory
 
     overrides = list(args.overrides)
     if args.list_file:
@@ -70,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.checkpoint.is_file():
         raise FileNotFoundError(f"{args.checkpoint}: no such checkpoint")
     _, classes = check_config(cfg, training=False)
+    check_shared_memory(cfg, training=False)
     clips, crops = cfg.eval.num_clips, cfg.eval.num_crops
     model, checkpoint = _load_model(args.checkpoint, classes, _allowed_modules(cfg, args))
     out = args.out or args.checkpoint.parent / f"test_{args.checkpoint.stem}_{clips}x{crops}"
@@ -116,6 +118,8 @@ def _load_model(path: Path, classes: list[str] | None, allow_modules: list[str])
 
 def _evaluate(cfg, model, classes, views: tuple[int, int], out: Path, args):
     """Evaluate ``model`` on the config's test list with the config's preprocessing."""
+    import torch
+
     from tcm.engine.distributed import cleanup, init_distributed
     from tcm.engine.evaluation import evaluate
     from tcm.engine.preprocessing import preprocessing_from_config, storage_from_config
@@ -130,6 +134,7 @@ def _evaluate(cfg, model, classes, views: tuple[int, int], out: Path, args):
         )
     check_output_dir(out, "--out folder")
     workers = cfg.eval.num_workers
+    torch.multiprocessing.set_sharing_strategy(cfg.data.sharing_strategy)
     ctx = init_distributed(cfg.train.device, cfg.dist.backend, cfg.dist.timeout_min)
     try:
         return evaluate(

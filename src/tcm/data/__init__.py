@@ -5,7 +5,8 @@ Modules, in the order data flows through them:
 - :mod:`~tcm.data.official_formats`: official annotation formats (Something-Something V1/V2,
   Kinetics-400, UCF-101, HMDB-51), looked up on disk by :mod:`~tcm.data.media_lookup`;
   :mod:`~tcm.data.annotations`: the project's list files (``path label`` for videos, ``path
-  num_frames label`` for frame folders; ``classes.txt`` one name per line).
+  num_frames label`` for frame folders; ``classes.txt`` one name per line), held by datasets
+  in packed form (:mod:`~tcm.data.record_table`, read once per process).
 - :mod:`~tcm.data.video_reader`: :class:`VideoReader` (PyAV, decodes only the frames it needs,
   seeking to key frames); :mod:`~tcm.data.frame_folder`: :class:`FrameFolderReader` (JPEG
   folders, any name template of :mod:`~tcm.data.frame_names`, 0- or 1-based);
@@ -88,6 +89,7 @@ _EXPORTS = {
     "RandomCrop": "tcm.data.transforms",
     "RandomHorizontalFlip": "tcm.data.transforms",
     "RandomShortSideResize": "tcm.data.transforms",
+    "RecordTable": "tcm.data.record_table",
     "Resize": "tcm.data.transforms",
     "SegmentSampler": "tcm.data.sampling",
     "SkipReport": "tcm.data.clip_batch",
@@ -114,6 +116,7 @@ _EXPORTS = {
     "parse_ucf101": "tcm.data.official_formats",
     "read_classes": "tcm.data.annotations",
     "read_list": "tcm.data.annotations",
+    "read_table": "tcm.data.record_table",
     "resolve_media": "tcm.data.media_lookup",
     "write_classes": "tcm.data.annotations",
     "write_list": "tcm.data.annotations",

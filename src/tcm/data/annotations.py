@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,12 +54,17 @@ class VideoRecord:
 
 
 def is_int(text: str) -> bool:
-    """Whether ``text`` is a whole number (``"12"``, ``"-3"``)."""
-    return re.fullmatch(r"[+-]?\d+", text) is not None
+    """Whether ``text`` is a whole number in ASCII digits (``"12"``, ``"-3"``)."""
+    digits = text[1:] if text[:1] in ("+", "-") else text
+    return digits.isascii() and digits.isdigit()
 
 
-def parse_list_line(text: str, line: int = 0, source: str = "<list>") -> VideoRecord:
-    """Parse ``path label`` or ``path num_frames label``; the path may contain spaces."""
+def split_list_line(
+    text: str, line: int = 0, source: str = "<list>"
+) -> tuple[str, int, int | None]:
+    """``(path, label, num_frames or None)`` of ``path label`` or ``path num_frames label``;
+    the path may contain spaces. A line of neither form is a ``ValueError`` naming
+    ``source:line``."""
     parts = text.rsplit(maxsplit=2)
     if len(parts) < 2 or not is_int(parts[-1]):
         raise ValueError(
@@ -68,29 +72,42 @@ def parse_list_line(text: str, line: int = 0, source: str = "<list>") -> VideoRe
         )
     label = int(parts[-1])
     if len(parts) == 3 and is_int(parts[1]):
-        return VideoRecord(parts[0], label, int(parts[1]), line)
-    path = text[: text.rstrip().rfind(parts[-1])].strip()
-    return VideoRecord(path, label, None, line)
+        return parts[0], label, int(parts[1])
+    return text[: text.rstrip().rfind(parts[-1])].strip(), label, None
+
+
+def parse_list_line(text: str, line: int = 0, source: str = "<list>") -> VideoRecord:
+    """Parse ``path label`` or ``path num_frames label``; the path may contain spaces."""
+    path, label, num_frames = split_list_line(text, line, source)
+    return VideoRecord(path, label, num_frames, line)
+
+
+def list_entries(path: str | os.PathLike):
+    """``(line number, path, label, num_frames or None)`` of each sample line of a list file;
+    blank lines and lines starting with ``#`` are skipped. See :func:`read_list`."""
+    source = str(path)
+    for number, text in enumerate(read_text(path, "list file").splitlines(), start=1):
+        if not text or text.isspace() or text.lstrip().startswith("#"):
+            continue
+        yield (number, *split_list_line(text, number, source))
 
 
 def read_list(path: str | os.PathLike) -> list[VideoRecord]:
     """Read a list file; blank lines and lines starting with ``#`` are ignored.
 
     A UTF-8 byte-order mark is dropped; a file that is not UTF-8 text is a ``ValueError``
-    naming it.
+    naming it. Datasets hold a list in packed form instead
+    (:func:`~tcm.data.record_table.read_table`).
 
     Example:
         >>> records = read_list("lists/sthv1/val.txt")  # doctest: +SKIP
         >>> records[0]                                    # doctest: +SKIP
         VideoRecord(path='1', label=35, num_frames=47)
     """
-    path = Path(path)
-    records = []
-    for number, text in enumerate(read_text(path, "list file").splitlines(), start=1):
-        if not text.strip() or text.lstrip().startswith("#"):
-            continue
-        records.append(parse_list_line(text, number, str(path)))
-    return records
+    return [
+        VideoRecord(file, label, frames, number)
+        for number, file, label, frames in list_entries(Path(path))
+    ]
 
 
 def write_list(path: str | os.PathLike, records: Iterable[VideoRecord]) -> int:

@@ -31,11 +31,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from tcm.data.annotations import VideoRecord, read_classes, read_list
+from tcm.data.annotations import VideoRecord, read_classes
 from tcm.data.bad_video import BAD_LABEL, TOO_SMALL, BadVideoError
 from tcm.data.clip_batch import ClipSample, SkippedSample
 from tcm.data.media import open_media
 from tcm.data.preprocessing import Preprocessing
+from tcm.data.record_table import RecordTable, read_table
 from tcm.data.sampling import ClipSampler, build_sampler
 from tcm.data.storage_options import DEFAULT_STORAGE, StorageOptions
 from tcm.data.transforms import (
@@ -53,7 +54,9 @@ class VideoDataset(Dataset):
     """Clips of the videos (or frame folders) of a list file.
 
     Args:
-        records: samples, from :func:`~tcm.data.annotations.read_list`.
+        records: samples: a :class:`~tcm.data.record_table.RecordTable`
+            (:func:`~tcm.data.record_table.read_table`) or records, which are packed into one
+            (forked DataLoader workers share it without copying it page by page).
         root: folder the records' paths are relative to.
         sampler: frame sampler (:mod:`tcm.data.sampling`).
         transform: ``transform(clip, label, rng) -> (clip, label)`` on uint8 ``(T, 3, H, W)``,
@@ -86,8 +89,8 @@ class VideoDataset(Dataset):
             raise ValueError("mean and std are required for normalised clips (or pass uint8=True)")
         if train and num_clips != 1:
             raise ValueError("training takes one clip per video")
-        self.records = list(records)
-        if not self.records:
+        self.records = RecordTable.from_records(records)
+        if not len(self.records):
             raise ValueError("the dataset has no sample")
         self.root = Path(root)
         self.sampler = sampler
@@ -101,15 +104,16 @@ class VideoDataset(Dataset):
         self.storage = storage
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         if num_classes is not None:
-            bad = [r for r in self.records if not 0 <= r.label < num_classes]
-            if bad and storage.bad_sample_policy == "raise":
-                raise self._label_error(bad[0])
-            if bad:
+            labels = self.records.labels
+            bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+            if len(bad) and storage.bad_sample_policy == "raise":
+                raise self._label_error(self.records[bad[0]])
+            if len(bad):
                 logger.warning(
                     "%d samples have a label outside [0, %d), e.g. %s",
                     len(bad),
                     num_classes,
-                    bad[0].path,
+                    self.records.path(bad[0]),
                 )
 
     def __len__(self) -> int:
@@ -196,7 +200,7 @@ class VideoDataset(Dataset):
                 current = int(replace.integers(len(self.records)))
                 rng = np.random.default_rng([self.storage.seed, epoch, index, 0, len(skipped)])
         raise BadVideoError(
-            self.root / self.records[index].path,
+            self.root / self.records.path(index),
             skipped[0].reason,
             f"{len(skipped)} bad samples in a row while replacing it; last: {skipped[-1].message}",
         )
@@ -254,7 +258,8 @@ def build_dataset(
     """The standard train or test dataset of ``prep``. See :mod:`tcm.data` for the conventions.
 
     Args:
-        list_file: a list file (``path label`` / ``path num_frames label``) or records.
+        list_file: a list file (``path label`` / ``path num_frames label``; read once per
+            process, :func:`~tcm.data.record_table.read_table`) or records.
         root: folder the list's paths are relative to.
         prep: sampling, geometry, augmentation, test views and normalisation.
         train: training (one random clip, augmented; ``prep``'s test views are not used) or
@@ -276,7 +281,7 @@ def build_dataset(
         >>> clip, label = ds[0]; clip.shape                                       # doctest: +SKIP
         torch.Size([8, 3, 224, 224])
     """
-    records = read_list(list_file) if isinstance(list_file, str | os.PathLike) else list(list_file)
+    records = read_table(list_file) if isinstance(list_file, str | os.PathLike) else list_file
     names = _class_names(class_names, num_classes)
     num_classes = len(names) if names is not None else num_classes
     sampler = build_sampler(prep.sampling, prep.num_segments, stride=prep.dense_stride)

@@ -14,7 +14,7 @@ import io
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from tcm.utils.files import read_text
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Annotation:
     """One sample of an official annotation file.
 
@@ -32,12 +32,13 @@ class Annotation:
         key: the sample's id in the official files (clip id, video path, ...).
         label: class index in :attr:`DatasetAnnotations.classes`.
         candidates: paths relative to the data root where the media may be, video files with
-            their extension or frame folders without; the first that exists is used.
+            their extension or frame folders without, in order; the first that exists is
+            used. May be lazy (:class:`KineticsCandidates`): iterate it, never index it.
     """
 
     key: str
     label: int
-    candidates: tuple[str, ...]
+    candidates: Iterable[str]
 
 
 @dataclass
@@ -165,16 +166,60 @@ KINETICS_SPLIT_FOLDERS = {
 }
 
 
-def kinetics_candidates(split: str, class_name: str, stem: str) -> tuple[str, ...]:
-    """Where a Kinetics clip may be, relative to the data root: in a split folder
-    (:data:`KINETICS_SPLIT_FOLDERS`) or not, in a class folder (its name with spaces or with
-    underscores) or flat; a video file of any known extension, or a frame folder."""
-    candidates = []
-    for top in (*KINETICS_SPLIT_FOLDERS.get(split, ()), ""):
-        for folder in dict.fromkeys((class_name, class_name.replace(" ", "_"), "")):
-            base = "/".join(part for part in (top, folder, stem) if part)
-            candidates.extend(_video_or_folder(base, VIDEO_EXTENSIONS))
-    return tuple(candidates)
+class KineticsCandidates:
+    """Where a Kinetics clip may be, relative to the data root, made one by one as they are
+    tried: in a split folder (:data:`KINETICS_SPLIT_FOLDERS`) or not, in a class folder (its
+    name with spaces or with underscores) or flat; a frame folder or a video file of any known
+    extension. About 90 paths per clip, but the downloaders' layout is found among the first
+    few, and a list of 260k clips holding them all would take gigabytes.
+
+    Example:
+        >>> list(KineticsCandidates("val", "arm wrestling", "x_000001_000011"))[:2]
+        ['val/arm wrestling/x_000001_000011', 'val/arm wrestling/x_000001_000011.mp4']
+    """
+
+    __slots__ = ("class_name", "split", "stem")
+
+    def __init__(self, split: str, class_name: str, stem: str) -> None:
+        self.split = split
+        self.class_name = class_name
+        self.stem = stem
+
+    def __iter__(self) -> Iterator[str]:
+        for top in (*KINETICS_SPLIT_FOLDERS.get(self.split, ()), ""):
+            for folder in dict.fromkeys((self.class_name, self.class_name.replace(" ", "_"), "")):
+                base = "/".join(part for part in (top, folder, self.stem) if part)
+                yield from _video_or_folder(base, VIDEO_EXTENSIONS)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.split!r}, {self.class_name!r}, {self.stem!r})"
+
+
+_KINETICS_COLUMNS = ("label", "youtube_id", "time_start", "time_end")
+
+
+def _kinetics_rows(path: Path) -> Iterator[tuple[int, str, str]]:
+    """``(line, class name, clip name)`` of each row of a Kinetics CSV file, streamed."""
+    reader = csv.reader(io.StringIO(read_text(path, "CSV file"), newline=""))
+    header = next(reader, [])
+    missing = set(_KINETICS_COLUMNS) - set(header)
+    if missing:
+        raise ValueError(f"{path}: missing columns {sorted(missing)}")
+    label, youtube_id, start, end = (header.index(c) for c in _KINETICS_COLUMNS)
+    width = max(label, youtube_id, start, end) + 1
+    for row in reader:
+        number = reader.line_num
+        if not row:
+            continue
+        row += [""] * (width - len(row))
+        try:
+            stem = kinetics_clip_name(row[youtube_id], row[start], row[end])
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"{path}:{number}: time_start and time_end must be numbers, got "
+                f"{row[start]!r} and {row[end]!r}"
+            ) from None
+        yield number, row[label].strip(), stem
 
 
 def parse_kinetics400(annotations: str | os.PathLike) -> DatasetAnnotations:
@@ -183,40 +228,33 @@ def parse_kinetics400(annotations: str | os.PathLike) -> DatasetAnnotations:
     Classes are the sorted labels of the training file. Media: ``{youtube_id}_{start:06d}_
     {end:06d}.mp4`` (or another video extension, or a frame folder of that name), in a folder
     per class (with spaces or underscores) or flat, inside a split folder (``train``,
-    ``videos_train``; ``val``, ``validate``, ``videos_val``) or directly under the data root.
+    ``videos_train``; ``val``, ``validate``, ``videos_val``) or directly under the data root
+    (:class:`KineticsCandidates`, tried lazily).
     """
     directory = Path(annotations)
     files = {
         "train": _find(directory, ["train.csv", "*train*.csv"], "Kinetics train CSV"),
         "val": _find(directory, ["val.csv", "validate.csv", "*val*.csv"], "Kinetics val CSV"),
     }
-    rows_per_split = {}
-    for split, path in files.items():
-        reader = csv.DictReader(io.StringIO(read_text(path, "CSV file"), newline=""))
-        missing = {"label", "youtube_id", "time_start", "time_end"} - set(reader.fieldnames or [])
-        if missing:
-            raise ValueError(f"{path}: missing columns {sorted(missing)}")
-        rows_per_split[split] = list(reader)
-    classes = sorted({(row["label"] or "").strip() for row in rows_per_split["train"]} - {""})
+    names: dict[str, str] = {}  # one string object per class name, shared by its rows
+    train_rows = [
+        (number, names.setdefault(name, name), stem)
+        for number, name, stem in _kinetics_rows(files["train"])
+    ]
+    classes = sorted(set(names) - {""})
     index = {name: i for i, name in enumerate(classes)}
     splits = {}
-    for split, rows in rows_per_split.items():
+    for split, path in files.items():
+        rows = train_rows if split == "train" else _kinetics_rows(path)
         entries = []
-        for number, row in enumerate(rows, start=2):
-            name = (row["label"] or "").strip()
+        for number, name, stem in rows:
             if name not in index:
-                raise ValueError(
-                    f"{files[split]}:{number}: class {name!r} not in the training file"
-                )
-            try:
-                stem = kinetics_clip_name(row["youtube_id"], row["time_start"], row["time_end"])
-            except (TypeError, ValueError):
-                raise ValueError(
-                    f"{files[split]}:{number}: time_start and time_end must be numbers, got "
-                    f"{row['time_start']!r} and {row['time_end']!r}"
-                ) from None
-            entries.append(Annotation(stem, index[name], kinetics_candidates(split, name, stem)))
+                raise ValueError(f"{path}:{number}: class {name!r} not in the training file")
+            label = index[name]
+            candidates = KineticsCandidates(split, classes[label], stem)
+            entries.append(Annotation(stem, label, candidates))
         splits[split] = entries
+        train_rows = rows = []  # the rows' memory goes before the next split is read
     return DatasetAnnotations(classes, splits)
 
 

@@ -100,6 +100,10 @@ class DataConfig:
     ``batch_size * world_size * optim.accumulate_steps``."""
     num_workers: int = 4
     """DataLoader worker processes per training process."""
+    sharing_strategy: Literal["file_descriptor", "file_system"] = "file_descriptor"
+    """How workers hand batches over (torch's sharing strategy): ``file_system`` when a loader
+    runs out of file descriptors ("received 0 items of ancdata", "too many open files"). Both
+    keep the batches in ``/dev/shm``, which is checked before a run starts."""
     decode_threads: int = 1
     """Decoders per video file, in parallel threads, each taking some of the stretches of a clip
     that start at a key frame; for frame folders, threads decoding a clip's images (0: one per

@@ -226,15 +226,17 @@ def check_list_labels(
         ConfigError: naming the key, the file, the first bad line and label, and the class
             count (``counted_by`` names where it comes from, e.g. ``"data.classes"``).
     """
-    from tcm.data import read_list
+    import numpy as np
+
+    from tcm.data.record_table import read_table
 
     try:
-        records = read_list(path)
+        records = read_table(path)  # the dataset built next reuses this read
     except ValueError as error:
         raise ConfigError(f"{key}: {error}") from None
-    bad = [record for record in records if not 0 <= record.label < num_classes]
-    if bad:
-        first = bad[0]
+    bad = np.flatnonzero((records.labels < 0) | (records.labels >= num_classes))
+    if len(bad):
+        first = records[bad[0]]
         more = f" ({len(bad) - 1} more lines like it)" if len(bad) > 1 else ""
         classes = f"{num_classes} class" + ("es" if num_classes != 1 else "")
         source = f" ({counted_by})" if counted_by else ""

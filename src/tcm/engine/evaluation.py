@@ -114,12 +114,19 @@ def predict(
     model.eval()
     num_segments = getattr(model, "num_segments", None) or dataset.num_frames_per_clip
     scores, labels, kept, skipped = [], [], [], []
+    # The bar counts batches and is never handed the loader: tqdm.auto's bar calls iter() on
+    # an iterable it is given, which would start a second set of worker processes.
     bar = tqdm(
-        loader, desc=desc, leave=False, disable=not (progress and ctx.is_main), dynamic_ncols=True
+        total=len(loader),
+        desc=desc,
+        leave=False,
+        disable=not (progress and ctx.is_main),
+        dynamic_ncols=True,
     )
     position = 0  # in sampler.indices: the loader reads them in order, batch after batch
-    with loader_errors(f"{desc} data"):
-        for batch in bar:
+    with loader_errors(f"{desc} data"), bar:
+        for batch in loader:
+            bar.update(1)
             clips, batch_labels = batch
             excluded = set(getattr(batch, "excluded", ()))
             count = len(batch_labels) + len(excluded)

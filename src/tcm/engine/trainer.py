@@ -41,6 +41,7 @@ from tcm.engine.model_setup import build_model, model_kwargs, seed_everything
 from tcm.engine.optim import LRSchedule, build_optimizer, scaled_lr
 from tcm.engine.preprocessing import preprocessing_from_config, storage_from_config
 from tcm.engine.scores import EvalResult
+from tcm.engine.shared_memory import check_shared_memory
 from tcm.engine.training_epoch import SHOWN_SKIPPED, EpochLoop
 from tcm.engine.training_log import (
     CURVES_FILE,
@@ -91,6 +92,7 @@ class Trainer(EpochLoop):
         self.work_dir = work_dir
         self.progress = progress and ctx.is_main
         num_classes, classes = check_config(cfg, training=True)
+        check_shared_memory(cfg, training=True)
         self.cfg = cfg.replace({"model.num_classes": num_classes})
         self.classes = classes
         self.num_classes = num_classes
@@ -154,6 +156,7 @@ class Trainer(EpochLoop):
         from tcm.data import build_dataset, collate_clips
 
         cfg, ctx, data = self.cfg, self.ctx, self.cfg.data
+        torch.multiprocessing.set_sharing_strategy(data.sharing_strategy)
         self.train_set = build_dataset(
             data.train_list,
             data.root,

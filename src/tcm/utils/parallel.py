@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import TypeVar
 
 Item = TypeVar("Item")
@@ -24,6 +25,8 @@ def map_in_processes(
 
     An exception of ``fn`` stops the whole map and is raised; items not yet started are not
     run. ``fn`` must be picklable (a module-level function or a ``functools.partial`` of one).
+    Items go to the processes ``chunksize`` at a time, a few chunks per process ahead: memory
+    stays bounded however many items there are, and the first results come at once.
     """
     bar = None
     if progress:
@@ -32,20 +35,19 @@ def map_in_processes(
         bar = tqdm(total=len(items), unit=unit, desc=desc)
     results: list[Result] = []
     try:
-        mapped: Iterable[Result]
         if workers <= 1 or len(items) <= 1:
-            mapped = map(fn, items)
-            for result in mapped:
+            for result in map(fn, items):
                 results.append(result)
                 if bar is not None:
                     bar.update()
         else:
-            with ProcessPoolExecutor(min(workers, len(items))) as pool:
+            workers = min(workers, len(items))
+            with ProcessPoolExecutor(workers) as pool:
                 try:
-                    for result in pool.map(fn, items, chunksize=chunksize):
-                        results.append(result)
+                    for chunk in _chunks_in_order(pool, fn, items, chunksize, 2 * workers):
+                        results.extend(chunk)
                         if bar is not None:
-                            bar.update()
+                            bar.update(len(chunk))
                 except BaseException:
                     # Stop at the first error (or Ctrl-C): the items not started are dropped,
                     # those running finish.
@@ -55,3 +57,25 @@ def map_in_processes(
         if bar is not None:
             bar.close()
     return results
+
+
+def _apply(fn: Callable[[Item], Result], chunk: Sequence[Item]) -> list[Result]:
+    return [fn(item) for item in chunk]
+
+
+def _chunks_in_order(
+    pool: Executor,
+    fn: Callable[[Item], Result],
+    items: Sequence[Item],
+    chunksize: int,
+    ahead: int,
+) -> Iterator[list[Result]]:
+    """The results of ``items`` chunk by chunk, in order, with at most ``ahead`` chunks
+    submitted and not yet returned (a new one is submitted as each returns)."""
+    pending: deque = deque()
+    for start in range(0, len(items), chunksize):
+        pending.append(pool.submit(_apply, fn, items[start : start + chunksize]))
+        if len(pending) >= ahead:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
