@@ -38,7 +38,13 @@ from tcm.engine.config_checks import check_config
 from tcm.engine.distributed import DistContext, EpochSampler, all_gather_objects, barrier
 from tcm.engine.evaluation import evaluate_dataset
 from tcm.engine.model_setup import build_model, model_kwargs, seed_everything
-from tcm.engine.optim import LRSchedule, build_optimizer, scaled_lr
+from tcm.engine.optim import (
+    LRSchedule,
+    apply_group_settings,
+    build_optimizer,
+    group_settings,
+    scaled_lr,
+)
 from tcm.engine.preprocessing import preprocessing_from_config, storage_from_config
 from tcm.engine.scores import EvalResult
 from tcm.engine.training_epoch import SHOWN_SKIPPED, EpochLoop
@@ -252,7 +258,17 @@ class Trainer(EpochLoop):
             check_state_dict(checkpoint["state_dict"], self.model.state_dict())
         except ValueError as error:
             raise ValueError(f"{path} does not fit the config's model: {error}") from None
+        configured = group_settings(self.optimizer)
         self.state.restore(checkpoint, keep_paths=self.ctx.is_main)
+        changes = apply_group_settings(self.optimizer, configured)
+        self.schedule.set_step(self.loop.step)
+        if changes and self.ctx.is_main:
+            logger.info(
+                "the config's optimizer settings differ from the checkpoint's; the run goes on "
+                "with the config's from step %d: %s",
+                self.loop.step,
+                ", ".join(changes),
+            )
         rng = checkpoint["rng"]
         if checkpoint.get("world_size", 1) == self.ctx.world_size:
             try:
