@@ -149,3 +149,51 @@ def test_a_tsm_release_checkpoint_starts_every_variant_of_its_backbone(tmp_path,
     assert "not used: new_fc.weight, new_fc.bias" in caplog.text
     new = "tcm_layers.layer2" if name.startswith("tcm_") else "none"
     assert f"new: {new};" in caplog.text
+
+
+def _tcm_release_checkpoint(model: nn.Module) -> dict:
+    """A TCM release file of ``model``'s weights: its TCM layer as ``base_model.tcm_layer.*``,
+    no ``.net.`` wrappers although the backbone is shifted, a Conv1d head."""
+    state = {}
+    for key, value in model.state_dict().items():
+        if key.startswith("backbone.tcm_layers.layer2."):
+            key = "base_model.tcm_layer." + key.removeprefix("backbone.tcm_layers.layer2.")
+        elif key.startswith("backbone."):
+            key = "base_model." + key.removeprefix("backbone.")
+        else:
+            key, value = f"new_{key}", value[..., None] if key == "fc.weight" else value
+        state[f"module.{key}"] = value
+    return {"epoch": 20, "state_dict": state, "best_prec1": 50.0}
+
+
+def test_convert_refuses_a_model_that_adds_or_drops_the_files_shift(tmp_path, capsys):
+    tsn = _tsm_release_checkpoint(tcm.create_model("tsn_resnet50", 3, FRAMES))
+    assert not any(".net." in key for key in tsn["state_dict"])
+    tcm_release = _tcm_release_checkpoint(tcm.create_model("tcm_tsm_resnet50", 3, FRAMES))
+    assert release_model_name(tcm_release) == "tcm_tsm_resnet50"
+    for checkpoint, model, expected in (
+        (
+            tsn,
+            "tsm_resnet50",
+            "the checkpoint has no temporally shifted layer (a tsn_resnet50), but the model "
+            "tsm_resnet50 shifts 16 layers (layer1.0.conv1, layer1.1.conv1, layer1.2.conv1, "
+            "...): convert to tsn_resnet50, or leave out --model",
+        ),
+        (
+            tcm_release,
+            "tcm_tsn_resnet50",
+            "the checkpoint shifts 16 layers (layer1.0.conv1, layer1.1.conv1, layer1.2.conv1, "
+            "...) (a tcm_tsm_resnet50), but the model tcm_tsn_resnet50 shifts none: convert to "
+            "tcm_tsm_resnet50, or leave out --model",
+        ),
+    ):
+        src, dst = tmp_path / "release.pth", tmp_path / "converted.pt"
+        torch.save(checkpoint, src)
+        argv = ["convert", str(src), str(dst), "--num-segments", str(FRAMES)]
+        assert main([*argv, "--model", model]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"tcm convert: error: {src}: {expected}"]
+        assert not dst.exists()
+    # Without --model, or with the model the file holds, it converts.
+    assert main([*argv, "--model", "tcm_tsm_resnet50"]) == 0
+    assert load_checkpoint(dst)["model"]["name"] == "tcm_tsm_resnet50"

@@ -61,14 +61,20 @@ def run(args: argparse.Namespace) -> int:
     except Exception as error:
         raise ValueError(f"{args.src}: not a readable checkpoint ({error})") from error
     try:
-        args.model = args.model or release_model_name(raw)
+        told = release_model_name(raw)
+        args.model = args.model or told
         state = convert_official_checkpoint(raw)
         if "fc.weight" not in state:
             raise ValueError("no classifier weights (new_fc.weight) in the checkpoint")
         num_classes = state["fc.weight"].shape[0]
         model = create_model(args.model, num_classes=num_classes, num_segments=args.num_segments)
         state = convert_official_checkpoint(raw, model.state_dict())
-        _check_shift_placement(release_shifted_layers(raw), shifted_layers(model.backbone))
+        in_model = shifted_layers(model.backbone)
+        in_file = release_shifted_layers(raw)
+        if not in_file and told.startswith("tcm_tsm"):
+            # The TCM release trains on TSM without the .net. wrappers: it shifts as told does.
+            in_file = in_model if told == args.model else _shifted_layers_of(told, args)
+        _check_shift_placement(in_file, in_model, told, args.model)
     except ValueError as error:
         raise ValueError(f"{args.src}: {error}") from error
     model.load_state_dict(state)
@@ -88,15 +94,42 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_shift_placement(in_file: list[str], in_model: list[str]) -> None:
-    """A TSM release file shifts where the model does (none for the TCM release's file)."""
-    if in_file and sorted(in_file) != sorted(in_model):
-        only_file = sorted(set(in_file) - set(in_model))[:3]
-        only_model = sorted(set(in_model) - set(in_file))[:3]
+def _shifted_layers_of(name: str, args: argparse.Namespace) -> list[str]:
+    from tcm.models import create_model
+    from tcm.models.plugin import shifted_layers
+
+    return shifted_layers(
+        create_model(name, num_classes=2, num_segments=args.num_segments).backbone
+    )
+
+
+def _check_shift_placement(in_file: list[str], in_model: list[str], told: str, model: str) -> None:
+    """The file's temporal shift is the model's: the same layers, or none in either (a TSN file
+    into a TSM model, or the reverse, would convert without a word and predict wrongly)."""
+    if sorted(in_file) == sorted(in_model):
+        return
+
+    def layers(names: list[str]) -> str:
+        more = ", ..." if len(names) > 3 else ""
+        return f"{len(names)} layers ({', '.join(sorted(names)[:3])}{more})"
+
+    advice = f"convert to {told}, or leave out --model"
+    if not in_file:
         raise ValueError(
-            "the checkpoint shifts other layers than the model: "
-            f"only in the file {only_file}, only in the model {only_model}"
+            f"the checkpoint has no temporally shifted layer (a {told}), but the model {model} "
+            f"shifts {layers(in_model)}: {advice}"
         )
+    if not in_model:
+        raise ValueError(
+            f"the checkpoint shifts {layers(in_file)} (a {told}), but the model {model} shifts "
+            f"none: {advice}"
+        )
+    only_file = sorted(set(in_file) - set(in_model))[:3]
+    only_model = sorted(set(in_model) - set(in_file))[:3]
+    raise ValueError(
+        f"the checkpoint shifts other layers than the model {model}: "
+        f"only in the file {only_file}, only in the model {only_model}"
+    )
 
 
 def _load_labels(path: Path) -> list[str]:
