@@ -269,6 +269,7 @@ class Trainer(EpochLoop):
                 self.loop.step,
                 ", ".join(changes),
             )
+        self._place_in_epoch(checkpoint)
         rng = checkpoint["rng"]
         if checkpoint.get("world_size", 1) == self.ctx.world_size:
             try:
@@ -349,7 +350,7 @@ class Trainer(EpochLoop):
             row["step"] = self.loop.step
             row["time"] = row.pop("train_time") + time.perf_counter() - eval_start
             self.loop.epoch += 1
-            self.loop.batch_in_epoch = 0
+            self.loop.batch_in_epoch = self.loop.clips_in_epoch = 0
             if evaluate_now and row["val_top1"] > self.loop.best_top1:
                 self.loop.best_top1 = row["val_top1"]
                 self.loop.best_row = dict(row)
