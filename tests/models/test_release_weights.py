@@ -182,9 +182,9 @@ def test_convert_refuses_a_model_that_adds_or_drops_the_files_shift(tmp_path, ca
         (
             tcm_release,
             "tcm_tsn_resnet50",
-            "the checkpoint shifts 16 layers (layer1.0.conv1, layer1.1.conv1, layer1.2.conv1, "
-            "...) (a tcm_tsm_resnet50), but the model tcm_tsn_resnet50 shifts none: convert to "
-            "tcm_tsm_resnet50, or leave out --model",
+            "the checkpoint is of the TCM release, trained with the temporal shift (a "
+            "tcm_tsm_resnet50), but the model tcm_tsn_resnet50 shifts no layer: convert to a "
+            "tcm_tsm_ model, or leave out --model",
         ),
     ):
         src, dst = tmp_path / "release.pth", tmp_path / "converted.pt"

@@ -39,11 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from tcm.data import Preprocessing
     from tcm.errors import OutputError
     from tcm.models import create_model
-    from tcm.models.convert import (
-        convert_official_checkpoint,
-        release_model_name,
-        release_shifted_layers,
-    )
+    from tcm.models.convert import convert_official_checkpoint, release_model_name
     from tcm.models.plugin import shifted_layers
 
     if not args.src.is_file():
@@ -69,12 +65,7 @@ def run(args: argparse.Namespace) -> int:
         num_classes = state["fc.weight"].shape[0]
         model = create_model(args.model, num_classes=num_classes, num_segments=args.num_segments)
         state = convert_official_checkpoint(raw, model.state_dict())
-        in_model = shifted_layers(model.backbone)
-        in_file = release_shifted_layers(raw)
-        if not in_file and told.startswith("tcm_tsm"):
-            # The TCM release trains on TSM without the .net. wrappers: it shifts as told does.
-            in_file = in_model if told == args.model else _shifted_layers_of(told, args)
-        _check_shift_placement(in_file, in_model, told, args.model)
+        _check_shift_placement(raw, shifted_layers(model.backbone), told, args.model)
     except ValueError as error:
         raise ValueError(f"{args.src}: {error}") from error
     model.load_state_dict(state)
@@ -94,18 +85,21 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _shifted_layers_of(name: str, args: argparse.Namespace) -> list[str]:
-    from tcm.models import create_model
-    from tcm.models.plugin import shifted_layers
-
-    return shifted_layers(
-        create_model(name, num_classes=2, num_segments=args.num_segments).backbone
-    )
-
-
-def _check_shift_placement(in_file: list[str], in_model: list[str], told: str, model: str) -> None:
+def _check_shift_placement(raw, in_model: list[str], told: str, model: str) -> None:
     """The file's temporal shift is the model's: the same layers, or none in either (a TSN file
-    into a TSM model, or the reverse, would convert without a word and predict wrongly)."""
+    into a TSM model, or the reverse, would convert without a word and predict wrongly). The
+    TCM release trains on TSM without marking its shifted layers: its model must shift."""
+    from tcm.models.convert import release_shifted_layers
+
+    in_file = release_shifted_layers(raw)
+    if not in_file and told.startswith("tcm_tsm"):
+        if not in_model:
+            raise ValueError(
+                f"the checkpoint is of the TCM release, trained with the temporal shift (a "
+                f"{told}), but the model {model} shifts no layer: convert to a tcm_tsm_ model, "
+                "or leave out --model"
+            )
+        return
     if sorted(in_file) == sorted(in_model):
         return
 
