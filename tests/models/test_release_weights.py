@@ -197,3 +197,23 @@ def test_convert_refuses_a_model_that_adds_or_drops_the_files_shift(tmp_path, ca
     # Without --model, or with the model the file holds, it converts.
     assert main([*argv, "--model", "tcm_tsm_resnet50"]) == 0
     assert load_checkpoint(dst)["model"]["name"] == "tcm_tsm_resnet50"
+
+
+def test_convert_refuses_a_file_that_inflates_far_beyond_its_size(tmp_path, capsys):
+    import zipfile
+
+    stored = tmp_path / "stored.pth"
+    torch.save({"state_dict": {"module.new_fc.weight": torch.zeros(10_000_000)}}, stored)
+    packed = tmp_path / "recompressed.pth"
+    with zipfile.ZipFile(stored) as source, zipfile.ZipFile(packed, "w") as target:
+        for entry in source.infolist():
+            target.writestr(entry, source.read(entry), compress_type=zipfile.ZIP_DEFLATED)
+    assert packed.stat().st_size < stored.stat().st_size / 100  # 40 MB of zeros, some KB
+    assert main(["convert", str(packed), str(tmp_path / "out.pt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"tcm convert: error: {packed}: not a readable ")
+    assert "its entries inflate to 40 MB from " in err[0]
+    assert "more than 20 times the file (torch.save stores them uncompressed)" in err[0]
+    # The file as torch.save wrote it is read (and refused for what it holds).
+    assert main(["convert", str(stored), str(tmp_path / "out.pt")]) == 2
+    assert "inflate" not in capsys.readouterr().err
