@@ -90,6 +90,8 @@ def test_a_run_resumed_with_other_process_counts_trains_each_clip_of_the_epoch_o
         untrained = epoch - seen - left_steps * processes
         said = [line for line in done.stderr.splitlines() if "goes on after the" in line]
         assert len(said) == 1, done.stderr[-3000:]  # rank 0 alone says it
+        if processes == 3:  # and warns once, not once per process
+            assert done.stderr.count("random states are re-seeded") == 1, done.stderr[-3000:]
         assert (
             f"written by 2 processes of 1 clips a batch: epoch 1 goes on after the {seen} clips "
             f"they took, with {left_steps} steps of {processes} clips ({untrained} clips left"
