@@ -103,3 +103,72 @@ def test_devices_tcm_does_not_run_on(tiny_set, checkpoint, capsys):
     for device in ("mps", "xpu", "meta"):
         argv = ["predict", video, "--checkpoint", checkpoint, "--device", device]
         refused(capsys, argv, f"--device '{device}'", "cpu or cuda")
+
+
+def test_a_folder_of_videos_with_images_beside_them_predicts_every_video(
+    tiny_set, checkpoint, tmp_path, capsys, caplog
+):
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    videos = sorted(tiny_set.root.glob("val_*.mp4"))[:5]
+    for k, video in enumerate(videos):
+        (folder / video.name).write_bytes(video.read_bytes())
+        Image.new("RGB", (40, 48), (k * 40, 0, 0)).save(folder / f"p{k + 1}.jpg")
+    argv = ["predict", str(folder), "--checkpoint", str(checkpoint), "--no-progress", "--json"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    predicted = [json.loads(line)["path"] for line in out.splitlines()]
+    assert predicted == [str(folder / video.name) for video in videos]
+    said = [r.getMessage() for r in caplog.records if "images left out" in r.getMessage()]
+    assert said == [
+        f"{folder} holds 5 video files and 5 images: the videos are predicted, the images left "
+        "out (put frames in a folder of their own to predict them)"
+    ]
+    # Many videos and one cover image: the videos, not a failed frame folder.
+    (folder / "cover.jpg").write_bytes((folder / "p1.jpg").read_bytes())
+    for name in ("p1.jpg", "p2.jpg", "p3.jpg", "p4.jpg", "p5.jpg"):
+        (folder / name).unlink()
+    assert main(argv) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 5
+    # Frames alone in a folder are still one clip.
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for k in range(8):
+        Image.new("RGB", (40, 48), (k * 30, 0, 0)).save(frames / f"img_{k + 1:05d}.jpg")
+    assert main(["predict", str(frames), *argv[2:]]) == 0
+    assert [json.loads(x)["path"] for x in capsys.readouterr().out.splitlines()] == [str(frames)]
+
+
+def test_a_still_image_is_a_one_frame_clip_whatever_its_name_and_mode(checkpoint, tmp_path, capsys):
+    still = tmp_path / "still.jpg"
+    Image.new("RGB", (48, 40), (200, 30, 30)).save(still)
+    renamed = tmp_path / "still.mp4"
+    renamed.write_bytes(still.read_bytes())
+    probabilities = []
+    for path in (still, renamed):
+        for window in ([], ["--window", "2"]):
+            argv = ["predict", str(path), "--checkpoint", str(checkpoint), "--no-progress"]
+            assert main([*argv, "--json", *window]) == 0, capsys.readouterr().err
+            first = json.loads(capsys.readouterr().out.splitlines()[0])
+            if window:
+                assert (first["type"], first["start"], first["end"]) == ("window", 0.0, 0.04)
+                probabilities.append(first["probabilities"][0])
+            else:
+                probabilities.append(first["top"][0]["probability"])
+    assert probabilities == pytest.approx([probabilities[0]] * 4, abs=1e-6)
+
+
+def test_predictor_refuses_topk_below_one_as_the_command_does(checkpoint, tiny_set, capsys):
+    import tcm
+
+    video = tiny_set.root / "val_0_0.mp4"
+    predictor = tcm.Predictor(checkpoint, device="cpu")
+    for topk in (0, -1):
+        with pytest.raises(
+            ValueError, match=f"topk must be a positive number of classes, got {topk}"
+        ):
+            predictor.predict(video, topk=topk)
+        with pytest.raises(ValueError, match="topk must be a positive"):
+            list(predictor.predict_many([video], topk=topk))
+        refused(capsys, ["predict", video, "--checkpoint", checkpoint, "--topk", topk], "--topk")
+    assert len(predictor.predict(video, topk=1).top) == 1

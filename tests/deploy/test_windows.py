@@ -209,3 +209,53 @@ def test_long_video_predictor_matches_the_single_clip_prediction(tmp_path):
     fast = maps.displacement_pixels("fast")[:-1].norm(dim=1).mean().item()
     slow = maps.displacement_pixels("slow")[:-1].norm(dim=1).mean().item()
     assert window.tempo == pytest.approx((fast, slow), rel=1e-4)
+
+
+def _write_variable_rate_video(path):
+    """10 s: 25 frames at 5 fps, then 150 at 30 fps (a phone's variable frame rate); each
+    frame's grey level tells when it is shown: ``20 + 20 * seconds``."""
+    from video_files import encode_frames
+
+    times_ms = [200 * n for n in range(25)] + [5000 + round(1000 * n / 30) for n in range(150)]
+    frames = (np.full((48, 64, 3), 20 + 20 * t / 1000, dtype=np.uint8) for t in times_ms)
+    return encode_frames(path, frames, width=64, height=48, fps=30, timestamps_ms=times_ms)
+
+
+def test_windows_of_a_variable_frame_rate_video_hold_the_frames_of_their_times(tmp_path):
+    path = _write_variable_rate_video(tmp_path / "vfr.mp4")
+    plan_prep = Preprocessing(num_segments=8, resize=[36, 48], input_size=32)
+    with VideoStream(path) as stream:
+        assert 16 < stream.fps < 18  # the average rate: 175 frames in about 10 s
+        plan = WindowPlan.build(Span.parse("2"), Span.parse("1"), fps=stream.fps, prep=plan_prep)
+        assembler = WindowAssembler(plan, FramePreparer(plan_prep))
+        done = [window for item in stream for window in assembler.push(item)]
+    assert len(done) == 9  # starts 0, 1, ..., 8 s
+    for window in done:
+        start, end = plan.seconds(window.start), plan.seconds(window.stop)
+        shown = (window.clip.float().mean(dim=(1, 2, 3)) - 20) / 20  # (T,) seconds
+        # Each sampled frame is the one on screen at its time: shown within the window, or
+        # held from up to one 5 fps frame (0.2 s) before it.
+        assert shown.min() >= start - 0.25 and shown.max() <= end + 0.05, (start, end, shown)
+        assert shown.max() >= start + 1.0  # the window's later frames, not its first ones
+    middle = next(w for w in done if plan.seconds(w.start) > 4.9)  # across the rate change
+    shown = (middle.clip.float().mean(dim=(1, 2, 3)) - 20) / 20
+    assert shown.min() >= plan.seconds(middle.start) - 0.25
+
+
+def test_predict_times_the_windows_of_a_variable_frame_rate_video_in_seconds(tmp_path, capsys):
+    import json
+
+    import torch as torch_
+
+    from tcm.cli.main import main
+
+    path = _write_variable_rate_video(tmp_path / "vfr.mp4")
+    checkpoint = tmp_path / "model.pt"
+    torch_.save(tiny_checkpoint(), checkpoint)
+    argv = ["predict", str(path), "--checkpoint", str(checkpoint), "--window", "2"]
+    assert main([*argv, "--stride", "1", "--json", "--no-progress"]) == 0
+    windows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    windows = [w for w in windows if w["type"] == "window"]
+    assert [round(w["start"]) for w in windows] == list(range(9))
+    assert all(abs(w["end"] - w["start"] - 2.0) < 0.07 for w in windows)
+    assert abs(windows[-1]["end"] - 10.0) < 0.1  # the video's 10 s, not its frame count at 30 fps

@@ -17,6 +17,7 @@ import torch
 
 from tcm.checkpoint import load_checkpoint
 from tcm.engine import read_metrics
+from tcm.utils.processes import has_ended
 from tiny_set import tiny_config
 
 pytestmark = pytest.mark.slow
@@ -155,4 +156,52 @@ def test_a_killed_rank_is_named_and_torchrun_restarts_the_run(reference, tmp_pat
     assert "torchrun starts the run again from its last checkpoint" in lost[0]
     assert "Traceback" not in output and "gloo" not in output, output[-3000:]
     assert "resumed from" in (work / "train.log").read_text()
+    _assert_same_run(work, reference_run)
+
+
+def _descendants(pid: int) -> list[int]:
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+    found = [int(child) for child in children.stdout.split()]
+    return found + [grand for child in found for grand in _descendants(child)]
+
+
+def test_ranks_and_their_workers_end_with_a_killed_launcher(reference, tmp_path):
+    # torchrun starts its ranks in sessions of their own: a SIGKILL of the launcher's group
+    # reaches torchrun alone. The ranks and their loader workers must end with it at once, and
+    # a relaunch straight after continues the run to the uninterrupted result.
+    config, reference_run = reference
+    with_workers = tmp_path / "workers.yaml"
+    with_workers.write_text(
+        config.read_text().replace("num_workers: 0", "num_workers: 1", 1), encoding="utf-8"
+    )
+    assert "num_workers: 1" in with_workers.read_text()
+    work, log = tmp_path / "run", tmp_path / "torchrun.log"
+    process = _start(_torchrun(with_workers, work), log)
+    ranks: list[int] = []
+    workers: list[int] = []
+    try:
+        _wait_for_step(process, work, STOP_AT, log)
+        ranks += [_rank_pid(process.pid, rank) for rank in (0, 1)]
+        workers += [pid for rank in ranks for pid in _descendants(rank)]
+        assert len(workers) >= 2, "every rank has a loader worker"
+        assert all(os.getsid(pid) != os.getsid(process.pid) for pid in ranks)
+        os.killpg(process.pid, signal.SIGKILL)
+        killed = time.monotonic()
+        process.wait(timeout=60)
+        left = ranks + workers
+        while left and time.monotonic() - killed < 10:
+            left = [pid for pid in left if not has_ended(pid)]
+            time.sleep(0.01)
+        ended_after = time.monotonic() - killed
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        for pid in ranks + workers:  # left over by a failure: not into the next test
+            if not has_ended(pid):
+                os.kill(pid, signal.SIGKILL)
+    assert not left, f"processes {left} outlived their launcher by 10 s"
+    assert ended_after < 1.5, f"the ranks ended {ended_after:.2f} s after their launcher"
+    assert load_checkpoint(work / "last.pt")["step"] < STEPS, "the run ended before the kill"
+    _resume(with_workers, work)
     _assert_same_run(work, reference_run)

@@ -81,3 +81,27 @@ def test_set_start_skips_this_process_indices_until_the_next_epoch():
 def test_fewer_samples_than_processes_is_refused():
     with pytest.raises(ValueError, match="3 samples cannot be shared by 4 processes"):
         EpochSampler(3, world_size=4)
+
+
+@pytest.mark.parametrize(("before", "after"), [(2, 1), (2, 3), (3, 2), (1, 4)])
+@pytest.mark.parametrize("seen", [0, 4, 6, 9])
+def test_an_epoch_goes_on_after_the_clips_taken_by_another_number_of_processes(before, after, seen):
+    # The clips the first run took are the first `seen` of the order; a run with `after`
+    # processes takes each of the rest at most once, and all but fewer than `after` of them.
+    size = 55
+    taken = []
+    for rank in range(before):
+        sampler = EpochSampler(size, seed=1, rank=rank, world_size=before)
+        sampler.set_epoch(2)
+        taken += list(sampler)[: seen // before]
+    rest = []
+    for rank in range(after):
+        sampler = EpochSampler(size, seed=1, rank=rank, world_size=after)
+        sampler.set_epoch(2)
+        sampler.skip_clips(len(taken))
+        mine = list(sampler)
+        assert len(mine) == len(sampler) == sampler.left_per_rank(len(taken))
+        rest += mine
+    assert len(set(rest)) == len(rest) and not set(rest) & set(taken)
+    epoch = (size // after) * after
+    assert epoch - after < len(taken) + len(rest) <= epoch

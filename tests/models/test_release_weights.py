@@ -149,3 +149,71 @@ def test_a_tsm_release_checkpoint_starts_every_variant_of_its_backbone(tmp_path,
     assert "not used: new_fc.weight, new_fc.bias" in caplog.text
     new = "tcm_layers.layer2" if name.startswith("tcm_") else "none"
     assert f"new: {new};" in caplog.text
+
+
+def _tcm_release_checkpoint(model: nn.Module) -> dict:
+    """A TCM release file of ``model``'s weights: its TCM layer as ``base_model.tcm_layer.*``,
+    no ``.net.`` wrappers although the backbone is shifted, a Conv1d head."""
+    state = {}
+    for key, value in model.state_dict().items():
+        if key.startswith("backbone.tcm_layers.layer2."):
+            key = "base_model.tcm_layer." + key.removeprefix("backbone.tcm_layers.layer2.")
+        elif key.startswith("backbone."):
+            key = "base_model." + key.removeprefix("backbone.")
+        else:
+            key, value = f"new_{key}", value[..., None] if key == "fc.weight" else value
+        state[f"module.{key}"] = value
+    return {"epoch": 20, "state_dict": state, "best_prec1": 50.0}
+
+
+def test_convert_refuses_a_model_that_adds_or_drops_the_files_shift(tmp_path, capsys):
+    tsn = _tsm_release_checkpoint(tcm.create_model("tsn_resnet50", 3, FRAMES))
+    assert not any(".net." in key for key in tsn["state_dict"])
+    tcm_release = _tcm_release_checkpoint(tcm.create_model("tcm_tsm_resnet50", 3, FRAMES))
+    assert release_model_name(tcm_release) == "tcm_tsm_resnet50"
+    for checkpoint, model, expected in (
+        (
+            tsn,
+            "tsm_resnet50",
+            "the checkpoint has no temporally shifted layer (a tsn_resnet50), but the model "
+            "tsm_resnet50 shifts 16 layers (layer1.0.conv1, layer1.1.conv1, layer1.2.conv1, "
+            "...): convert to tsn_resnet50, or leave out --model",
+        ),
+        (
+            tcm_release,
+            "tcm_tsn_resnet50",
+            "the checkpoint is of the TCM release, trained with the temporal shift (a "
+            "tcm_tsm_resnet50), but the model tcm_tsn_resnet50 shifts no layer: convert to a "
+            "tcm_tsm_ model, or leave out --model",
+        ),
+    ):
+        src, dst = tmp_path / "release.pth", tmp_path / "converted.pt"
+        torch.save(checkpoint, src)
+        argv = ["convert", str(src), str(dst), "--num-segments", str(FRAMES)]
+        assert main([*argv, "--model", model]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"tcm convert: error: {src}: {expected}"]
+        assert not dst.exists()
+    # Without --model, or with the model the file holds, it converts.
+    assert main([*argv, "--model", "tcm_tsm_resnet50"]) == 0
+    assert load_checkpoint(dst)["model"]["name"] == "tcm_tsm_resnet50"
+
+
+def test_convert_refuses_a_file_that_inflates_far_beyond_its_size(tmp_path, capsys):
+    import zipfile
+
+    stored = tmp_path / "stored.pth"
+    torch.save({"state_dict": {"module.new_fc.weight": torch.zeros(10_000_000)}}, stored)
+    packed = tmp_path / "recompressed.pth"
+    with zipfile.ZipFile(stored) as source, zipfile.ZipFile(packed, "w") as target:
+        for entry in source.infolist():
+            target.writestr(entry, source.read(entry), compress_type=zipfile.ZIP_DEFLATED)
+    assert packed.stat().st_size < stored.stat().st_size / 100  # 40 MB of zeros, some KB
+    assert main(["convert", str(packed), str(tmp_path / "out.pt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"tcm convert: error: {packed}: not a readable ")
+    assert "its entries inflate to 40 MB from " in err[0]
+    assert "more than 20 times the file (torch.save stores them uncompressed)" in err[0]
+    # The file as torch.save wrote it is read (and refused for what it holds).
+    assert main(["convert", str(stored), str(tmp_path / "out.pt")]) == 2
+    assert "inflate" not in capsys.readouterr().err

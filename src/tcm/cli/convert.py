@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import zipfile
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -39,11 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from tcm.data import Preprocessing
     from tcm.errors import OutputError
     from tcm.models import create_model
-    from tcm.models.convert import (
-        convert_official_checkpoint,
-        release_model_name,
-        release_shifted_layers,
-    )
+    from tcm.models.convert import convert_official_checkpoint, release_model_name
     from tcm.models.plugin import shifted_layers
 
     if not args.src.is_file():
@@ -53,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dst.exists() and args.dst.samefile(args.src):
         raise OutputError(f"{args.dst}: is the checkpoint being converted; choose another file")
     classes = _load_labels(args.labels) if args.labels else None  # checked before the work
-    not_saved = not_saved_by_torch(args.src)
+    not_saved = not_saved_by_torch(args.src) or _inflation_problem(args.src)
     if not_saved:
         raise ValueError(f"{args.src}: not a readable checkpoint ({not_saved})")
     try:
@@ -61,14 +58,15 @@ def run(args: argparse.Namespace) -> int:
     except Exception as error:
         raise ValueError(f"{args.src}: not a readable checkpoint ({error})") from error
     try:
-        args.model = args.model or release_model_name(raw)
+        told = release_model_name(raw)
+        args.model = args.model or told
         state = convert_official_checkpoint(raw)
         if "fc.weight" not in state:
             raise ValueError("no classifier weights (new_fc.weight) in the checkpoint")
         num_classes = state["fc.weight"].shape[0]
         model = create_model(args.model, num_classes=num_classes, num_segments=args.num_segments)
         state = convert_official_checkpoint(raw, model.state_dict())
-        _check_shift_placement(release_shifted_layers(raw), shifted_layers(model.backbone))
+        _check_shift_placement(raw, shifted_layers(model.backbone), told, args.model)
     except ValueError as error:
         raise ValueError(f"{args.src}: {error}") from error
     model.load_state_dict(state)
@@ -88,15 +86,70 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_shift_placement(in_file: list[str], in_model: list[str]) -> None:
-    """A TSM release file shifts where the model does (none for the TCM release's file)."""
-    if in_file and sorted(in_file) != sorted(in_model):
-        only_file = sorted(set(in_file) - set(in_model))[:3]
-        only_model = sorted(set(in_model) - set(in_file))[:3]
+MAX_INFLATION = 20
+"""How many times its size a file's entries may hold once inflated: ``torch.save`` stores them
+uncompressed (about 1), a zip tool's recompression of weights gives little more; a file that
+inflates further is refused before it is read into memory."""
+
+
+def _inflation_problem(path: Path) -> str:
+    """Why the zip archive ``path`` is refused before loading (``""`` when it is not)."""
+    if not zipfile.is_zipfile(path):
+        return ""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            unpacked = sum(entry.file_size for entry in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return ""  # torch.load says what is wrong with it
+    size = path.stat().st_size
+    if unpacked <= MAX_INFLATION * size + (1 << 20):
+        return ""
+    return (
+        f"its entries inflate to {unpacked / 1e6:.0f} MB from {size / 1e3:.0f} KB, more than "
+        f"{MAX_INFLATION} times the file (torch.save stores them uncompressed); refused before "
+        "loading"
+    )
+
+
+def _check_shift_placement(raw, in_model: list[str], told: str, model: str) -> None:
+    """The file's temporal shift is the model's: the same layers, or none in either (a TSN file
+    into a TSM model, or the reverse, would convert without a word and predict wrongly). The
+    TCM release trains on TSM without marking its shifted layers: its model must shift."""
+    from tcm.models.convert import release_shifted_layers
+
+    in_file = release_shifted_layers(raw)
+    if not in_file and told.startswith("tcm_tsm"):
+        if not in_model:
+            raise ValueError(
+                f"the checkpoint is of the TCM release, trained with the temporal shift (a "
+                f"{told}), but the model {model} shifts no layer: convert to a tcm_tsm_ model, "
+                "or leave out --model"
+            )
+        return
+    if sorted(in_file) == sorted(in_model):
+        return
+
+    def layers(names: list[str]) -> str:
+        more = ", ..." if len(names) > 3 else ""
+        return f"{len(names)} layers ({', '.join(sorted(names)[:3])}{more})"
+
+    advice = f"convert to {told}, or leave out --model"
+    if not in_file:
         raise ValueError(
-            "the checkpoint shifts other layers than the model: "
-            f"only in the file {only_file}, only in the model {only_model}"
+            f"the checkpoint has no temporally shifted layer (a {told}), but the model {model} "
+            f"shifts {layers(in_model)}: {advice}"
         )
+    if not in_model:
+        raise ValueError(
+            f"the checkpoint shifts {layers(in_file)} (a {told}), but the model {model} shifts "
+            f"none: {advice}"
+        )
+    only_file = sorted(set(in_file) - set(in_model))[:3]
+    only_model = sorted(set(in_model) - set(in_file))[:3]
+    raise ValueError(
+        f"the checkpoint shifts other layers than the model {model}: "
+        f"only in the file {only_file}, only in the model {only_model}"
+    )
 
 
 def _load_labels(path: Path) -> list[str]:

@@ -123,7 +123,12 @@ ALLOCATOR_COMMANDS = frozenset({"train", "demo"})
 def run_command_line() -> int:
     """The ``tcm`` executable (and ``python -m tcm.cli.main``, as torchrun starts it): this
     process is the command's own, so ``train`` and ``demo`` first set the allocator to keep
-    freed memory; :func:`main` alone, as called from Python, leaves the host's allocator."""
+    freed memory; :func:`main` alone, as called from Python, leaves the host's allocator.
+    A rank started by torchrun ends with torchrun (:mod:`tcm.utils.launcher`)."""
+    from tcm.utils.launcher import end_with_launcher, under_torchrun
+
+    if under_torchrun():
+        end_with_launcher()
     command = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), None)
     if command in ALLOCATOR_COMMANDS:
         from tcm.utils.allocator import keep_freed_memory

@@ -80,6 +80,13 @@ def _open_pipe(path: Path, timeout: float) -> int:
     return fd
 
 
+def _is_still_image(container: av.container.InputContainer) -> bool:
+    """A single picture (JPEG, PNG, ... read by FFmpeg's image demuxers), which states neither
+    frames nor duration."""
+    name = container.format.name
+    return name == "image2" or name.endswith("_pipe")
+
+
 class VideoStream:
     """Decode a video file or a live source once, frame by frame, onto the time grid.
 
@@ -151,6 +158,8 @@ class VideoStream:
             declared = self._stream.frames
             if declared:
                 self.num_frames = int(declared)
+            elif _is_still_image(self._container):
+                self.num_frames, self.duration = 1, 1 / self.fps  # a one-frame clip
             elif self.duration:
                 self.num_frames = max(1, round(self.duration * self.fps))
             if self.duration is None and self.num_frames:

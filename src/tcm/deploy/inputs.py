@@ -3,8 +3,8 @@
 A path given to inference is one of:
 
 - a video file (any container PyAV reads);
-- a frame folder: a folder holding image files (``img_00001.jpg``, ``00001.jpg``, ...), whose
-  name template and first number are found from the files;
+- a frame folder: a folder holding image files (``img_00001.jpg``, ``00001.jpg``, ...) and
+  no video file, whose name template and first number are found from the files;
 - a folder of videos: every video file and frame folder below it, sorted by path.
 
 Preprocessing is the test-time pipeline of :mod:`tcm.data` (sampling, resize, centre crop,
@@ -65,20 +65,34 @@ def find_frame_template(folder: str | os.PathLike) -> tuple[str, int]:
     return f"{prefix}{{:{width}d}}{suffix}", int(digits)
 
 
+def _media_files(path: Path) -> tuple[int, int]:
+    """``(images, videos)``: how many image files and video files ``path`` holds itself."""
+    images = videos = 0
+    with os.scandir(path) as entries:
+        for entry in entries:
+            name = entry.name.lower()
+            if entry.is_file():
+                images += name.endswith(IMAGE_EXTENSIONS)
+                videos += name.endswith(VIDEO_EXTENSIONS)
+    return images, videos
+
+
 def is_frame_folder(path: Path) -> bool:
-    """A folder holding at least one image file."""
+    """A folder holding image files and no video file (a folder holding both is a folder of
+    videos whose images are left out, a cover or a poster beside them)."""
     if not path.is_dir():
         return False
-    with os.scandir(path) as entries:
-        return any(e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS) for e in entries)
+    images, videos = _media_files(path)
+    return images > 0 and videos == 0
 
 
 def expand_inputs(paths: Iterable[str | os.PathLike]) -> list[Path]:
     """Inputs to classify: video files and frame folders.
 
     A video file or a frame folder stands for itself; any other folder stands for the video
-    files and frame folders below it (sorted; files with other extensions are ignored). A path
-    that does not exist is kept, so that it is reported as missing.
+    files and frame folders below it (sorted; files with other extensions are ignored). A
+    folder holding both video files and images is one of videos: its images are left out,
+    with one warning. A path that does not exist is kept, so that it is reported as missing.
 
     Example:
         >>> expand_inputs(["clip.mp4", "frames/clip_01", "more_videos/"])  # doctest: +SKIP
@@ -97,7 +111,17 @@ def expand_inputs(paths: Iterable[str | os.PathLike]) -> list[Path]:
                 found.append(root_path)
                 dirs.clear()
                 continue
-            found += [root_path / f for f in files if f.lower().endswith(VIDEO_EXTENSIONS)]
+            videos = [root_path / f for f in files if f.lower().endswith(VIDEO_EXTENSIONS)]
+            images = sum(f.lower().endswith(IMAGE_EXTENSIONS) for f in files)
+            if videos and images:
+                logger.warning(
+                    "%s holds %d video files and %d images: the videos are predicted, the "
+                    "images left out (put frames in a folder of their own to predict them)",
+                    root_path,
+                    len(videos),
+                    images,
+                )
+            found += videos
         if not found:
             logger.warning("%s: no video file or frame folder found in it", path)
         out += sorted(found)

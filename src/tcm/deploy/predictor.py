@@ -152,7 +152,9 @@ class Predictor:
         Raises:
             BadVideoError: the input cannot be read (use :meth:`predict_many` to go on
                 past bad inputs).
+            ValueError: ``topk`` is not positive.
         """
+        _check_topk(topk)
         clip = self.load(path)
         probabilities = self.predict_clips(clip[None])[0]
         return Prediction(str(path), self._top(probabilities, topk))
@@ -180,6 +182,7 @@ class Predictor:
         Yields:
             One :class:`Prediction` per path, in order.
         """
+        _check_topk(topk)
         pending: list[tuple[str, torch.Tensor | None, Exception | None]] = []
 
         def flush() -> Iterator[Prediction]:
@@ -208,6 +211,7 @@ class Predictor:
 
     def predict_batch(self, paths: Sequence[str | os.PathLike], topk: int = 5) -> list[Prediction]:
         """:meth:`predict_many` as a list."""
+        _check_topk(topk)
         return list(self.predict_many(paths, topk=topk))
 
     def __repr__(self) -> str:
@@ -216,3 +220,10 @@ class Predictor:
             f"Predictor({name}, {len(self.classes)} classes, device={self.device}, "
             f"preprocessing={self.preprocessing})"
         )
+
+
+def _check_topk(topk: int) -> None:
+    """A ``ValueError`` for a ``topk`` that is not a positive number of classes (the CLI's
+    ``--topk`` rule; more than the classes gives them all)."""
+    if isinstance(topk, bool) or not isinstance(topk, int) or topk < 1:
+        raise ValueError(f"topk must be a positive number of classes, got {topk!r}")

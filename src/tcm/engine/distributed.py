@@ -144,12 +144,16 @@ class EpochSampler(Sampler[int]):
     ``0..n-1`` without shuffling), truncated to a multiple of ``world_size``; process ``rank``
     takes every ``world_size``-th index from ``rank``. A global batch of ``B * world_size``
     clips is therefore the same set of samples whatever the number of processes.
-    :meth:`set_start` skips this process's first indices (resuming mid-epoch).
+    :meth:`set_start` skips this process's first indices; :meth:`skip_clips` skips the
+    epoch's first clips over every process, whatever the number of processes that took them
+    (resuming mid-epoch): the rest of the order is dealt out among the processes as before.
 
     Example:
         >>> sampler = EpochSampler(10, shuffle=True, seed=0)
         >>> sampler.set_epoch(3); first = list(sampler)
         >>> sampler.set_start(4); list(sampler) == first[4:]
+        True
+        >>> sampler.skip_clips(4); list(sampler) == first[4:]
         True
     """
 
@@ -165,20 +169,33 @@ class EpochSampler(Sampler[int]):
         self.world_size = world_size
         self.epoch = 0
         self.start = 0
+        self.skipped = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
         self.start = 0
+        self.skipped = 0
 
     def set_start(self, start: int) -> None:
         """Begin this epoch at this process's ``start``-th index."""
-        self.start = int(start)
+        self.start, self.skipped = int(start), 0
+
+    def skip_clips(self, clips: int) -> None:
+        """Begin this epoch after its first ``clips`` indices (of every process together):
+        the rest, cut to a multiple of ``world_size``, is shared as a whole epoch is."""
+        self.start, self.skipped = 0, int(clips)
 
     @property
     def per_rank(self) -> int:
         return self.size // self.world_size
 
+    def left_per_rank(self, clips: int) -> int:
+        """This process's indices of the epoch after its first ``clips``."""
+        return max(self.per_rank * self.world_size - clips, 0) // self.world_size
+
     def __len__(self) -> int:
+        if self.skipped:
+            return self.left_per_rank(self.skipped)
         return max(self.per_rank - self.start, 0)
 
     def __iter__(self) -> Iterator[int]:
@@ -187,8 +204,11 @@ class EpochSampler(Sampler[int]):
             order = torch.randperm(self.size, generator=generator)
         else:
             order = torch.arange(self.size)
-        mine = order[: self.per_rank * self.world_size][self.rank :: self.world_size]
-        return iter(mine[self.start :].tolist())
+        order = order[: self.per_rank * self.world_size]
+        if self.skipped:
+            left = self.left_per_rank(self.skipped) * self.world_size
+            order = order[self.skipped : self.skipped + left]
+        return iter(order[self.rank :: self.world_size][self.start :].tolist())
 
 
 class ShardSampler(Sampler[int]):

@@ -143,3 +143,28 @@ class LRSchedule:
                 self.steps_per_epoch,
             )
         self.set_step(state["step"])
+
+
+GROUP_SETTINGS = ("base_lr", "weight_decay", "momentum", "nesterov")
+"""What the config sets in each parameter group, and a loaded optimizer state replaces."""
+
+
+def group_settings(optimizer: torch.optim.Optimizer) -> list[dict]:
+    """Each group's name and :data:`GROUP_SETTINGS` (to put back after loading a state)."""
+    return [
+        {key: group[key] for key in ("name", *GROUP_SETTINGS)} for group in optimizer.param_groups
+    ]
+
+
+def apply_group_settings(optimizer: torch.optim.Optimizer, settings: list[dict]) -> list[str]:
+    """Give each group the settings :func:`group_settings` took (from the config) where a
+    loaded state brought others (a resumed run whose config changed them); the momentum
+    buffers are kept. The changes, as ``"base_lr of decay 0.05 -> 0.5"``; ``lr`` is the
+    schedule's to set again."""
+    changes = []
+    for group, wanted in zip(optimizer.param_groups, settings, strict=True):
+        for key in GROUP_SETTINGS:
+            if group.get(key) != wanted[key]:
+                changes.append(f"{key} of {wanted['name']} {group.get(key)} -> {wanted[key]}")
+                group[key] = wanted[key]
+    return changes

@@ -120,6 +120,17 @@ def train(
     work_dir = Path(work_dir) if work_dir is not None else default_work_dir(config)
     check_values(config)  # dist.timeout_min among them, before the process group is made
     ctx = init_distributed(config.train.device, config.dist.backend, config.dist.timeout_min)
+    with _main_process_speaks(ctx):
+        return _train(config, work_dir, ctx, resume, progress)
+
+
+def _train(
+    config: RunConfig,
+    work_dir: Path,
+    ctx: DistContext,
+    resume: str | os.PathLike | None,
+    progress: bool,
+) -> TrainResult:
     previous_deterministic = torch.are_deterministic_algorithms_enabled()
     lock = WorkDirLock(work_dir) if ctx.is_main else None
     started = False
@@ -185,6 +196,19 @@ def _claim_work_dir(
     if decision[0] == "refused":
         raise refusal if refusal is not None else WorkDirError(decision[1])
     return decision[1]
+
+
+@contextlib.contextmanager
+def _main_process_speaks(ctx: DistContext):
+    """Only rank 0 logs below ``ERROR`` (a resume warning once, not once per process)."""
+    package_logger = logging.getLogger("tcm")
+    previous = package_logger.level
+    if not ctx.is_main:
+        package_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        package_logger.setLevel(previous)
 
 
 @contextlib.contextmanager

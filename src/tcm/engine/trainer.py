@@ -38,7 +38,13 @@ from tcm.engine.config_checks import check_config
 from tcm.engine.distributed import DistContext, EpochSampler, all_gather_objects, barrier
 from tcm.engine.evaluation import evaluate_dataset
 from tcm.engine.model_setup import build_model, model_kwargs, seed_everything
-from tcm.engine.optim import LRSchedule, build_optimizer, scaled_lr
+from tcm.engine.optim import (
+    LRSchedule,
+    apply_group_settings,
+    build_optimizer,
+    group_settings,
+    scaled_lr,
+)
 from tcm.engine.preprocessing import preprocessing_from_config, storage_from_config
 from tcm.engine.scores import EvalResult
 from tcm.engine.shared_memory import check_shared_memory
@@ -255,7 +261,18 @@ class Trainer(EpochLoop):
             check_state_dict(checkpoint["state_dict"], self.model.state_dict())
         except ValueError as error:
             raise ValueError(f"{path} does not fit the config's model: {error}") from None
+        configured = group_settings(self.optimizer)
         self.state.restore(checkpoint, keep_paths=self.ctx.is_main)
+        changes = apply_group_settings(self.optimizer, configured)
+        self.schedule.set_step(self.loop.step)
+        if changes and self.ctx.is_main:
+            logger.info(
+                "the config's optimizer settings differ from the checkpoint's; the run goes on "
+                "with the config's from step %d: %s",
+                self.loop.step,
+                ", ".join(changes),
+            )
+        self._place_in_epoch(checkpoint)
         rng = checkpoint["rng"]
         if checkpoint.get("world_size", 1) == self.ctx.world_size:
             try:
@@ -336,7 +353,7 @@ class Trainer(EpochLoop):
             row["step"] = self.loop.step
             row["time"] = row.pop("train_time") + time.perf_counter() - eval_start
             self.loop.epoch += 1
-            self.loop.batch_in_epoch = 0
+            self.loop.batch_in_epoch = self.loop.clips_in_epoch = 0
             if evaluate_now and row["val_top1"] > self.loop.best_top1:
                 self.loop.best_top1 = row["val_top1"]
                 self.loop.best_row = dict(row)

@@ -90,6 +90,31 @@ class EpochLoop:
         self.loop.epoch_sums.bank()
         return self._epoch_training_row()
 
+    def _place_in_epoch(self, checkpoint: dict[str, Any]) -> None:
+        """Go on after the clips of the epoch the checkpoint's run took, counted in this run's
+        micro-batches (another number of processes or batch size divides the epoch anew)."""
+        loop, cfg, world = self.loop, self.cfg, self.ctx.world_size
+        accumulate = cfg.optim.accumulate_steps
+        total = self.steps_per_epoch * accumulate
+        left = self.sampler.left_per_rank(loop.clips_in_epoch) // cfg.data.batch_size
+        left = left // accumulate * accumulate  # micro-batches of this process
+        same = loop.clips_in_epoch == loop.batch_in_epoch * cfg.data.batch_size * world
+        loop.batch_in_epoch = total - left
+        if self.ctx.is_main and not same:
+            untaken = max(self.sampler.per_rank * world - loop.clips_in_epoch, 0)
+            logger.info(
+                "the checkpoint was written by %d processes of %d clips a batch: epoch %d goes "
+                "on after the %d clips they took, with %d steps of %d clips (%d clips left "
+                "over, less than a global batch, are dropped as at every epoch's end)",
+                checkpoint.get("world_size", 1),
+                checkpoint.get("config", {}).get("data", {}).get("batch_size", 0),
+                loop.epoch + 1,
+                loop.clips_in_epoch,
+                left // accumulate,
+                self.global_batch,
+                untaken - left * cfg.data.batch_size * world,
+            )
+
     def _start_epoch(self) -> int:
         """Position the data at ``batch_in_epoch`` and start the clocks; the epoch's
         micro-batches."""
@@ -97,7 +122,9 @@ class EpochLoop:
         set_train_mode(self.model, cfg.model.freeze_bn)
         self.train_set.set_epoch(self.loop.epoch)
         self.sampler.set_epoch(self.loop.epoch)
-        self.sampler.set_start(self.loop.batch_in_epoch * cfg.data.batch_size)
+        if self.loop.batch_in_epoch == 0:
+            self.loop.clips_in_epoch = 0
+        self.sampler.skip_clips(self.loop.clips_in_epoch)
         if self.loop.batch_in_epoch == 0:
             self.loop.epoch_sums.reset()
             self.loop.window.reset()
@@ -123,6 +150,7 @@ class EpochLoop:
         self.loop.window.add(*stats[:3])
         self.loop.skipped_count += int(stats[3])
         self.loop.batch_in_epoch = micro + 1
+        self.loop.clips_in_epoch += self.cfg.data.batch_size * self.ctx.world_size
         if last_micro:
             self._optimizer_step()
         return last_micro

@@ -8,7 +8,7 @@ those :mod:`tcm.engine.training_checkpoint` describes::
 
     epoch, step, batch_in_epoch     the loop's position
     state                           best_top1, best_row, epoch_row, epoch_sums, window,
-                                    skipped {count, paths}, global_batch
+                                    skipped {count, paths}, global_batch, clips_in_epoch
     optimizer, scheduler, scaler    state dicts (full checkpoints only)
     config, metrics, world_size     the resolved config, the row of a best.pt, processes
 
@@ -43,6 +43,9 @@ class LoopState:
     """Optimizer steps done."""
     batch_in_epoch: int = 0
     """Micro-batches of epoch ``epoch`` already done."""
+    clips_in_epoch: int = 0
+    """Clips of epoch ``epoch`` already taken, by every process together: where a resumed
+    run goes on, whatever its number of processes or batch size."""
     best_top1: float = -math.inf
     best_row: dict[str, Any] = field(default_factory=dict)
     """The epoch row of the best validation top-1 (``{}`` before any validation)."""
@@ -80,6 +83,7 @@ class LoopState:
                 "window": self.window.to_tensor(),
                 "skipped": {"count": self.skipped_count, "paths": list(paths)},
                 "global_batch": global_batch,
+                "clips_in_epoch": int(self.clips_in_epoch),
             },
         }
 
@@ -90,10 +94,15 @@ class LoopState:
         start an empty list of their own)."""
         state = checkpoint.get("state", {})
         skipped = state.get("skipped", {})
+        clips = state.get("clips_in_epoch")
+        if clips is None:  # written before the count was kept: micro-batches of the run's size
+            batch = checkpoint.get("config", {}).get("data", {}).get("batch_size", 0)
+            clips = int(checkpoint["batch_in_epoch"]) * batch * checkpoint.get("world_size", 1)
         return cls(
             epoch=int(checkpoint["epoch"]),
             step=int(checkpoint["step"]),
             batch_in_epoch=int(checkpoint["batch_in_epoch"]),
+            clips_in_epoch=int(clips),
             best_top1=float(state.get("best_top1", -math.inf)),
             best_row=dict(state.get("best_row", {})),
             epoch_row=dict(state.get("epoch_row", {})),
