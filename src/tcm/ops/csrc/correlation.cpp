@@ -35,10 +35,6 @@
 #include <utility>
 #include <vector>
 
-#include "attention_add.h"
-#include "batch_norm_relu.h"
-#include "narrow_conv3x3.h"
-#include "normalize_channels.h"
 #include "simd.h"
 
 #if defined(__linux__)
@@ -1010,128 +1006,6 @@ std::vector<at::Tensor> mtdm_fields_backward_from_products(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Frame pairs of whole clips: the products straight from the clips' frames.
-//
-// MTDM pairs frames of each clip (adjacent ones, and the first with every later one). On small
-// maps their products come from batched products of views of the clips, one call per run of
-// pairs whose frames follow each other, so neither the pairs' first nor their second frames are
-// copied out of the clips; the backward adds the pairs' gradients into the clips' in place.
-
-// Pairs pair .. pair + count - 1 of a clip: frames (first + step i, second + i), step 1
-// (adjacent pairs) or 0 (one first frame against several).
-struct PairRun {
-  int64_t pair, count, first, step, second;
-};
-
-std::vector<PairRun> pair_runs(const std::vector<int64_t>& firsts,
-                               const std::vector<int64_t>& seconds, int64_t T) {
-  TORCH_CHECK(!firsts.empty() && firsts.size() == seconds.size(),
-              "tcm: expected as many first as second frames, at least one pair");
-  std::vector<PairRun> runs;
-  for (size_t j = 0; j < firsts.size(); ++j) {
-    const int64_t f = firsts[j], s = seconds[j];
-    TORCH_CHECK(f >= 0 && f < T && s >= 0 && s < T, "tcm: pair ", j, " (", f, ", ", s,
-                ") is not a pair of frames of clips of ", T);
-    if (!runs.empty()) {
-      PairRun& r = runs.back();
-      const int64_t step = r.count == 1 ? f - r.first : r.step;
-      if (s == r.second + r.count && (step == 0 || step == 1) && f == r.first + step * r.count) {
-        r.step = step;
-        ++r.count;
-        continue;
-      }
-    }
-    runs.push_back({static_cast<int64_t>(j), 1, f, 1, s});
-  }
-  return runs;
-}
-
-// The run's first and second frames of one clip's frames (T, C, HW), as (count, C, HW) views.
-std::pair<at::Tensor, at::Tensor> run_frames(const at::Tensor& frames, const PairRun& r) {
-  at::Tensor first = r.step ? frames.narrow(0, r.first, r.count)
-                            : frames[r.first].unsqueeze(0).expand({r.count, -1, -1});
-  return {first, frames.narrow(0, r.second, r.count)};
-}
-
-void check_clips(const at::Tensor& clips, int64_t P) {
-  TORCH_CHECK(clips.device().is_cpu() && clips.dim() == 5 && clips.is_contiguous(),
-              "tcm: expected contiguous (N, T, C, H, W) CPU clips");
-  TORCH_CHECK(P >= 1 && P % 2 == 1, "patch_size must be a positive odd number");
-  TORCH_CHECK(uses_pixel_products(clips.size(3), clips.size(4), P),
-              "tcm: clip pairs take maps of at most patch_size^2 pixels");
-}
-
-// Clips (N, T, C, H, W), pairs (firsts[j], seconds[j]) -> [fields (N * pairs, 3, H, W), the
-// products G (N * pairs, HW, HW) and the soft-argmax's stats (see fields_from_products) where
-// keep_products, else empty tensors].
-std::vector<at::Tensor> mtdm_clip_fields_forward(at::Tensor clips, std::vector<int64_t> firsts,
-                                                 std::vector<int64_t> seconds, int64_t P,
-                                                 double sigma, double temperature,
-                                                 bool keep_products) {
-  check_clips(clips, P);
-  const int64_t N = clips.size(0), T = clips.size(1), C = clips.size(2);
-  const int64_t H = clips.size(3), W = clips.size(4), HW = H * W;
-  const int64_t pairs = static_cast<int64_t>(firsts.size());
-  const std::vector<PairRun> runs = pair_runs(firsts, seconds, T);
-  at::Tensor products = at::empty({N * pairs, HW, HW}, clips.options());
-  {
-    const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
-    const at::Tensor frames = clips.view({N, T, C, HW});
-    const at::Tensor g = products.view({N, pairs, HW, HW});
-    for (int64_t n = 0; n < N; ++n) {
-      for (const PairRun& r : runs) {
-        auto [first, second] = run_frames(frames[n], r);
-        at::Tensor out = g[n].narrow(0, r.pair, r.count);
-        at::bmm_out(out, second.transpose(1, 2), first);
-      }
-    }
-  }
-  auto [fields, stats] =
-      fields_from_products(products, H, W, P, sigma, temperature, keep_products);
-  return {fields, keep_products ? products : at::Tensor(), stats};
-}
-
-// The clips' gradient (N, T, C, H, W) from the fields' (N * pairs, 3, H, W) and the kept G
-// and stats.
-at::Tensor mtdm_clip_fields_backward(at::Tensor clips, std::vector<int64_t> firsts,
-                                     std::vector<int64_t> seconds, at::Tensor products,
-                                     c10::optional<at::Tensor> stats, at::Tensor grad_fields,
-                                     int64_t P, double sigma, double temperature) {
-  check_clips(clips, P);
-  const int64_t N = clips.size(0), T = clips.size(1), C = clips.size(2);
-  const int64_t H = clips.size(3), W = clips.size(4), HW = H * W;
-  const int64_t pairs = static_cast<int64_t>(firsts.size());
-  const std::vector<PairRun> runs = pair_runs(firsts, seconds, T);
-  check_kept_products(products, clips, N * pairs, HW);
-  grad_fields = grad_fields.contiguous().to(clips.scalar_type());
-  TORCH_CHECK(grad_fields.sizes() == at::IntArrayRef({N * pairs, 3, H, W}),
-              "expected a (N * pairs, 3, H, W) gradient of the fields");
-  at::Tensor grad_g =
-      grad_products_from(products, stats.value_or(at::Tensor()), grad_fields, H, W, P, sigma,
-                         temperature)
-          .view({N, pairs, HW, HW});
-  at::Tensor grad = at::zeros_like(clips);
-  const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
-  const at::Tensor frames = clips.view({N, T, C, HW});
-  const at::Tensor grad_frames = grad.view({N, T, C, HW});
-  // Per clip, run by run: the second frames' gradients a G'^T, then the first frames' b G'.
-  for (int64_t n = 0; n < N; ++n) {
-    at::Tensor clip_grad = grad_frames[n];
-    for (const PairRun& r : runs) {
-      auto [first, second] = run_frames(frames[n], r);
-      const at::Tensor g = grad_g[n].narrow(0, r.pair, r.count);
-      clip_grad.narrow(0, r.second, r.count).baddbmm_(first, g.transpose(1, 2));
-      if (r.step) {
-        clip_grad.narrow(0, r.first, r.count).baddbmm_(second, g);
-      } else {
-        clip_grad[r.first].addbmm_(second, g);
-      }
-    }
-  }
-  return grad;
-}
-
-// ---------------------------------------------------------------------------------------------
 // Entry points.
 
 at::Tensor correlation_forward(at::Tensor a, at::Tensor b, int64_t P) {
@@ -1214,86 +1088,6 @@ std::vector<at::Tensor> mtdm_fields_forward(at::Tensor a, at::Tensor b, int64_t 
   });
   return {fields, volume, at::Tensor()};
 }
-
-// Runs fn(n, y, row, ld) with row = (K, ld) copy of volume's row y of pair n, zero padded to a
-// whole number of vectors.
-template <typename T, typename Fn>
-void for_each_volume_row(const at::Tensor& volume, Fn fn) {
-  const int64_t B = volume.size(0), K = volume.size(1), H = volume.size(2), W = volume.size(3);
-  const int64_t ld = round_up(W, kLanes<T>);
-  const T* src = volume.data_ptr<T>();
-  parallel_tasks<T>(B * H, K * ld, [&](int64_t task, T* row) {
-    const int64_t n = task / H, y = task % H;
-    for (int64_t k = 0; k < K; ++k) copy_row(row + k * ld, src + ((n * K + k) * H + y) * W, W);
-    fn(n, y, row, ld);
-  });
-}
-
-at::Tensor soft_argmax_forward(at::Tensor volume, int64_t P, double sigma, double temperature,
-                               bool relu) {
-  TORCH_CHECK(volume.dim() == 4 && volume.size(1) == P * P, "expected a (B, P*P, H, W) volume");
-  volume = volume.contiguous();
-  const int64_t B = volume.size(0), H = volume.size(2), W = volume.size(3);
-  at::Tensor fields = at::empty({B, 3, H, W}, volume.options());
-  AT_DISPATCH_FLOATING_TYPES(volume.scalar_type(), "tcm_soft_argmax_forward", [&] {
-    using V = Vec<scalar_t>;
-    constexpr int L = kLanes<scalar_t>;
-    const SoftArgmax<scalar_t> s = soft_argmax_params<scalar_t>(P, sigma, temperature, relu);
-    scalar_t* fields_ptr = fields.data_ptr<scalar_t>();
-    for_each_volume_row<scalar_t>(volume, [&](int64_t n, int64_t y, scalar_t* row, int64_t ld) {
-      std::vector<V> scratch(P * P + 2 * P);
-      scalar_t* u_row = fields_ptr + ((n * 3 + 0) * H + y) * W;
-      for (int64_t x0 = 0; x0 < W; x0 += L) {
-        V u, v, conf;
-        soft_argmax_vector<scalar_t>(row + x0, ld, s, {0, P}, scratch.data(), u, v, conf);
-        const int64_t count = std::min<int64_t>(L, W - x0);
-        store_partial(u_row + x0, u, count);
-        store_partial(u_row + H * W + x0, v, count);
-        store_partial(u_row + 2 * H * W + x0, conf, count);
-      }
-    });
-  });
-  return fields;
-}
-
-// Gradient w.r.t. the volume given the gradient of the fields (B, 3, H, W). With relu, volume
-// holds ReLU'd correlations and the gradient is w.r.t. the correlations before the ReLU.
-at::Tensor soft_argmax_backward(at::Tensor volume, at::Tensor grad_fields, int64_t P, double sigma,
-                                double temperature, bool relu) {
-  TORCH_CHECK(volume.dim() == 4 && volume.size(1) == P * P, "expected a (B, P*P, H, W) volume");
-  volume = volume.contiguous();
-  grad_fields = grad_fields.contiguous().to(volume.scalar_type());
-  const int64_t B = volume.size(0), K = P * P, H = volume.size(2), W = volume.size(3);
-  at::Tensor grad_volume = empty_volume(volume.sizes(), volume.options());
-  AT_DISPATCH_FLOATING_TYPES(volume.scalar_type(), "tcm_soft_argmax_backward", [&] {
-    using V = Vec<scalar_t>;
-    constexpr int L = kLanes<scalar_t>;
-    const SoftArgmax<scalar_t> s = soft_argmax_params<scalar_t>(P, sigma, temperature, relu);
-    const scalar_t* g_ptr = grad_fields.data_ptr<scalar_t>();
-    scalar_t* out_ptr = grad_volume.data_ptr<scalar_t>();
-    for_each_volume_row<scalar_t>(volume, [&](int64_t n, int64_t y, scalar_t* row, int64_t ld) {
-      std::vector<V> scratch(K + 2 * P);
-      std::vector<scalar_t> grads(3 * ld, scalar_t(0));
-      std::vector<scalar_t> grad_row(K * ld);
-      for (int64_t f = 0; f < 3; ++f) {
-        std::memcpy(grads.data() + f * ld, g_ptr + ((n * 3 + f) * H + y) * W,
-                    sizeof(scalar_t) * W);
-      }
-      for (int64_t x0 = 0; x0 < W; x0 += L) {
-        V u, v, conf;
-        const V g[3] = {load<V>(grads.data() + x0), load<V>(grads.data() + ld + x0),
-                        load<V>(grads.data() + 2 * ld + x0)};
-        soft_argmax_vector<scalar_t>(row + x0, ld, s, {0, P}, scratch.data(), u, v, conf, g,
-                                     grad_row.data() + x0);
-      }
-      for (int64_t k = 0; k < K; ++k) {
-        copy_row(out_ptr + ((n * K + k) * H + y) * W, grad_row.data() + k * ld, W);
-      }
-    });
-  });
-  return grad_volume;
-}
-
 
 // ---------------------------------------------------------------------------------------------
 // Correlation backward (see "Local correlation: blocked outer products" above).
@@ -1591,7 +1385,7 @@ std::vector<at::Tensor> mtdm_fields_backward(at::Tensor a, at::Tensor b, at::Ten
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.doc() = "tcm: local correlation, MTDM's kernel soft-argmax, batch norm + ReLU on the CPU";
+  m.doc() = "tcm: local correlation and MTDM's fields on the CPU";
   m.def("correlation_forward", &correlation_forward, "(B,C,H,W) x2 -> (B,P*P,H,W)");
   m.def("correlation_backward", &correlation_backward,
         "grad (B,P*P,H,W), a, b -> [grad_a, grad_b]");
@@ -1599,32 +1393,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "(B,C,H,W) x2 -> [fields (B,3,H,W), kept volume or empty, kept stats or empty]");
   m.def("mtdm_fields_backward", &mtdm_fields_backward,
         "a, b, kept volume, kept stats, grad fields (B,3,H,W) -> [grad_a, grad_b]");
-  m.def("mtdm_clip_fields_forward", &mtdm_clip_fields_forward,
-        "clips (N,T,C,H,W), firsts, seconds -> [fields (N*pairs,3,H,W), products, stats]");
-  m.def("mtdm_clip_fields_backward", &mtdm_clip_fields_backward,
-        "clips, firsts, seconds, kept products, stats, grad fields -> grad clips (N,T,C,H,W)");
-  m.def("soft_argmax_forward", &soft_argmax_forward, "(B,P*P,H,W) -> (B,3,H,W)");
-  m.def("soft_argmax_backward", &soft_argmax_backward,
-        "volume (B,P*P,H,W), grad fields (B,3,H,W) -> grad volume (B,P*P,H,W)");
-  m.def("bn_relu_forward", &tcm::bn_relu_forward,
-        "z (N,C,H,W) channels-last, gamma, beta, eps -> [relu(batch_norm(z)), mean, var]");
-  m.def("bn_relu_backward", &tcm::bn_relu_backward,
-        "grad, z, mean, var, gamma, beta, eps -> [grad_z, grad_gamma, grad_beta]");
-  m.def("bn_update_running_stats", &tcm::bn_update_running_stats,
-        "running_mean, running_var, mean, var, momentum, count: updated in place");
-  m.def("normalize_channels_forward", &tcm::normalize_channels_forward,
-        "(N,C,H,W) channels-last -> [L2-normalised over C, plain layout; (N,H,W) 1/norm]");
-  m.def("normalize_channels_backward", &tcm::normalize_channels_backward,
-        "grad_out, out, inv_norm -> grad_x (channels-last)");
-  m.def("narrow_conv3x3_forward", &tcm::narrow_conv3x3_forward,
-        "x (N,C,H,W) channels-last, weight (C,G,3,3), bias or None -> y channels-last");
-  m.def("narrow_conv3x3_input_grad", &tcm::narrow_conv3x3_input_grad,
-        "grad (N,C,H,W) channels-last, weight (C,G,3,3) -> grad_x channels-last");
-  m.def("narrow_conv3x3_weight_grad", &tcm::narrow_conv3x3_weight_grad,
-        "grad, x (N,C,H,W) channels-last, G -> grad_weight (C,G,3,3)");
-  m.def("attention_add_forward", &tcm::attention_add_forward,
-        "base, x (N*T,C,H,W), kernel (1,1,k), T -> [base + x * weights, weights, pooled]");
-  m.def("attention_add_backward", &tcm::attention_add_backward,
-        "grad_out, x, kernel, weights, pooled, T -> [grad_x, grad_kernel]");
   m.def("vector_bytes", []() { return kVectorBytes; }, "SIMD register width the build uses");
 }
