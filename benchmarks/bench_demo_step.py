@@ -24,13 +24,13 @@ keep_freed_memory()  # as tcm demo does, before the first large allocation
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from tcm.ops.mtdm_fields import mtdm_clip_fields  # noqa: E402
 
 import tcm  # noqa: E402
 import tcm.layers.mtdm  # noqa: E402
 from side_by_side import medians, paired_ratios, quartiles, time_side_by_side  # noqa: E402
 from tcm.models import tcm_layers  # noqa: E402
 from tcm.ops import mtdm_fields  # noqa: E402
-from tcm.ops.mtdm_fields import mtdm_clip_fields  # noqa: E402
 
 MODELS = {"TSM": "tsm_resnet10", "TSM + TCM": "tcm_tsm_resnet10"}
 DEMO = {"widths": [16, 32, 64, 128], "stem_width": 16}

@@ -1,8 +1,7 @@
 import pytest
 import torch
 
-from tcm.ops import correlation, use_backend
-from tcm.ops import local_correlation
+from tcm.ops import correlation, local_correlation, use_backend
 from tcm.ops.correlation import local_correlation_reference, local_correlation_torch
 
 

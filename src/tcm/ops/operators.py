@@ -220,11 +220,6 @@ def mtdm_fields(
     )
 
 
-# fx's symbolic tracing records the entry points as calls, not their shape checks.
-torch.fx.wrap("local_correlation")
-torch.fx.wrap("mtdm_fields")
-
-
 def _fields_decomposition(a, b, patch_size, sigma, temperature):
     correlation = correlate_rows(a, b, patch_size).relu()
     return kernel_soft_argmax(correlation, patch_size, sigma, temperature)
