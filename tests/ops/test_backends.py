@@ -304,3 +304,36 @@ def test_inference_memory_is_bounded_by_inputs_and_outputs(compiled):
     # The measurement sees the unfused path's volume (and its chunked temporaries).
     assert torch_extra > volume_bytes
     assert compiled_extra < min(3 * input_bytes, volume_bytes), (compiled_extra, input_bytes)
+
+
+def test_the_build_folder_is_per_torch_installation(monkeypatch, tmp_path):
+    """Two environments (torch elsewhere, or another version) build in folders of their own."""
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    here = _extension.build_directory()
+    assert here.parent == tmp_path / "tcm" and here.name.startswith("tcm_cpu_kernels_")
+    monkeypatch.setattr(torch, "__file__", str(tmp_path / "other-venv" / "torch" / "__init__.py"))
+    elsewhere = _extension.build_directory()
+    monkeypatch.setattr(torch, "__version__", "0.0.0")
+    assert len({here, elsewhere, _extension.build_directory()}) == 3
+
+
+def test_a_failed_build_is_retried_once_from_scratch(monkeypatch, caplog, tmp_path):
+    folder = tmp_path / "tcm" / "tcm_cpu_kernels_x"
+    folder.mkdir(parents=True)
+    (folder / "lock").write_text("")  # left by a killed build
+    (folder / "half-written.o").write_text("")
+    calls = []
+
+    def build(where):
+        calls.append(sorted(p.name for p in where.iterdir()))
+        if len(calls) == 1:
+            raise RuntimeError("ninja: build stopped\nerror: truncated object file")
+        return "module"
+
+    monkeypatch.setattr(_extension, "_build", build)
+    with caplog.at_level(logging.INFO, logger=_extension.__name__):
+        assert _extension._build_or_load(folder) == "module"
+    assert calls == [["half-written.o"], []]  # torch's stale lock gone; then an empty folder
+    retries = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(retries) == 1 and "truncated object file" in retries[0]
+    assert (folder / _extension.COMPLETE_MARK).exists()
