@@ -147,7 +147,7 @@ def _fields_backward_cpu(
     kernels = backend.kernels_for(a, b)
     if kernels is None:
         return mtdm_fields_backward_torch(grad, a, b, patch_size, sigma, temperature)
-    # The forward again, keeping the ReLU'd volume (or the pixels' products) this time.
+    # The forward again, keeping the ReLU'd volume this time.
     _, volume, stats = kernels.mtdm_fields_forward(a, b, patch_size, sigma, temperature, True)
     grad_a, grad_b = kernels.mtdm_fields_backward(
         a, b, volume, stats, grad, patch_size, sigma, temperature, True, True
