@@ -41,7 +41,7 @@ def make_step(name: str, clips: torch.Tensor, labels: torch.Tensor, compiled: bo
     torch.manual_seed(0)
     model = tcm.create_model(name, num_classes=CLASSES, num_segments=FRAMES, **DEMO).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    forward = torch.compile(model) if compiled else model
+    forward = torch.compile(model, dynamic=False) if compiled else model
 
     def step() -> None:
         F.cross_entropy(forward(clips), labels).backward()
