@@ -17,14 +17,24 @@ PARITY = 1e-4
 
 
 def test_mtdm_traced_on_one_batch_runs_any_batch(checkpoint):
-    """Traced, MTDM takes the export-friendly correlation by itself: the graph holds for
-    another batch size and equals the eager layer (compiled kernels where they load)."""
+    """Traced, MTDM's fields are one operator call: the graph holds for another batch size
+    and equals the eager layer."""
     model, _ = tcm.model_from_checkpoint(checkpoint)
     layer = model.backbone.tcm_layers["layer2"].mtdm
     with torch.no_grad():
         traced = torch.jit.trace(layer, torch.randn(8, 16, 8, 8))  # 2 clips of 4 frames
         x = torch.randn(12, 16, 8, 8)  # 3 clips
         torch.testing.assert_close(traced(x), layer(x), atol=1e-5, rtol=1e-5)
+    assert "tcm::mtdm_fields(" in str(traced.inlined_graph)
+
+
+def _standard_onnx_ops(path) -> set[str]:
+    """The ONNX file's operator types, after checking they are all of the standard domain."""
+    import onnx
+
+    nodes = onnx.load(str(path)).graph.node
+    assert {node.domain for node in nodes} <= {"", "ai.onnx"}
+    return {node.op_type for node in nodes}
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +62,8 @@ def test_export_parity_and_dynamic_batch(fmt, checkpoint, tmp_path):
         got = run_exported(out, fmt, clips)
         assert got.shape == (batch, len(CLASSES))
         assert (got - expected).abs().max().item() < PARITY
+    if fmt == "onnx":
+        assert {"MatMul", "ArgMax", "Softmax"} <= _standard_onnx_ops(out)
     meta = json.loads(result.metadata_path.read_text())
     assert result.metadata_path.name == out.name + ".json"
     assert meta["frames"] == 4 and meta["input_size"] == 64 and meta["resize"] == [72, 96]
@@ -71,6 +83,7 @@ def test_onnx_dynamo_exporter(checkpoint, tmp_path):
     pytest.importorskip("onnxscript")
     result = export_checkpoint(checkpoint, tmp_path / "d.onnx", "onnx", onnx_exporter="dynamo")
     assert result.max_abs_diff < PARITY
+    assert {"MatMul", "Softmax"} <= _standard_onnx_ops(result.path)
     got = run_exported(result.path, "onnx", _clips(2))
     assert got.shape == (2, len(CLASSES))
 

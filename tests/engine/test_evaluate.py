@@ -47,6 +47,18 @@ def _test(config_file, checkpoint, out, views, capsys):
     return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
 
+def test_tcm_test_compile_gives_the_eager_scores(tiny_set, tmp_path, capsys):
+    cfg = tiny_config(tiny_set)
+    config_file = tmp_path / "tiny.yaml"
+    config_file.write_text(cfg.to_yaml())
+    _checkpoint(cfg, tmp_path / "a.pt", seed=1)
+    _test(config_file, tmp_path / "a.pt", tmp_path / "eager", "1x1", capsys)
+    args = ["test", str(config_file), "--checkpoint", str(tmp_path / "a.pt"), "--compile"]
+    assert main([*args, "--views", "1x1", "--json", "--out", str(tmp_path / "compiled")]) == 0
+    scores = [np.load(tmp_path / name / "scores.npz")["scores"] for name in ("eager", "compiled")]
+    np.testing.assert_allclose(scores[1], scores[0], atol=1e-4)
+
+
 def test_tcm_test_matches_accuracy_computed_by_hand(tiny_set, tmp_path, capsys):
     cfg = tiny_config(tiny_set)
     config_file = tmp_path / "tiny.yaml"

@@ -15,4 +15,4 @@ def kernels():
     if not ops.extension_available():
         reason = _extension.extension_error() or f"{_extension.DISABLE_ENV} is set"
         pytest.skip(f"compiled kernels unavailable: {reason}")
-    return backend.path_for(torch.zeros(1)).kernels
+    return backend.kernels_for(torch.zeros(1))

@@ -1,12 +1,8 @@
 import pytest
 import torch
 
-from tcm.ops import correlation, use_backend
-from tcm.ops.correlation import (
-    local_correlation,
-    local_correlation_reference,
-    local_correlation_torch,
-)
+from tcm.ops import correlation, local_correlation, use_backend
+from tcm.ops.correlation import local_correlation_reference, local_correlation_torch
 
 
 def brute_force(a: torch.Tensor, b: torch.Tensor, patch_size: int) -> torch.Tensor:
@@ -59,17 +55,16 @@ def test_chunking_bounds_temporaries_without_changing_results():
 
 def test_large_maps_are_split_into_chunks(monkeypatch):
     calls = []
-    original = correlation._correlate_rows
+    original = correlation.correlate_rows
 
     def spy(a, b, patch_size):
         calls.append(a.shape[0])
         return original(a, b, patch_size)
 
-    monkeypatch.setattr(correlation, "_correlate_rows", spy)
+    monkeypatch.setattr(correlation, "correlate_rows", spy)
     # TCM at stride 4 of a 224 input, one 8-frame clip: 13 pairs of 56x56 maps.
     a, b = torch.randn(13, 64, 56, 56), torch.randn(13, 64, 56, 56)
-    with use_backend("torch"):
-        local_correlation(a, b, 15, max_temp_bytes=64 * 2**20)
+    local_correlation_torch(a, b, 15, max_temp_bytes=64 * 2**20)
     assert len(calls) > 1 and sum(calls) == 13
 
 
@@ -101,8 +96,8 @@ def test_invalid_arguments_raise(a_shape, b_shape, patch_size):
 
 
 @pytest.mark.parametrize(("shape", "patch"), [((3, 16, 9, 11), 5), ((2, 8, 6, 6), 15)])
-def test_exportable_correlation_matches_reference(shape, patch):
+def test_unchunked_correlation_matches_reference(shape, patch):
     a, b = torch.randn(shape), torch.randn(shape)
     expected = correlation.local_correlation_reference(a, b, patch)
-    got = correlation.local_correlation_exportable(a, b, patch)
+    got = correlation.correlate_rows(a, b, patch)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)

@@ -49,6 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--batch-size", type=int, default=4, help="clips per forward pass")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--compile", action="store_true", help="run the model through torch.compile"
+    )
     _add_window_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -67,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be positive, got {args.batch_size}")
     predictor = Predictor(args.checkpoint, device=args.device, allow_modules=args.allow_modules)
+    predictor = _compiled(predictor, args)
     paths = expand_inputs(args.inputs)
     if not paths:
         print("tcm predict: no input found", file=sys.stderr)
@@ -92,6 +96,13 @@ def run(args: argparse.Namespace) -> int:
     if failed:
         print(f"tcm predict: {failed} of {len(paths)} inputs could not be read", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _compiled(predictor, args: argparse.Namespace):
+    """``predictor``, its model's calls run through ``torch.compile`` with ``--compile``."""
+    if args.compile:
+        predictor.model.compile(dynamic=False)  # in place: the module, names and hooks stay
+    return predictor
 
 
 def _format(prediction) -> str:
@@ -187,6 +198,7 @@ def _run_windows(args: argparse.Namespace) -> int:
     window = Span.parse(args.window or DEFAULT_WINDOW)
     stride = Span.parse(args.stride) if args.stride is not None else None
     predictor = Predictor(args.checkpoint, device=args.device, allow_modules=args.allow_modules)
+    predictor = _compiled(predictor, args)
     long = LongVideoPredictor(predictor, window, stride, batch_size=args.batch_size)
     failed = sum(not _one_window_input(long, source, args) for source in args.inputs)
     if failed and len(args.inputs) > 1:

@@ -54,6 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, help="output folder (default: next to the checkpoint)")
     parser.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--compile", action="store_true", help="run the model through torch.compile"
+    )
     parser.set_defaults(func=run)
 
 
@@ -74,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
     check_shared_memory(cfg, training=False)
     clips, crops = cfg.eval.num_clips, cfg.eval.num_crops
     model, checkpoint = _load_model(args.checkpoint, classes, _allowed_modules(cfg, args))
+    if args.compile:
+        model.compile(dynamic=False)  # its calls run through torch.compile, per batch shape
     out = args.out or args.checkpoint.parent / f"test_{args.checkpoint.stem}_{clips}x{crops}"
     result = _evaluate(cfg, model, classes or checkpoint.get("classes"), (clips, crops), out, args)
     if int(os.environ.get("RANK", "0")) > 0:

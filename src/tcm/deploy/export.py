@@ -6,9 +6,9 @@ sampling, resize, crop size, mean, std) and class names are written beside the m
 ``FILE.json`` (``model.onnx`` -> ``model.onnx.json``); a TorchScript file also carries them
 inside, as the extra file ``preprocessing.json``.
 
-While a model is traced or exported, MTDM's correlation takes its export-friendly form by
-itself (:func:`tcm.ops.local_correlation_exportable`, chosen by :mod:`tcm.ops.backend`): the
-same sums in a graph that holds for any batch size and converts to ONNX.
+MTDM's fields are one operator, ``tcm::mtdm_fields`` (:mod:`tcm.ops.operators`): a TorchScript
+file calls it (loading one needs ``tcm`` imported), and ONNX files hold its plain form in
+standard operators (:mod:`tcm.ops.onnx`), for any batch size.
 
 Example:
     >>> from tcm.deploy import export_checkpoint
@@ -32,7 +32,9 @@ from typing import Any
 import torch
 
 import tcm
+import tcm.ops
 from tcm.data.preprocessing import Preprocessing
+from tcm.ops.onnx import register_onnx_symbolics
 from tcm.utils.files import check_output_file
 
 logger = logging.getLogger(__name__)
@@ -149,26 +151,32 @@ def export_onnx(
     Args:
         exporter: ``"torchscript"`` (``torch.onnx.export(dynamo=False)``, the default: the
             closest parity) or ``"dynamo"`` (``torch.export``-based). Both convert this model
-            with a dynamic batch (MTDM takes its export-friendly form).
+            with a dynamic batch, MTDM's operator in standard ONNX operators.
     """
     _require_onnx()
     if exporter not in ONNX_EXPORTERS:
         raise ValueError(f"unknown ONNX exporter {exporter!r}; choose among {ONNX_EXPORTERS}")
     with torch.no_grad(), _quiet_export():
         if exporter == "dynamo":
-            torch.onnx.export(
+            # Two clips: an example batch of 1 would be taken for a constant.
+            program = torch.export.export(
                 model,
+                (torch.cat([example, example]),),
+                dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=1024)}},
+            ).run_decompositions(tcm.ops.decompositions())
+            torch.onnx.export(
+                program,
                 (example,),
                 str(out),
                 dynamo=True,
                 input_names=[INPUT_NAME],
                 output_names=[OUTPUT_NAME],
-                dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=1024)}},
                 opset_version=max(opset, 18),
                 external_data=False,
                 verbose=False,
             )
             return f"torch.onnx (dynamo=True, opset {max(opset, 18)})"
+        register_onnx_symbolics(opset)
         try:
             torch.onnx.export(
                 model,

@@ -160,6 +160,9 @@ class TrainLoopConfig:
     """Mixed precision: ``bf16`` (CPU or CUDA) or ``fp16`` with loss scaling (CUDA)."""
     deterministic: bool = False
     """``torch.use_deterministic_algorithms`` (slower on CUDA)."""
+    compile: bool = False
+    """Train through ``torch.compile`` (inductor; TCM's fields stay one operator). The first
+    steps take longer while it compiles; validation runs the eager model."""
     checkpoint_interval: int = 0
     """Also write ``last.pt`` every this many optimizer steps; 0: at epoch ends only."""
     eval_interval: int = 1

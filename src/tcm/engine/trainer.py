@@ -157,6 +157,10 @@ class Trainer(EpochLoop):
                 device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
                 find_unused_parameters=cfg.dist.find_unused_parameters,
             )
+        # What the training step calls: the same parameters, compiled on request.
+        self.train_model = self.ddp or model
+        if cfg.train.compile:
+            self.train_model = torch.compile(self.train_model, dynamic=False)
 
     def _build_data(self) -> None:
         from tcm.data import build_dataset, collate_clips

@@ -173,7 +173,7 @@ class EpochLoop:
         no_sync = self.ddp is not None and not sync
         with self.ddp.no_sync() if no_sync else contextlib.nullcontext():
             with autocast_context(ctx.device, cfg.train.amp):
-                logits = (self.ddp or self.model)(to_layout(x, cfg.model.channels_last))
+                logits = self.train_model(to_layout(x, cfg.model.channels_last))
             loss = F.cross_entropy(logits.float(), labels)
             finite = bool(torch.isfinite(loss))
             stats = torch.tensor(

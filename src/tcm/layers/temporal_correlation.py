@@ -62,4 +62,4 @@ class TCM(nn.Module):
                 f"TCM expects (N*T, {self.in_channels}, H, W) with N*T a multiple of "
                 f"num_segments={self.num_segments}, got {tuple(x.shape)}"
             )
-        return self.tam.add_to(x, self.mtdm(x))  # x + TAM(MTDM(x))
+        return x + self.tam(self.mtdm(x))

@@ -1,17 +1,14 @@
 """MTDM's kernel soft-argmax: displacement and confidence from a local correlation volume.
 
-:func:`kernel_soft_argmax` runs the compiled CPU kernel (forward and backward) when
-:mod:`tcm.ops.backend` selects it, else :func:`kernel_soft_argmax_torch`, the pure-PyTorch
-reference. MTDM itself goes through :func:`tcm.ops.mtdm_fields`, which fuses the correlation,
-the ReLU and this step.
+Plain PyTorch, forward (:func:`kernel_soft_argmax`) and backward
+(:func:`kernel_soft_argmax_backward`). MTDM calls it through the operator
+``tcm::mtdm_fields`` (:func:`tcm.ops.mtdm_fields`), which fuses the correlation, the ReLU and
+this step in the compiled CPU kernels.
 """
 
 from __future__ import annotations
 
 import torch
-from torch.autograd.function import once_differentiable
-
-from tcm.ops import backend
 
 
 def _displacement_grid(patch_size: int, device: torch.device, dtype: torch.dtype):
@@ -33,21 +30,20 @@ def _check_volume(correlation: torch.Tensor, patch_size: int) -> None:
         )
 
 
-class _CompiledSoftArgmax(torch.autograd.Function):
-    """The compiled kernel soft-argmax, forward and backward (recomputed from the volume)."""
-
-    @staticmethod
-    def forward(ctx, correlation, patch_size, sigma, temperature, kernels):
-        ctx.save_for_backward(correlation)
-        ctx.args, ctx.kernels = (patch_size, sigma, temperature), kernels
-        return kernels.soft_argmax_forward(correlation, patch_size, sigma, temperature, False)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_fields):
-        (correlation,) = ctx.saved_tensors
-        grad = ctx.kernels.soft_argmax_backward(correlation, grad_fields, *ctx.args, False)
-        return grad, None, None, None, None
+def _soft_argmax(correlation, patch_size, sigma, temperature):
+    """The forward's intermediates: ``(confidence, best, window, weights, steps)``, the last
+    the horizontal and vertical displacement of each ``k`` in radii, ``(1, P*P, 1, 1)`` each."""
+    radius = patch_size // 2
+    rows, cols = _displacement_grid(patch_size, correlation.device, correlation.dtype)
+    confidence, best = correlation.max(dim=1, keepdim=True)  # (B, 1, H, W)
+    best_row = torch.div(best, patch_size, rounding_mode="floor")
+    best_col = best - best_row * patch_size
+    distance2 = (cols - best_col.to(cols.dtype)) ** 2 + (rows - best_row.to(rows.dtype)) ** 2
+    window = torch.exp(-distance2 / (2.0 * sigma * sigma))  # (B, P*P, H, W)
+    weights = torch.softmax(temperature * correlation * window, dim=1)
+    scale = 1.0 / max(radius, 1)
+    steps = ((cols - radius) * scale, (rows - radius) * scale)
+    return confidence, best, window, weights, steps
 
 
 def kernel_soft_argmax(
@@ -56,33 +52,7 @@ def kernel_soft_argmax(
     sigma: float = 5.0,
     temperature: float = 100.0,
 ) -> torch.Tensor:
-    """Displacement field and confidence from correlations, on the fastest available path.
-
-    Same contract as :func:`kernel_soft_argmax_torch`; the compiled kernel computes in float32
-    (float64 for float64 input) and returns the input's dtype.
-
-    Example:
-        >>> kernel_soft_argmax(torch.rand(2, 225, 28, 28), patch_size=15).shape
-        torch.Size([2, 3, 28, 28])
-    """
-    _check_volume(correlation, patch_size)
-    kernels = backend.path_for(correlation).kernels
-    if kernels is None:  # the exportable form is the plain one
-        return kernel_soft_argmax_torch(correlation, patch_size, sigma, temperature)
-    dtype = torch.float64 if correlation.dtype == torch.float64 else torch.float32
-    fields = _CompiledSoftArgmax.apply(
-        correlation.to(dtype), patch_size, float(sigma), float(temperature), kernels
-    )
-    return fields.to(correlation.dtype)
-
-
-def kernel_soft_argmax_torch(
-    correlation: torch.Tensor,
-    patch_size: int,
-    sigma: float = 5.0,
-    temperature: float = 100.0,
-) -> torch.Tensor:
-    """Displacement field and confidence from correlations (pure PyTorch, the reference).
+    """Displacement field and confidence from correlations.
 
     A Gaussian window of width ``sigma`` (in displacement steps) centred on the arg-max
     (no gradient through the index) damps secondary peaks, then a softmax of
@@ -98,17 +68,37 @@ def kernel_soft_argmax_torch(
     Returns:
         ``(B, 3, H, W)``: horizontal displacement ``u`` and vertical displacement ``v``, both in
         ``[-1, 1]`` (units of the radius ``d = P // 2``), and the confidence ``max_k c``.
+
+    Example:
+        >>> kernel_soft_argmax(torch.rand(2, 225, 28, 28), patch_size=15).shape
+        torch.Size([2, 3, 28, 28])
     """
     _check_volume(correlation, patch_size)
-    radius = patch_size // 2
-    rows, cols = _displacement_grid(patch_size, correlation.device, correlation.dtype)
-    confidence, best = correlation.max(dim=1, keepdim=True)  # (B, 1, H, W)
-    best_row = torch.div(best, patch_size, rounding_mode="floor")
-    best_col = best - best_row * patch_size
-    distance2 = (cols - best_col.to(cols.dtype)) ** 2 + (rows - best_row.to(rows.dtype)) ** 2
-    window = torch.exp(-distance2 / (2.0 * sigma * sigma))  # (B, P*P, H, W)
-    weights = torch.softmax(temperature * correlation * window, dim=1)
-    scale = 1.0 / max(radius, 1)
-    u = (weights * ((cols - radius) * scale)).sum(dim=1, keepdim=True)
-    v = (weights * ((rows - radius) * scale)).sum(dim=1, keepdim=True)
+    confidence, _, _, weights, (du, dv) = _soft_argmax(correlation, patch_size, sigma, temperature)
+    u = (weights * du).sum(dim=1, keepdim=True)
+    v = (weights * dv).sum(dim=1, keepdim=True)
     return torch.cat([u, v, confidence], dim=1)
+
+
+def kernel_soft_argmax_backward(
+    correlation: torch.Tensor,
+    grad_fields: torch.Tensor,
+    patch_size: int,
+    sigma: float = 5.0,
+    temperature: float = 100.0,
+) -> torch.Tensor:
+    """The gradient of :func:`kernel_soft_argmax`'s input: ``correlation (B, P*P, H, W)``,
+    ``grad_fields (B, 3, H, W)`` -> ``(B, P*P, H, W)``.
+
+    Through the softmax of ``z = temperature * c * g``: ``dz = w * (du * (s_u - u) + dv *
+    (s_v - v))`` for weights ``w`` and steps ``s``; the confidence's gradient goes to the
+    arg-max alone, as for ``max``.
+    """
+    _check_volume(correlation, patch_size)
+    _, best, window, weights, (du, dv) = _soft_argmax(correlation, patch_size, sigma, temperature)
+    grad_u, grad_v, grad_conf = grad_fields.to(correlation.dtype).split(1, dim=1)
+    u = (weights * du).sum(dim=1, keepdim=True)
+    v = (weights * dv).sum(dim=1, keepdim=True)
+    grad_logits = weights * (grad_u * (du - u) + grad_v * (dv - v))
+    grad = (temperature * window) * grad_logits
+    return grad.scatter_add(1, best, grad_conf)
