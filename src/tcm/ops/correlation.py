@@ -66,7 +66,8 @@ def local_correlation_reference(a: torch.Tensor, b: torch.Tensor, patch_size: in
     """Brute-force local correlation, one displacement at a time (see the module docstring).
 
     Args:
-        a, b: ``(B, C, H, W)`` feature maps.
+        a: ``(B, C, H, W)`` feature maps of the first frames.
+        b: ``(B, C, H, W)`` feature maps of the second frames.
         patch_size: odd number of displacements per axis, ``P``.
 
     Returns:
@@ -116,7 +117,8 @@ def local_correlation(
     """Local correlation on the fastest available path (see the module docstring).
 
     Args:
-        a, b: ``(B, C, H, W)`` feature maps.
+        a: ``(B, C, H, W)`` feature maps of the first frames.
+        b: ``(B, C, H, W)`` feature maps of the second frames.
         patch_size: odd number of displacements per axis, ``P``.
         max_temp_bytes: bound on the temporaries of one chunk of the pure-PyTorch path (the
             compiled kernels need no chunking).
@@ -150,7 +152,8 @@ def local_correlation_torch(
     Pure PyTorch: runs on any device and inside traced, exported or compiled graphs.
 
     Args:
-        a, b: ``(B, C, H, W)`` feature maps.
+        a: ``(B, C, H, W)`` feature maps of the first frames.
+        b: ``(B, C, H, W)`` feature maps of the second frames.
         patch_size: odd number of displacements per axis, ``P``.
         max_temp_bytes: bound on the temporaries of one chunk; the batch is split to respect it
             (one sample at a time at least).
@@ -208,7 +211,8 @@ def local_correlation_exportable(a: torch.Tensor, b: torch.Tensor, patch_size: i
     with a gather: only padding, slicing, matmul and gather, none sized by the batch.
 
     Args:
-        a, b: ``(B, C, H, W)`` feature maps.
+        a: ``(B, C, H, W)`` feature maps of the first frames.
+        b: ``(B, C, H, W)`` feature maps of the second frames.
         patch_size: odd number of displacements per axis, ``P``.
 
     Returns:

@@ -131,7 +131,8 @@ def mtdm_fields(
     """Displacement and confidence of every pixel of ``a`` towards ``b``.
 
     Args:
-        a, b: ``(B, C, H, W)`` feature maps of the pairs' first and second frames.
+        a: ``(B, C, H, W)`` feature maps of the pairs' first frames.
+        b: ``(B, C, H, W)`` feature maps of the pairs' second frames.
         patch_size: odd number of displacements per axis, ``P``.
         sigma: Gaussian window width of the soft-argmax, in displacement steps.
         temperature: softmax scale of the soft-argmax.
