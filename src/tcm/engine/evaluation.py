@@ -238,7 +238,7 @@ def evaluate(
 
     Returns:
         :class:`EvalResult` (``top1``, ``top5``, ``mean_class_acc``, ``per_class_acc``,
-        ``confusion``, ``scores``).
+            ``confusion``, ``scores``).
 
     Example:
         >>> result = evaluate("work_dirs/run/best.pt", "lists/val.txt", "/data/videos",

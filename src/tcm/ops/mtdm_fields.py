@@ -139,7 +139,7 @@ def mtdm_fields(
 
     Returns:
         ``(B, 3, H, W)`` ``[u, v, conf]``, float32 (float64 for float64 inputs): see
-        :func:`tcm.ops.kernel_soft_argmax`.
+            :func:`tcm.ops.kernel_soft_argmax`.
 
     Example:
         >>> a, b = torch.randn(13, 64, 28, 28), torch.randn(13, 64, 28, 28)
