@@ -142,7 +142,7 @@ def check_media_path(
 
     Returns:
         What the path is when it is a special file that passes (``"a named pipe"``, ...);
-        ``None`` otherwise.
+            ``None`` otherwise.
 
     Example:
         >>> check_media_path("no/such/clip.mp4")

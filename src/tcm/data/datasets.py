@@ -63,7 +63,8 @@ class VideoDataset(Dataset):
             returning ``(T, 3, h, w)`` or ``(crops, T, 3, h, w)`` (:mod:`tcm.data.transforms`).
         train: random sampling and augmentation (one clip) or deterministic test views.
         num_clips: clips per video (testing).
-        mean, std: per-channel normalisation for 0..1 pixels; ignored with ``uint8=True``.
+        mean: per-channel mean for 0..1 pixels; ignored with ``uint8=True``.
+        std: per-channel standard deviation, likewise.
         uint8: return uint8 0..255 clips instead of normalised float32.
         num_classes: labels must lie in ``[0, num_classes)`` (not checked when ``None``).
         storage: frame folder names, the bad sample policy (see the module docstring),

@@ -46,9 +46,11 @@ class Preprocessing:
         input_size: side ``S`` of the square input the model sees.
         resize: ``(H, W)`` for every frame (Something-Something ``(240, 320)``), an int for the
             short side (Kinetics ``256``), or ``None``.
-        mean, std: per-channel normalisation of 0..1 RGB pixels (the model's).
-        num_clips, num_crops: test views per video, ``V = num_clips * num_crops`` (crops: 1
-            centre or 3 along the long side); the model averages the views.
+        mean: per-channel mean of 0..1 RGB pixels (the model's).
+        std: per-channel standard deviation of 0..1 RGB pixels (the model's).
+        num_clips: test clips per video; the model averages the ``V = num_clips *
+            num_crops`` views.
+        num_crops: test crops per clip: 1 (centre) or 3 (along the long side).
         short_side_range: training only: the short side drawn per clip in ``[lo, hi]``.
         train_crop: ``"multiscale"`` (TSN multi-scale crop) or ``"random"``.
         scales, max_distort, more_fix_crop: the multi-scale crop's options.

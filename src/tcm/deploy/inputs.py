@@ -147,7 +147,7 @@ def read_clip(path: str | os.PathLike, prep: Preprocessing) -> torch.Tensor:
 
     Returns:
         uint8 ``(V*T, 3, S, S)`` RGB frames: ``V = num_clips * num_crops`` views in blocks of
-        ``T``, ``S = input_size``.
+            ``T``, ``S = input_size``.
 
     Raises:
         BadVideoError: the input cannot be read (``.reason`` says why).

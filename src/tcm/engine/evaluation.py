@@ -228,8 +228,10 @@ def evaluate(
 
     Args:
         checkpoint_or_model: a checkpoint path or dict, or a model.
-        list_file, root: the videos (``path label`` lines, paths relative to ``root``).
-        num_clips, num_crops: the views of each video.
+        list_file: the videos, ``path label`` lines.
+        root: the folder the list's paths are relative to.
+        num_clips: clips per video (test views in time).
+        num_crops: crops per clip (test views in space).
         prep: the preprocessing (its views are replaced by ``num_clips x num_crops``); by
             default the checkpoint's, or for a model the standard test recipe with the
             model's frames, mean and std.
@@ -243,7 +245,7 @@ def evaluate(
 
     Returns:
         :class:`EvalResult` (``top1``, ``top5``, ``mean_class_acc``, ``per_class_acc``,
-        ``confusion``, ``scores``).
+            ``confusion``, ``scores``).
 
     Example:
         >>> result = evaluate("work_dirs/run/best.pt", "lists/val.txt", "/data/videos",

@@ -92,8 +92,8 @@ def convert_official_checkpoint(
 
     Returns:
         A state dict that loads strictly into ``create_model(release_model_name(checkpoint),
-        num_classes=K, num_segments=T)``, e.g. ``tcm_tsm_resnet50`` (the TCM release's head, a
-        ``[K, C, 1]`` Conv1d, becomes a Linear) or ``tsm_mobilenetv2``.
+            num_classes=K, num_segments=T)``, e.g. ``tcm_tsm_resnet50`` (the TCM release's head,
+            a ``[K, C, 1]`` Conv1d, becomes a Linear) or ``tsm_mobilenetv2``.
 
     Raises:
         ValueError: naming every key that has no counterpart.
