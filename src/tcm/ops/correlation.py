@@ -53,7 +53,8 @@ def local_correlation_reference(a: torch.Tensor, b: torch.Tensor, patch_size: in
     """Brute-force local correlation, one displacement at a time (see the module docstring).
 
     Args:
-        a, b: ``(B, C, H, W)`` feature maps.
+        a: ``(B, C, H, W)`` feature maps of the first frames.
+        b: ``(B, C, H, W)`` feature maps of the second frames.
         patch_size: odd number of displacements per axis, ``P``.
 
     Returns:
@@ -104,7 +105,8 @@ def correlate_rows(a: torch.Tensor, b: torch.Tensor, patch_size: int) -> torch.T
     """Local correlation through per-row matrix products, any batch size in one go.
 
     Args:
-        a, b: ``(B, C, H, W)`` feature maps of one dtype.
+        a: ``(B, C, H, W)`` feature maps of the first frames.
+        b: ``(B, C, H, W)`` feature maps of the second frames, of ``a``'s dtype.
         patch_size: odd number of displacements per axis, ``P``.
 
     Returns:
@@ -133,7 +135,8 @@ def local_correlation_torch(
     """Local correlation in plain PyTorch, on any device, the batch split into chunks.
 
     Args:
-        a, b: ``(B, C, H, W)`` feature maps.
+        a: ``(B, C, H, W)`` feature maps of the first frames.
+        b: ``(B, C, H, W)`` feature maps of the second frames.
         patch_size: odd number of displacements per axis, ``P``.
         max_temp_bytes: bound on the temporaries of one chunk (one sample at a time at least).
 

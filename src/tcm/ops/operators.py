@@ -176,7 +176,8 @@ def local_correlation(a: Tensor, b: Tensor, patch_size: int) -> Tensor:
     :mod:`tcm.ops.correlation` for the formula).
 
     Args:
-        a, b: ``(B, C, H, W)`` feature maps.
+        a: ``(B, C, H, W)`` feature maps of the first frames.
+        b: ``(B, C, H, W)`` feature maps of the second frames.
         patch_size: odd number of displacements per axis, ``P``.
 
     Returns:
@@ -199,7 +200,8 @@ def mtdm_fields(
     ``kernel_soft_argmax(local_correlation(a, b, P).relu(), P, sigma, temperature)``.
 
     Args:
-        a, b: ``(B, C, H, W)`` feature maps of the pairs' first and second frames.
+        a: ``(B, C, H, W)`` feature maps of the pairs' first frames.
+        b: ``(B, C, H, W)`` feature maps of the pairs' second frames.
         patch_size: odd number of displacements per axis, ``P``.
         sigma: Gaussian window width of the soft-argmax, in displacement steps.
         temperature: softmax scale of the soft-argmax.
