@@ -4,8 +4,8 @@ MTDM's fused fields, forward and backward) at first use.
 The source ships with the package and is compiled by :func:`torch.utils.cpp_extension.load`
 into a folder of torch's extension cache (``$TORCH_EXTENSIONS_DIR``, by default
 ``~/.cache/torch_extensions``) named after everything the library depends on: the sources,
-the CPU's instruction sets (it is built with ``-march=native``), and the torch installation
-(its version and location). Later processes only load the cached library; a second virtual
+the CPU's instruction sets (it is built with ``-march=native``), the torch installation
+(its version and location) and the sources' location. Later processes only load the cached library; a second virtual
 environment on the machine gets a folder of its own, so it neither rebuilds the first's
 library nor waits for its build. Processes of one installation take turns with a lock that
 dies with its holder. A build that fails or was interrupted is deleted and tried once more
@@ -59,7 +59,8 @@ def _cpu_fingerprint() -> str:
 
 
 def _module_name() -> str:
-    """``tcm_cpu_kernels_<digest>`` of the sources, the CPU and the torch installation."""
+    """``tcm_cpu_kernels_<digest>`` of the sources (content and place), the CPU and the torch
+    installation."""
     import torch
 
     digest = hashlib.sha1()
@@ -67,6 +68,8 @@ def _module_name() -> str:
         digest.update(path.read_bytes())
     digest.update(_cpu_fingerprint().encode())
     digest.update(f"{torch.__version__} {Path(torch.__file__).resolve().parent}".encode())
+    # The build files name the sources by path: two checkouts must not rebuild each other's.
+    digest.update(str(SOURCE_DIR).encode())
     return f"tcm_cpu_kernels_{digest.hexdigest()[:12]}"
 
 
