@@ -100,10 +100,11 @@ def _fields_symbolic(g, a, b, patch_size, sigma, temperature):
     return _soft_argmax(g, correlation, patch_size, sigma, temperature)
 
 
-def register_onnx_symbolics(opset: int) -> None:
-    """Give torch.onnx's TorchScript-based exporter the operators' translations for
-    ``opset`` (at least :data:`MIN_OPSET`)."""
-    if opset < MIN_OPSET or opset in _registered:
+def register_onnx_symbolics(opset: int = MIN_OPSET) -> None:
+    """Give torch.onnx's TorchScript-based exporter the operators' translations from ``opset``
+    (at least :data:`MIN_OPSET`) on; ``import tcm.ops`` does it for every opset it supports."""
+    opset = max(opset, MIN_OPSET)
+    if opset in _registered:
         return
     torch.onnx.register_custom_op_symbolic("tcm::local_correlation", _correlation_symbolic, opset)
     torch.onnx.register_custom_op_symbolic("tcm::mtdm_fields", _fields_symbolic, opset)
