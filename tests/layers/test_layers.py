@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+import tcm
 from tcm.layers import MTDM, TAM, TCM, TemporalAttention, temporal_shift
 from tcm.layers.tam import attention_kernel_size
 from tcm.ops import extension_available, use_backend
@@ -134,3 +135,18 @@ def test_tcm_on_the_compiled_kernels_equals_plain_pytorch_in_float64():
     compiled, plain = _tcm_step(torch.float64, "extension"), _tcm_step(torch.float64, "torch")
     for got, want in zip(compiled, plain, strict=True):
         torch.testing.assert_close(got, want, atol=1e-9, rtol=1e-9)
+
+
+@pytest.mark.parametrize("name", ["tcm_tsm_resnet10", "tcm_tsn_mobilenetv2"])
+def test_torch_fx_traces_a_tcm_model_to_the_same_logits(name):
+    """MTDM's fields are one call in the graph; the input checks stay in it."""
+    options = {"widths": [8, 16, 32, 64], "stem_width": 8} if "resnet" in name else {}
+    model = tcm.create_model(name, 3, 4, patch_size=5, **options).eval()
+    traced = torch.fx.symbolic_trace(model)
+    calls = [n.target.__name__ for n in traced.graph.nodes if n.op == "call_function"]
+    assert calls.count("mtdm_fields") == 1 and "check_input" in calls
+    clips = torch.randn(2, 4, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(traced(clips), model(clips))
+    with pytest.raises(ValueError, match="multiple of num_segments=4"):
+        traced(torch.randn(2, 3, 3, 64, 64))

@@ -9,6 +9,8 @@ from torch import nn
 
 from tcm.ops import mtdm_fields
 
+torch.fx.wrap("mtdm_fields")  # one call in torch.fx graphs, as the operator is elsewhere
+
 #: The two tempos of the reference, in the order of MTDM's output channels.
 TEMPOS = ("fast", "slow")
 

@@ -42,15 +42,14 @@ class TemporalAttention(nn.Module):
         """The weights of each clip's frames and channels: ``(N*T, C, H, W)`` -> ``(N, T, C)``,
         in ``(0, 1)``."""
         channels = x.shape[1]
-        clips = x.view(-1, self.num_segments, *x.shape[1:])  # (N, T, C, H, W)
+        clips = x.view(-1, self.num_segments, channels, x.shape[2], x.shape[3])  # (N, T, C, H, W)
         pooled = clips.mean(dim=(3, 4)).transpose(1, 2)  # (N, C, T)
         weights = self.conv(pooled.reshape(-1, 1, self.num_segments))  # (N*C, 1, T)
         return weights.sigmoid().view(-1, channels, self.num_segments).transpose(1, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        channels, height, width = x.shape[1:]
-        clips = x.view(-1, self.num_segments, channels, height, width)  # (N, T, C, H, W)
-        return (clips * self.weights(x)[..., None, None]).view(-1, channels, height, width)
+        clips = x.view(-1, self.num_segments, x.shape[1], x.shape[2], x.shape[3])  # (N, T, C, H, W)
+        return (clips * self.weights(x)[..., None, None]).view(x.shape)
 
 
 class TAM(nn.Module):

@@ -11,6 +11,18 @@ from tcm.layers.mtdm import MTDM, TEMPOS
 from tcm.layers.tam import TAM
 
 
+def check_input(x: torch.Tensor, channels: int, num_segments: int) -> None:
+    """Refuse anything but ``(N*T, channels, H, W)`` with ``N*T`` a multiple of ``T``."""
+    if x.dim() != 4 or x.shape[1] != channels or x.shape[0] % num_segments:
+        raise ValueError(
+            f"TCM expects (N*T, {channels}, H, W) with N*T a multiple of "
+            f"num_segments={num_segments}, got {tuple(x.shape)}"
+        )
+
+
+torch.fx.wrap("check_input")  # a call in traced graphs, not control flow on proxies
+
+
 class TCM(nn.Module):
     """Plug-in temporal module for any 2D backbone.
 
@@ -57,9 +69,5 @@ class TCM(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != self.in_channels or x.shape[0] % self.num_segments:
-            raise ValueError(
-                f"TCM expects (N*T, {self.in_channels}, H, W) with N*T a multiple of "
-                f"num_segments={self.num_segments}, got {tuple(x.shape)}"
-            )
+        check_input(x, self.in_channels, self.num_segments)
         return x + self.tam(self.mtdm(x))
