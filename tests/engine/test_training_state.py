@@ -79,6 +79,7 @@ def test_the_checkpoint_keeps_the_keys_on_disk():
         "window",
         "skipped",
         "global_batch",
+        "clips_in_epoch",
     }
     assert checkpoint["state"]["skipped"] == {"count": 2, "paths": ["v/1.mp4", "v/7.mp4"]}
     assert checkpoint["state"]["global_batch"] == 16
