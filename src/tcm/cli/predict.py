@@ -40,7 +40,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT")
-    parser.add_argument("--checkpoint", type=Path, required=True, help="tcm checkpoint")
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        required=True,
+        help="tcm checkpoint, or an exported model.onnx (its .json beside it)",
+    )
+    parser.add_argument(
+        "--runtime",
+        choices=("torch", "onnxruntime", "openvino"),
+        help="what runs the model: torch for a checkpoint (default), onnxruntime (default) or "
+        "openvino for an exported .onnx",
+    )
+    parser.add_argument(
+        "--threads", type=int, help="CPU threads of onnxruntime / openvino (default: all)"
+    )
     parser.add_argument("--topk", type=int, default=5, help="classes shown per input")
     parser.add_argument("--json", action="store_true", help="one JSON object per input")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
@@ -63,7 +77,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--topk must be positive, got {args.topk}")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be positive, got {args.batch_size}")
-    predictor = Predictor(args.checkpoint, device=args.device)
+    predictor = Predictor(
+        args.checkpoint, device=args.device, runtime=args.runtime, threads=args.threads
+    )
     paths = expand_inputs(args.inputs)
     if not paths:
         print("tcm predict: no input found", file=sys.stderr)
@@ -183,7 +199,9 @@ def _run_windows(args: argparse.Namespace) -> int:
         raise ValueError(f"--topk must be positive, got {args.topk}")
     window = Span.parse(args.window or DEFAULT_WINDOW)
     stride = Span.parse(args.stride) if args.stride is not None else None
-    predictor = Predictor(args.checkpoint, device=args.device)
+    predictor = Predictor(
+        args.checkpoint, device=args.device, runtime=args.runtime, threads=args.threads
+    )
     long = LongVideoPredictor(predictor, window, stride, batch_size=args.batch_size)
     failed = sum(not _one_window_input(long, source, args) for source in args.inputs)
     if failed and len(args.inputs) > 1:
