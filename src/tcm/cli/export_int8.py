@@ -21,21 +21,27 @@ def check_int8_arguments(args: argparse.Namespace) -> None:
         raise FileNotFoundError(f"--data-root: {args.data_root} is not a folder")
 
 
-def _speed(path: Path, runtime: str, frames: int, size: int, repeats: int = 5) -> float:
-    """Median milliseconds of one clip."""
+def _speeds(
+    paths: tuple[Path, Path], runtime: str, frames: int, size: int, repeats: int = 7
+) -> tuple[float, float]:
+    """Median milliseconds of one clip through each model, the two alternating (so that load
+    on the machine falls on both alike)."""
     import numpy as np
 
     from tcm.deploy.runtime import ExportedModel
 
-    model = ExportedModel(path, runtime)
+    models = [ExportedModel(path, runtime) for path in paths]
     clip = np.random.default_rng(0).standard_normal((1, frames, 3, size, size), np.float32)
-    model(clip)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+    times: list[list[float]] = [[], []]
+    for model in models:
         model(clip)
-        times.append(time.perf_counter() - start)
-    return 1e3 * sorted(times)[len(times) // 2]
+    for _ in range(repeats):
+        for model, samples in zip(models, times):
+            start = time.perf_counter()
+            model(clip)
+            samples.append(time.perf_counter() - start)
+    slow, fast = (1e3 * sorted(t)[len(t) // 2] for t in times)
+    return slow, fast
 
 
 def quantize_written(args: argparse.Namespace) -> int:
@@ -62,7 +68,6 @@ def quantize_written(args: argparse.Namespace) -> int:
     )
     meta = read_export_metadata(out)
     for runtime in available_runtimes():
-        slow = _speed(fp32, runtime, meta["frames"], meta["input_size"])
-        fast = _speed(out, runtime, meta["frames"], meta["input_size"])
+        slow, fast = _speeds((fp32, out), runtime, meta["frames"], meta["input_size"])
         print(f"{runtime}: one clip {slow:.1f} ms float, {fast:.1f} ms int8 ({slow / fast:.2f}x)")
     return 0

@@ -170,7 +170,7 @@ class ExportedModel:
             self._run = self._onnxruntime(module, threads, meta_path)
         else:
             self._run = self._openvino(module, threads, meta_path)
-        logger.info("%s: running with %s", self.path, runtime)
+        logger.debug("%s: running with %s", self.path, runtime)
 
     def _onnxruntime(self, ort, threads: int | None, meta_path: Path):
         options = ort.SessionOptions()
