@@ -18,7 +18,7 @@ from side_by_side import medians, time_side_by_side
 from tcm.checkpoint import atomic_save
 from tcm.deploy import LongVideoPredictor, Predictor
 from tcm.deploy.export import export_checkpoint
-from tcm.deploy.runtime import available_runtimes
+from tcm.runtime import available_runtimes
 
 CALIBRATION_BATCHES = 4
 

@@ -12,7 +12,7 @@ import pytest
 from tcm.cli.main import main
 from tcm.deploy.export import export_checkpoint
 from tcm.deploy.quantize import FLOAT_SCOPE, load_clips, quantize_export
-from tcm.deploy.runtime import ExportedModel, available_runtimes
+from tcm.runtime import ExportedModel, available_runtimes
 from tiny_set import make_tiny_set
 
 

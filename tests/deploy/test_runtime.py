@@ -1,4 +1,4 @@
-"""Exported models run by ONNX Runtime and OpenVINO (:mod:`tcm.deploy.runtime`): the same
+"""Exported models run by ONNX Runtime and OpenVINO (:mod:`tcm.runtime`): the same
 clips, preprocessing and outputs as the checkpoint, through ``tcm.Predictor`` and every mode
 of ``tcm predict``; and each way of getting it wrong."""
 
@@ -17,7 +17,7 @@ from deploy_media import CLASSES
 from tcm.cli.main import main
 from tcm.deploy import Predictor
 from tcm.deploy.export import export_checkpoint
-from tcm.deploy.runtime import ExportedModel, available_runtimes
+from tcm.runtime import ExportedModel, available_runtimes
 from video_files import write_moving_square
 
 RUNTIMES = [
@@ -158,7 +158,7 @@ def test_bad_exports_and_runtimes_one_line(
 
 def test_runtime_module_loads_without_torch():
     code = (
-        "import sys; import tcm.deploy.runtime; "
+        "import sys; import tcm.runtime; "
         "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if 'torch' in m)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -28,7 +28,7 @@ def _speeds(
     on the machine falls on both alike)."""
     import numpy as np
 
-    from tcm.deploy.runtime import ExportedModel
+    from tcm.runtime import ExportedModel
 
     models = [ExportedModel(path, runtime) for path in paths]
     clip = np.random.default_rng(0).standard_normal((1, frames, 3, size, size), np.float32)
@@ -48,7 +48,7 @@ def quantize_written(args: argparse.Namespace) -> int:
     """Turn the float file just written at ``--out`` into the int8 one; keep the float one as
     ``OUT_fp32.onnx``. Prints top-1 and the speed of both per installed runtime."""
     from tcm.deploy.quantize import quantize_export
-    from tcm.deploy.runtime import available_runtimes, read_export_metadata
+    from tcm.runtime import available_runtimes, read_export_metadata
 
     out = args.out
     fp32 = out.with_name(f"{out.stem}_fp32{out.suffix}")

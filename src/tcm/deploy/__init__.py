@@ -9,8 +9,8 @@
 - :class:`LongVideoPredictor` (:mod:`~tcm.deploy.timeline`): sliding windows over long videos
   and live streams, decoded once in constant memory, merged into segments; drawn as a
   timeline by :func:`write_timeline` (:mod:`~tcm.deploy.timeline_plot`).
-- :class:`ExportedModel` (:mod:`~tcm.deploy.runtime`): an exported ONNX model run by ONNX
-  Runtime or OpenVINO, without PyTorch; :class:`Predictor` takes ``model.onnx`` too.
+- :class:`Predictor` also takes an exported ``model.onnx``, run by ONNX Runtime or OpenVINO
+  through :class:`tcm.runtime.ExportedModel` (which loads without PyTorch).
 
 Example:
     >>> from tcm.deploy import Predictor
@@ -19,38 +19,21 @@ Example:
     ['arm wrestling', 'shaking hands']
 """
 
-import importlib
-
-# Public name -> module that defines it, imported on first use: ``tcm.deploy.runtime`` (ONNX
-# Runtime / OpenVINO, NumPy only) loads without PyTorch.
-_EXPORTS = {
-    "BadStretch": "tcm.deploy.timeline_records",
-    "ClassScore": "tcm.deploy.predictor",
-    "ExportResult": "tcm.deploy.export",
-    "ExportedModel": "tcm.deploy.runtime",
-    "LongVideoPredictor": "tcm.deploy.timeline",
-    "Prediction": "tcm.deploy.predictor",
-    "Predictor": "tcm.deploy.predictor",
-    "Preprocessing": "tcm.data.preprocessing",
-    "Segment": "tcm.deploy.timeline_records",
-    "Span": "tcm.deploy.window_plan",
-    "TCMMaps": "tcm.deploy.tcm_maps",
-    "Timeline": "tcm.deploy.timeline_records",
-    "WindowPrediction": "tcm.deploy.timeline_records",
-    "collect_tcm_maps": "tcm.deploy.tcm_maps",
-    "expand_inputs": "tcm.deploy.inputs",
-    "export_checkpoint": "tcm.deploy.export",
-    "read_clip": "tcm.deploy.inputs",
-    "render_timeline": "tcm.deploy.timeline_plot",
-    "visualize": "tcm.deploy.visualize",
-    "write_timeline": "tcm.deploy.timeline_plot",
-}
+from tcm.data.preprocessing import Preprocessing
+from tcm.deploy.export import ExportResult, export_checkpoint
+from tcm.deploy.inputs import expand_inputs, read_clip
+from tcm.deploy.predictor import ClassScore, Prediction, Predictor
+from tcm.deploy.tcm_maps import TCMMaps, collect_tcm_maps
+from tcm.deploy.timeline import LongVideoPredictor
+from tcm.deploy.timeline_plot import render_timeline, write_timeline
+from tcm.deploy.timeline_records import BadStretch, Segment, Timeline, WindowPrediction
+from tcm.deploy.visualize import visualize
+from tcm.deploy.window_plan import Span
 
 __all__ = [
     "BadStretch",
     "ClassScore",
     "ExportResult",
-    "ExportedModel",
     "LongVideoPredictor",
     "Prediction",
     "Predictor",
@@ -68,13 +51,3 @@ __all__ = [
     "visualize",
     "write_timeline",
 ]
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'tcm.deploy' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)

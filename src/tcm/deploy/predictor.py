@@ -92,7 +92,7 @@ class Predictor:
     Attributes:
         model: the :class:`~tcm.models.VideoRecognizer`, in eval mode (``None`` for an
             exported model).
-        exported: the :class:`~tcm.deploy.runtime.ExportedModel` (``None`` for a checkpoint).
+        exported: the :class:`~tcm.runtime.ExportedModel` (``None`` for a checkpoint).
         classes: class names (from the checkpoint; ``"0"``, ``"1"``, ... when it has none).
         preprocessing: a :class:`~tcm.data.Preprocessing`.
 
@@ -112,7 +112,7 @@ class Predictor:
         runtime: str | None = None,
         threads: int | None = None,
     ):
-        from tcm.deploy.runtime import RUNTIMES, is_exported_model
+        from tcm.runtime import RUNTIMES, is_exported_model
 
         exported = is_exported_model(checkpoint)
         runtime = runtime or ("onnxruntime" if exported else "torch")
@@ -148,8 +148,8 @@ class Predictor:
         self.classes = list(classes) if classes else [str(i) for i in range(num_classes)]
 
     def _load_exported(self, path: str | os.PathLike, runtime: str, threads: int | None) -> None:
-        """An exported model (:class:`~tcm.deploy.runtime.ExportedModel`) and its ``.json``."""
-        from tcm.deploy.runtime import ExportedModel, preprocessing_fields
+        """An exported model (:class:`~tcm.runtime.ExportedModel`) and its ``.json``."""
+        from tcm.runtime import ExportedModel, preprocessing_fields
 
         self.exported = ExportedModel(path, runtime, threads=threads)
         meta = self.exported.meta

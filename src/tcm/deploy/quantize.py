@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tcm.deploy.runtime import ExportedModel, import_runtime, read_export_metadata
+from tcm.runtime import ExportedModel, import_runtime, read_export_metadata
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def load_clips(list_file: str | os.PathLike, root: str | os.PathLike, meta: dict
     from tcm.data.preprocessing import Preprocessing
     from tcm.deploy.inputs import read_clip, to_model_input
     from tcm.deploy.predictor import READ_ERRORS
-    from tcm.deploy.runtime import preprocessing_fields
+    from tcm.runtime import preprocessing_fields
 
     records = read_list(list_file)
     if not records:
