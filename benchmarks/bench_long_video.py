@@ -15,10 +15,20 @@ prepared frames held at once, and the largest probability difference between the
 The full passes run one after the other, so load on the machine can favour either; the model
 alone on one batch of windows is also timed with the engines alternating.
 
+With ``--end-to-end``, the command itself is timed instead, start-up and decoding included:
+``tcm predict VIDEO --window W --stride S`` in a fresh process per runtime, on a checkpoint
+(eager PyTorch) and on its ONNX export (ONNX Runtime; OpenVINO where installed), with a
+random model whose BatchNorm statistics are calibrated on random clips (so that activations
+and logits have realistic scales). Where the time goes is measured apart in this process:
+decoding and preparing the frames alone (no model), and the model alone on batches of
+windows, the runtimes alternating.
+
 Usage:
     python benchmarks/bench_long_video.py [--minutes 10] [--model tcm_tsm_resnet50]
         [--input-size 224] [--size 240] [--fps 25] [--window 2.0] [--stride 0.5]
         [--batch-size 8] [--threads N] [--video PATH] [--json]
+    python benchmarks/bench_long_video.py --end-to-end --model tcm_tsm_mobilenetv2 \
+        --width 640 --size 360 --window 2 --stride 1 --threads 2 [--video PATH]
 """
 
 from __future__ import annotations
@@ -116,7 +126,11 @@ def measure(long: LongVideoPredictor, video: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="length of the video")
-    parser.add_argument("--size", type=int, default=240, help="frame side of the video")
+    parser.add_argument("--size", type=int, default=240, help="frame side (height) of the video")
+    parser.add_argument("--width", type=int, help="frame width of the video (default: --size)")
+    parser.add_argument(
+        "--end-to-end", action="store_true", help="time tcm predict per runtime (see above)"
+    )
     parser.add_argument("--fps", type=int, default=25)
     parser.add_argument("--model", default="tcm_tsm_resnet50")
     parser.add_argument("--frames", type=int, default=8, help="frames per window T")
@@ -150,8 +164,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         video = args.video or Path(folder) / "long.mp4"
         if not video.is_file():
-            generated = write_long_video(video, args.minutes, args.size, args.fps)
+            generated = write_long_video(video, args.minutes, args.size, args.fps, width=args.width)
             print(f"generated {video} ({args.minutes:g} min) in {generated:.0f} s")
+        if args.end_to_end:
+            from long_video_cli import end_to_end
+
+            end_to_end(model, checkpoint, video, Path(folder), args)
+            return
         classify = onnx_classifier(model, args.frames, args.input_size, Path(folder), args.threads)
         engines = {
             "PyTorch eager": LongVideoPredictor(

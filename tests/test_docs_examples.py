@@ -62,6 +62,10 @@ NOT_RUN = {
         "tcm prepare sthv1 --annotations annotations/ --root data/sthv1/frames --out data/sthv1/lists",
     ): "needs the data sets' official files",
     (
+        "docs/own_videos.md",
+        "from tcm.runtime import ExportedModel",
+    ): "needs an exported model.onnx (tests/recipes/test_own_videos.py exports one)",
+    (
         "docs/models.md",
         'model = tcm.create_model("tcm_tsm_resnet50", num_classes=174, num_segments=8,',
     ): "needs an ImageNet weights file",

@@ -2,9 +2,10 @@
 
 From the bottom up::
 
-    errors < checkpoint < utils < ops < layers < models < data < engine < deploy < recipes < cli
+    errors < runtime < checkpoint < utils < ops < layers < models < data < engine < deploy < recipes < cli
 
-``errors`` (the exception types) and ``checkpoint`` (the on-disk checkpoint format, torch alone)
+``runtime`` (exported models on ONNX Runtime / OpenVINO, NumPy only: no PyTorch) sits just
+above ``errors``. ``errors`` (the exception types) and ``checkpoint`` (the on-disk checkpoint format, torch alone)
 sit below ``utils``, which reads checkpoints to refuse overwriting them. A module may import its
 own package and any package below it, never one above. The data pipeline is further kept apart
 from the network: it imports none of ``ops``, ``layers`` and ``models`` (normalisation constants
@@ -24,6 +25,7 @@ import tcm
 
 LAYERS = [
     "errors",
+    "runtime",
     "checkpoint",
     "utils",
     "ops",

@@ -36,6 +36,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="difference to PyTorch accepted: atol + rtol * largest |logit| (exit 1 beyond)",
     )
     parser.add_argument("--rtol", type=float, default=1e-5, help="see --atol")
+    group = parser.add_argument_group("int8 (ONNX)")
+    group.add_argument(
+        "--quantize",
+        choices=("int8",),
+        help="write an int8 model calibrated on --calibration (MTDM stays in float32)",
+    )
+    group.add_argument(
+        "--calibration", type=Path, metavar="LIST", help="labelled clips (path label lines)"
+    )
+    group.add_argument(
+        "--data-root", type=Path, help="folder the --calibration paths are relative to"
+    )
+    group.add_argument(
+        "--force",
+        action="store_true",
+        help="keep an int8 model that loses more than 1 point of top-1 on --calibration",
+    )
     parser.set_defaults(func=run)
 
 
@@ -44,6 +61,10 @@ def run(args: argparse.Namespace) -> int:
 
     from tcm.deploy.export import export_checkpoint
 
+    if args.quantize:
+        from tcm.cli.export_int8 import check_int8_arguments
+
+        check_int8_arguments(args)
     for flag, value in (("--atol", args.atol), ("--rtol", args.rtol)):
         if not (math.isfinite(value) and value >= 0):  # NaN would pass every comparison
             raise ValueError(f"{flag} must be a number of 0 or more, got {value}")
@@ -67,4 +88,8 @@ def run(args: argparse.Namespace) -> int:
     if result.max_abs_diff > tolerance:
         print(f"tcm export: difference above the tolerance {tolerance:.3g} (--atol, --rtol)")
         return 1
+    if args.quantize:
+        from tcm.cli.export_int8 import quantize_written
+
+        return quantize_written(args)
     return 0

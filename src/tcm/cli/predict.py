@@ -42,7 +42,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT")
-    parser.add_argument("--checkpoint", type=Path, required=True, help="tcm checkpoint")
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        required=True,
+        help="tcm checkpoint, or an exported model.onnx (its .json beside it)",
+    )
+    parser.add_argument(
+        "--runtime",
+        choices=("torch", "onnxruntime", "openvino"),
+        help="what runs the model: torch for a checkpoint (default), onnxruntime (default) or "
+        "openvino for an exported .onnx",
+    )
+    parser.add_argument(
+        "--threads", type=int, help="CPU threads of onnxruntime / openvino (default: all)"
+    )
     add_allow_module_argument(parser)
     parser.add_argument("--topk", type=int, default=5, help="classes shown per input")
     parser.add_argument("--json", action="store_true", help="one JSON object per input")
@@ -69,7 +83,13 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--topk must be positive, got {args.topk}")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be positive, got {args.batch_size}")
-    predictor = Predictor(args.checkpoint, device=args.device, allow_modules=args.allow_modules)
+    predictor = Predictor(
+        args.checkpoint,
+        device=args.device,
+        allow_modules=args.allow_modules,
+        runtime=args.runtime,
+        threads=args.threads,
+    )
     predictor = _compiled(predictor, args)
     paths = expand_inputs(args.inputs)
     if not paths:
@@ -101,6 +121,10 @@ def run(args: argparse.Namespace) -> int:
 def _compiled(predictor, args: argparse.Namespace):
     """``predictor``, its model's calls run through ``torch.compile`` with ``--compile``."""
     if args.compile:
+        if predictor.model is None:
+            raise ValueError(
+                "--compile applies to tcm checkpoints run by torch, not exported models"
+            )
         predictor.model.compile(dynamic=False)  # in place: the module, names and hooks stay
     return predictor
 
@@ -197,7 +221,13 @@ def _run_windows(args: argparse.Namespace) -> int:
         raise ValueError(f"--topk must be positive, got {args.topk}")
     window = Span.parse(args.window or DEFAULT_WINDOW)
     stride = Span.parse(args.stride) if args.stride is not None else None
-    predictor = Predictor(args.checkpoint, device=args.device, allow_modules=args.allow_modules)
+    predictor = Predictor(
+        args.checkpoint,
+        device=args.device,
+        allow_modules=args.allow_modules,
+        runtime=args.runtime,
+        threads=args.threads,
+    )
     predictor = _compiled(predictor, args)
     long = LongVideoPredictor(predictor, window, stride, batch_size=args.batch_size)
     failed = sum(not _one_window_input(long, source, args) for source in args.inputs)

@@ -7,6 +7,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from tcm.cli.prepare_folder import add_folder_arguments, annotations_folder, folder_annotations
 from tcm.data.annotations import VideoRecord, write_classes, write_list
 from tcm.data.frame_names import DEFAULT_FRAME_TEMPLATE
 from tcm.data.media_lookup import resolve_media
@@ -32,10 +33,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "that fail are reported and listed in failed_<split>.txt."
         ),
     )
-    parser.add_argument("dataset", choices=sorted(PARSERS), help="dataset of the annotations")
     parser.add_argument(
-        "--annotations", required=True, type=Path, help="folder of the official annotation files"
+        "dataset",
+        choices=[*sorted(PARSERS), "folder"],
+        help="dataset of the annotations, or 'folder': one's own class folders under --root",
     )
+    parser.add_argument("--annotations", type=Path, help="folder of the official annotation files")
     parser.add_argument(
         "--root", required=True, type=Path, help="folder of the videos or frame folders"
     )
@@ -87,6 +90,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="re-encoding: x264 quality, lower is better and larger (default 20)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_folder_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -207,7 +211,10 @@ def run(args: argparse.Namespace) -> int:
 
     _check_arguments(args)
     rewriting = args.extract_frames is not None or args.reencode is not None
-    annotations = parse_annotations(args.dataset, args.annotations, split=args.split)
+    if args.dataset == "folder":
+        annotations = folder_annotations(args)
+    else:
+        annotations = parse_annotations(args.dataset, annotations_folder(args), split=args.split)
     output_dir(args.out, "--out folder")
     write_classes(args.out / "classes.txt", annotations.classes)
     print(f"{args.out / 'classes.txt'}: {len(annotations.classes)} classes")

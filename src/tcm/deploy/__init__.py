@@ -9,6 +9,8 @@
 - :class:`LongVideoPredictor` (:mod:`~tcm.deploy.timeline`): sliding windows over long videos
   and live streams, decoded once in constant memory, merged into segments; drawn as a
   timeline by :func:`write_timeline` (:mod:`~tcm.deploy.timeline_plot`).
+- :class:`Predictor` also takes an exported ``model.onnx``, run by ONNX Runtime or OpenVINO
+  through :class:`tcm.runtime.ExportedModel` (which loads without PyTorch).
 
 Example:
     >>> from tcm.deploy import Predictor

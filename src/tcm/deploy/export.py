@@ -225,8 +225,12 @@ def _require_onnx():
 
 def onnx_session(path: str | os.PathLike, threads: int | None = None):
     """An onnxruntime CPU session for ``path`` (``threads``: intra-op threads, default all)."""
+    from tcm.runtime import ORT_OPTIMIZATION
+
     _, ort = _require_onnx()
     options = ort.SessionOptions()
+    # The level tcm predict runs at (see tcm.runtime), so the check holds for it.
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, ORT_OPTIMIZATION)
     if threads:
         options.intra_op_num_threads = threads
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

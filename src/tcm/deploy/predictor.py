@@ -76,18 +76,25 @@ class Prediction:
 
 
 class Predictor:
-    """A model loaded from a project checkpoint, with the checkpoint's test preprocessing.
+    """A model loaded from a project checkpoint, with the checkpoint's test preprocessing; or
+    an exported ONNX model with the preprocessing of its ``.json``.
 
     Args:
         checkpoint: path of a project checkpoint (``tcm train`` / ``tcm convert`` output) or
-            the loaded dict.
-        device: where the model runs.
+            the loaded dict; or ``model.onnx`` as ``tcm export`` writes it (its ``.json``
+            beside it).
+        device: where a checkpoint's model runs (exported models run on the CPU).
+        runtime: ``"torch"`` (checkpoints), ``"onnxruntime"`` or ``"openvino"`` (exported
+            models); default: ``torch`` for a checkpoint, ``onnxruntime`` for ``.onnx``.
+        threads: CPU threads of ONNX Runtime or OpenVINO (default: theirs).
         allow_modules: modules the checkpoint's backbone may be imported from, for a model
             on a user's own backbone (:mod:`tcm.models.from_checkpoint`); a checkpoint
             never imports code otherwise.
 
     Attributes:
-        model: the :class:`~tcm.models.VideoRecognizer`, in eval mode.
+        model: the :class:`~tcm.models.VideoRecognizer`, in eval mode (``None`` for an
+            exported model).
+        exported: the :class:`~tcm.runtime.ExportedModel` (``None`` for a checkpoint).
         classes: class names (from the checkpoint; ``"0"``, ``"1"``, ... when it has none).
         preprocessing: a :class:`~tcm.data.Preprocessing`.
 
@@ -105,7 +112,31 @@ class Predictor:
         device: str | torch.device = "cpu",
         *,
         allow_modules: Iterable[str] = (),
+        runtime: str | None = None,
+        threads: int | None = None,
     ):
+        from tcm.runtime import RUNTIMES, is_exported_model
+
+        exported = is_exported_model(checkpoint)
+        runtime = runtime or ("onnxruntime" if exported else "torch")
+        if runtime not in (*RUNTIMES, "torch"):
+            raise ValueError(
+                f"unknown runtime {runtime!r}; choose among torch, {', '.join(RUNTIMES)}"
+            )
+        if exported != (runtime != "torch"):
+            raise ValueError(
+                f"{checkpoint}: runtime {runtime} runs "
+                + (
+                    "tcm checkpoints; an exported .onnx runs with onnxruntime or openvino"
+                    if runtime == "torch"
+                    else "exported .onnx files (tcm export --format onnx)"
+                )
+            )
+        self.runtime = runtime
+        self.exported = None
+        if exported:
+            self._load_exported(checkpoint, runtime, threads)
+            return
         from tcm.models import model_from_checkpoint
 
         self.device = pick_device(device, setting="--device")
@@ -116,6 +147,21 @@ class Predictor:
         num_classes = checkpoint["model"]["num_classes"]
         classes = checkpoint.get("classes")
         self.classes = list(classes) if classes else [str(i) for i in range(num_classes)]
+
+    def _load_exported(self, path: str | os.PathLike, runtime: str, threads: int | None) -> None:
+        """An exported model (:class:`~tcm.runtime.ExportedModel`) and its ``.json``."""
+        from tcm.runtime import ExportedModel, preprocessing_fields
+
+        self.exported = ExportedModel(path, runtime, threads=threads)
+        meta = self.exported.meta
+        self.device = torch.device("cpu")
+        self.model = None
+        self.checkpoint = {
+            "model": {"name": meta.get("model", "?"), "num_classes": meta["num_classes"]}
+        }
+        self.preprocessing = Preprocessing.from_dict(preprocessing_fields(meta))
+        classes = meta.get("classes")
+        self.classes = list(classes) if classes else [str(i) for i in range(meta["num_classes"])]
 
     def load(self, path: str | os.PathLike) -> torch.Tensor:
         """Read one input as the model expects it: normalised float32 ``(V*T, 3, S, S)``.
@@ -135,7 +181,10 @@ class Predictor:
         Returns:
             ``(N, K)`` softmax probabilities, on the CPU.
         """
-        logits = self.model(clips.to(self.device))  # (N, K)
+        if self.exported is not None:
+            logits = torch.from_numpy(self.exported(clips.numpy()))  # (N, K)
+        else:
+            logits = self.model(clips.to(self.device))  # (N, K)
         return logits.float().softmax(dim=1).cpu()
 
     def _top(self, probabilities: torch.Tensor, topk: int) -> list[ClassScore]:
@@ -217,7 +266,8 @@ class Predictor:
     def __repr__(self) -> str:
         name = self.checkpoint["model"]["name"]
         return (
-            f"Predictor({name}, {len(self.classes)} classes, device={self.device}, "
+            f"Predictor({name}, {len(self.classes)} classes, runtime={self.runtime}, "
+            f"device={self.device}, "
             f"preprocessing={self.preprocessing})"
         )
 

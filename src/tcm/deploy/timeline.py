@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from tcm.data.transforms import resize
-from tcm.data.video_stream import Gap, VideoStream
+from tcm.data.video_stream import DecodedFrame, Gap, VideoStream
 from tcm.deploy.inputs import to_model_input
 from tcm.deploy.predictor import Predictor
 from tcm.deploy.tcm_maps import tcm_stages
@@ -44,6 +44,7 @@ from tcm.deploy.tempo_probe import TempoProbe
 from tcm.deploy.timeline_records import BadStretch, Timeline, WindowPrediction
 from tcm.deploy.window_plan import Span, WindowPlan, check_spans
 from tcm.deploy.windows import FramePreparer, SkippedWindow, WindowAssembler, WindowClip
+from tcm.utils.prefetch import Prefetcher
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +84,8 @@ class LongVideoPredictor:
             another engine (an ONNX session); default :meth:`Predictor.predict_clips`.
         tempo: record TCM's field magnitudes (needs a TCM model and the default ``classify``).
         thumbnails: thumbnails kept for the timeline picture.
+        overlap: decode and prepare frames in a background thread while the model runs on
+            the windows before (the results are the same; memory stays bounded).
 
     Example:
         >>> long = LongVideoPredictor(predictor, window="2.0", stride="0.5")   # doctest: +SKIP
@@ -102,6 +105,7 @@ class LongVideoPredictor:
         classify: Callable[[torch.Tensor], torch.Tensor] | None = None,
         tempo: bool = True,
         thumbnails: int = 48,
+        overlap: bool = True,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch size must be positive, got {batch_size}")
@@ -115,6 +119,7 @@ class LongVideoPredictor:
         self.classify = classify or predictor.predict_clips
         self.tempo = tempo and classify is None and bool(tcm_stages(predictor.model))
         self.thumbnails = thumbnails
+        self.overlap = overlap
 
     def open(
         self,
@@ -177,6 +182,7 @@ class WindowRun:
         )
         self._assembler = WindowAssembler(self.plan, FramePreparer(prep))
         self._thumbnails = _Thumbnails(owner.thumbnails)
+        self._prefetch: Prefetcher | None = None
         self._probe = TempoProbe(owner.predictor.model, prep.input_size) if owner.tempo else None
         if self._probe is not None:
             self.timeline.tempo_stage = self._probe.stage
@@ -197,7 +203,12 @@ class WindowRun:
         plan, live = self.plan, self.stream.live
         pending: list[WindowClip] = []
         stretch: tuple[BadStretch, int] | None = None  # open stretch, its last grid frame + 1
-        for item in self.stream:
+        decoded = self._decoded()
+        if self.owner.overlap:
+            # Windows of this many items ahead at most: a batch and a window's frames.
+            depth = self.plan.window + self.owner.batch_size * self.plan.stride
+            decoded = self._prefetch = Prefetcher(decoded, depth=depth)
+        for item, completed in decoded:
             last = item.stop - 1 if isinstance(item, Gap) else item.index
             self.position = self.timeline.duration = plan.seconds(last + 1)
             if isinstance(item, Gap):
@@ -215,7 +226,7 @@ class WindowRun:
                         BadStretch(start, end, item.reason, item.stop - item.start),
                         item.stop,
                     )
-            for done in self._assembler.push(item):
+            for done in completed:
                 if isinstance(done, SkippedWindow):
                     if stretch is not None:
                         stretch[0].windows += 1
@@ -239,6 +250,11 @@ class WindowRun:
                 self.timeline.window,
                 self.position,
             )
+
+    def _decoded(self) -> Iterator[tuple[DecodedFrame | Gap, list[WindowClip | SkippedWindow]]]:
+        """Each decoded frame or gap and the windows it completes (frames prepared)."""
+        for item in self.stream:
+            yield item, self._assembler.push(item)
 
     def _close(self, stretch: BadStretch) -> BadStretch:
         logger.debug(
@@ -281,6 +297,8 @@ class WindowRun:
         pending.clear()
 
     def close(self) -> None:
+        if self._prefetch is not None:
+            self._prefetch.close()
         self.stream.close()
 
     def __enter__(self) -> WindowRun:
