@@ -78,7 +78,8 @@ def test_a_sequential_backbone_trains_with_tcm_and_the_shift(tiny_set, tmp_path,
     config = tmp_path / "sequential.yaml"
     config.write_text(cfg.to_yaml())
     assert main(["train", str(config), "--work-dir", str(tmp_path / "run")]) == 0
-    model, _ = tcm.model_from_checkpoint(tmp_path / "run" / "last.pt")
+    last = tmp_path / "run" / "last.pt"
+    model, _ = tcm.model_from_checkpoint(last, allow_modules=["my_backbones"])
     assert shifted_layers(model.backbone) == ["1"] and list(tcm_layers(model.backbone)) == ["0"]
     with torch.no_grad():
         assert model(torch.randn(1, 4, 3, 32, 32)).shape == (1, 3)
