@@ -74,7 +74,6 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from tcm.deploy.inputs import expand_inputs
-    from tcm.deploy.predictor import Predictor
 
     _check_window_arguments(args)
     if _window_mode(args):
@@ -83,14 +82,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--topk must be positive, got {args.topk}")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be positive, got {args.batch_size}")
-    predictor = Predictor(
-        args.checkpoint,
-        device=args.device,
-        allow_modules=args.allow_modules,
-        runtime=args.runtime,
-        threads=args.threads,
-    )
-    predictor = _compiled(predictor, args)
+    predictor = _predictor(args)
     paths = expand_inputs(args.inputs)
     if not paths:
         print("tcm predict: no input found", file=sys.stderr)
@@ -118,8 +110,18 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _compiled(predictor, args: argparse.Namespace):
-    """``predictor``, its model's calls run through ``torch.compile`` with ``--compile``."""
+def _predictor(args: argparse.Namespace):
+    """The ``Predictor`` the arguments ask for: checkpoint or exported model, runtime, threads,
+    allowed modules; its model's calls run through ``torch.compile`` with ``--compile``."""
+    from tcm.deploy.predictor import Predictor
+
+    predictor = Predictor(
+        args.checkpoint,
+        device=args.device,
+        allow_modules=args.allow_modules,
+        runtime=args.runtime,
+        threads=args.threads,
+    )
     if args.compile:
         if predictor.model is None:
             raise ValueError(
@@ -213,7 +215,6 @@ def _check_window_arguments(args: argparse.Namespace) -> None:
 
 def _run_windows(args: argparse.Namespace) -> int:
     """Window mode: a timeline per input; 1 when any input gave no result."""
-    from tcm.deploy.predictor import Predictor
     from tcm.deploy.timeline import LongVideoPredictor
     from tcm.deploy.window_plan import Span
 
@@ -221,14 +222,7 @@ def _run_windows(args: argparse.Namespace) -> int:
         raise ValueError(f"--topk must be positive, got {args.topk}")
     window = Span.parse(args.window or DEFAULT_WINDOW)
     stride = Span.parse(args.stride) if args.stride is not None else None
-    predictor = Predictor(
-        args.checkpoint,
-        device=args.device,
-        allow_modules=args.allow_modules,
-        runtime=args.runtime,
-        threads=args.threads,
-    )
-    predictor = _compiled(predictor, args)
+    predictor = _predictor(args)
     long = LongVideoPredictor(predictor, window, stride, batch_size=args.batch_size)
     failed = sum(not _one_window_input(long, source, args) for source in args.inputs)
     if failed and len(args.inputs) > 1:
