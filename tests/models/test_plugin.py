@@ -10,7 +10,6 @@ from torch import nn
 
 import tcm
 from tcm.layers import temporal_shift
-from tcm.layers.temporal_shift import ShiftedConv2d
 from tcm.models import (
     Bottleneck,
     MobileNetV2,
@@ -19,6 +18,7 @@ from tcm.models import (
     shifted_layers,
     tcm_layers,
 )
+from tcm.models.plugin import ShiftedConv2d
 
 FRAMES = 4
 

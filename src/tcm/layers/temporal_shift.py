@@ -55,31 +55,3 @@ class TemporalShift(nn.Module):
 
     def extra_repr(self) -> str:
         return f"num_segments={self.num_segments}, fold_div={self.fold_div}"
-
-
-class ShiftedConv2d(nn.Conv2d):
-    """A convolution whose input ``(N*T, C, H, W)`` is temporally shifted first.
-
-    Made from an ``nn.Conv2d`` in place by :meth:`shift_input_of` (its parameters and their
-    names stay), so that the shift is part of the module's own forward: ``torch.jit.script``
-    and ``torch.fx`` see it, as they see no hook on a convolution.
-    """
-
-    @classmethod
-    def shift_input_of(
-        cls, conv: nn.Conv2d, num_segments: int, fold_div: int, layer_name: str
-    ) -> ShiftedConv2d:
-        """Make ``conv`` (exactly an ``nn.Conv2d``) shift its input; returns it."""
-        if type(conv) is not nn.Conv2d:
-            raise TypeError(f"{layer_name}: expected an nn.Conv2d, got {type(conv).__name__}")
-        conv.__class__ = cls
-        conv.num_segments, conv.fold_div, conv.layer_name = num_segments, fold_div, layer_name
-        return conv
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_frames(x, self.num_segments, "temporal shift before " + self.layer_name)
-        shifted = temporal_shift(x, self.num_segments, self.fold_div)
-        return self._conv_forward(shifted, self.weight, self.bias)
-
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, num_segments={self.num_segments}, fold_div={self.fold_div}"

@@ -5,7 +5,7 @@ clip contiguous) to feature maps. Neither function changes the backbone's own pa
 
 - :func:`add_temporal_shift` shifts channels between frames at the input of the first
   convolution of every residual branch, where the TSM release puts it (the convolution becomes
-  a :class:`~tcm.layers.temporal_shift.ShiftedConv2d`; a layer of another kind named by the
+  a :class:`ShiftedConv2d`; a layer of another kind named by the
   user gets a forward pre-hook);
 - :func:`add_tcm` adds a :class:`~tcm.layers.TCM` after named layers (a forward hook that
   replaces the layer's output ``x`` with ``x + TAM(MTDM(x))``); the TCM layers live in the
@@ -33,7 +33,7 @@ import torch.fx
 from torch import nn
 
 from tcm.layers import TCM
-from tcm.layers.temporal_shift import ShiftedConv2d, check_frames, temporal_shift
+from tcm.layers.temporal_shift import check_frames, temporal_shift
 from tcm.models.probe import find_layer, probe_outputs, probing
 from tcm.models.residual_blocks import branch_start, conv_holders, residual_blocks, skip_connection
 
@@ -54,10 +54,37 @@ class TCMLayers(nn.ModuleDict):
         return x
 
 
+class ShiftedConv2d(nn.Conv2d):
+    """A convolution whose input ``(N*T, C, H, W)`` is temporally shifted first.
+
+    Made from an ``nn.Conv2d`` in place by :meth:`shift_input_of` (its parameters and their
+    names stay), so that the shift is part of the module's own forward: ``torch.jit.script``
+    and ``torch.fx`` see it, as they see no hook on a convolution.
+    """
+
+    @classmethod
+    def shift_input_of(
+        cls, conv: nn.Conv2d, num_segments: int, fold_div: int, layer_name: str
+    ) -> ShiftedConv2d:
+        """Make ``conv`` (exactly an ``nn.Conv2d``) shift its input; returns it."""
+        if type(conv) is not nn.Conv2d:
+            raise TypeError(f"{layer_name}: expected an nn.Conv2d, got {type(conv).__name__}")
+        conv.__class__ = cls
+        conv.num_segments, conv.fold_div, conv.layer_name = num_segments, fold_div, layer_name
+        return conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_frames(x, self.num_segments, "temporal shift before " + self.layer_name)
+        shifted = temporal_shift(x, self.num_segments, self.fold_div)
+        return self._conv_forward(shifted, self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, num_segments={self.num_segments}, fold_div={self.fold_div}"
+
+
 class ShiftInput:
     """Forward pre-hook: the temporal shift of a layer's input ``(N*T, C, H, W)`` (layers
-    other than an ``nn.Conv2d``, which becomes a :class:`~tcm.layers.temporal_shift.
-    ShiftedConv2d` instead)."""
+    other than an ``nn.Conv2d``, which becomes a :class:`ShiftedConv2d` instead)."""
 
     def __init__(self, layer_name: str, num_segments: int, fold_div: int) -> None:
         self.layer_name = layer_name
@@ -216,7 +243,7 @@ def add_temporal_shift(
     EfficientNet, RegNet, ConvNeXt and GhostNet (torchvision's and timm's) before their
     branch's first convolution (:mod:`tcm.models.residual_blocks` says how blocks are
     recognised). A shifted ``nn.Conv2d`` becomes a
-    :class:`~tcm.layers.temporal_shift.ShiftedConv2d` (scripted and traced by ``torch.jit``
+    :class:`ShiftedConv2d` (scripted and traced by ``torch.jit``
     and ``torch.fx`` with its shift); another layer shifts in a forward pre-hook. Parameter
     names do not change.
 
