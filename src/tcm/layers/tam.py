@@ -43,7 +43,8 @@ class TemporalAttention(nn.Module):
         in ``(0, 1)``."""
         channels = x.shape[1]
         clips = x.view(-1, self.num_segments, channels, x.shape[2], x.shape[3])  # (N, T, C, H, W)
-        pooled = clips.mean(dim=(3, 4)).transpose(1, 2)  # (N, C, T)
+        # A mean over H, W; dividing the sums makes the backward divide (N, C, T), not the map.
+        pooled = (clips.sum(dim=(3, 4)) / (x.shape[2] * x.shape[3])).transpose(1, 2)  # (N, C, T)
         weights = self.conv(pooled.reshape(-1, 1, self.num_segments))  # (N*C, 1, T)
         return weights.sigmoid().view(-1, channels, self.num_segments).transpose(1, 2)
 
