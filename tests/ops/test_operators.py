@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch.fx.experimental.proxy_tensor import make_fx
 
+import tcm
 import tcm.ops as ops
 from tcm.layers import TCM
 from tcm.ops import mtdm_fields
@@ -115,3 +116,19 @@ def test_compile_fullgraph_trains_like_eager():
         results.append([out.detach(), leaf.grad, *(p.grad for p in layer.parameters())])
     for got, want in zip(results[1], results[0], strict=True):
         torch.testing.assert_close(got, want, atol=1e-9, rtol=1e-9)
+
+
+@pytest.mark.parametrize("name", ["tsn_resnet10", "tsm_resnet10", "tcm_tsm_resnet10"])
+@pytest.mark.parametrize("training", [True, False])
+def test_whole_models_compile_as_one_graph(name, training):
+    """torch.compile sees a whole recognizer, hooks and plug-ins included, as one graph with
+    TCM's fields as one operator (what ``train.compile`` and ``--compile`` run)."""
+    torch._dynamo.reset()
+    model = tcm.create_model(name, num_classes=5, num_segments=4, widths=[8, 8, 16, 16])
+    model.train(training)
+    explained = torch._dynamo.explain(model)(torch.randn(2, 4, 3, 32, 32))
+    assert explained.graph_break_count == 0, [b.reason for b in explained.break_reasons]
+    (graph,) = explained.graphs
+    calls = [str(n.target) for n in graph.graph.nodes if n.op == "call_function"]
+    tcm_calls = [target for target in calls if "tcm" in target]
+    assert tcm_calls == (["tcm.mtdm_fields"] if "tcm_" in name else [])

@@ -8,7 +8,6 @@ small zero clip, never from channel counts typed by hand.
 
 from __future__ import annotations
 
-import contextvars
 import difflib
 from collections.abc import Sequence
 
@@ -18,14 +17,14 @@ from torch import nn
 PROBE_SIZE = 64
 """Side of the zero frames a probe runs (large enough for a backbone of stride 32)."""
 
-_probing = contextvars.ContextVar("tcm_shape_probe", default=False)
+_probing = False  # a plain global: torch.compile traces it (a ContextVar breaks the graph)
 
 
 def probing() -> bool:
     """Whether a probe is running: plug-ins that keep their input's shape (the temporal
     shift, TCM) then pass it through, so a probe costs no correlation and runs on any device,
     ``meta`` included."""
-    return _probing.get()
+    return _probing
 
 
 def find_layer(backbone: nn.Module, name: str) -> nn.Module:
@@ -85,12 +84,13 @@ def probe_outputs(
     handles = [layer.register_forward_hook(recorder(name)) for name, layer in layers.items()]
     modes = {module: module.training for module in backbone.modules()}
     device, dtype = _device_and_dtype(backbone)
-    token = _probing.set(True)
+    global _probing
+    was_probing, _probing = _probing, True
     try:
         backbone.eval()
         backbone(torch.zeros(num_segments, 3, size, size, device=device, dtype=dtype))
     finally:
-        _probing.reset(token)
+        _probing = was_probing
         for handle in handles:
             handle.remove()
         for module, training in modes.items():
