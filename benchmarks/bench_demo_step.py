@@ -29,7 +29,7 @@ import torch.nn.functional as F  # noqa: E402
 import tcm  # noqa: E402
 import tcm.layers.mtdm  # noqa: E402
 from side_by_side import medians, paired_ratios, quartiles, time_side_by_side  # noqa: E402
-from tcm.models import tcm_layers  # noqa: E402
+from tcm.models import compile_model, tcm_layers  # noqa: E402
 from tcm.ops import mtdm_fields  # noqa: E402
 
 MODELS = {"TSM": "tsm_resnet10", "TSM + TCM": "tcm_tsm_resnet10"}
@@ -41,7 +41,7 @@ def make_step(name: str, clips: torch.Tensor, labels: torch.Tensor, compiled: bo
     torch.manual_seed(0)
     model = tcm.create_model(name, num_classes=CLASSES, num_segments=FRAMES, **DEMO).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    forward = torch.compile(model, dynamic=False) if compiled else model
+    forward = compile_model(model) if compiled else model
 
     def step() -> None:
         F.cross_entropy(forward(clips), labels).backward()

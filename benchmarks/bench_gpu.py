@@ -247,6 +247,7 @@ def measure_compile(settings: Settings) -> dict[str, Any]:
     for name in settings.models:
         workload = Workload(name, settings)
         try:
+            torch._dynamo.config.skip_nnmodule_hook_guards = False  # as compile_model does
             compiled = torch.compile(workload.model, backend=settings.compile_backend)
             result: dict[str, Any] = {"compiles": True}
             for mode in ("inference", "train_step"):

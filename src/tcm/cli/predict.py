@@ -114,6 +114,7 @@ def _predictor(args: argparse.Namespace):
     """The ``Predictor`` the arguments ask for: checkpoint or exported model, runtime, threads,
     allowed modules; its model's calls run through ``torch.compile`` with ``--compile``."""
     from tcm.deploy.predictor import Predictor
+    from tcm.models.compiled import compile_model
 
     predictor = Predictor(
         args.checkpoint,
@@ -127,7 +128,7 @@ def _predictor(args: argparse.Namespace):
             raise ValueError(
                 "--compile applies to tcm checkpoints run by torch, not exported models"
             )
-        predictor.model.compile(dynamic=False)  # in place: the module, names and hooks stay
+        compile_model(predictor.model, in_place=True)  # the module, names and hooks stay
     return predictor
 
 

@@ -64,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     from tcm.engine.config_checks import check_config
     from tcm.engine.config_files import load_config
     from tcm.engine.shared_memory import check_shared_memory
+    from tcm.models.compiled import compile_model
 
     overrides = list(args.overrides)
     if args.list_file:
@@ -78,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     clips, crops = cfg.eval.num_clips, cfg.eval.num_crops
     model, checkpoint = _load_model(args.checkpoint, classes, _allowed_modules(cfg, args))
     if args.compile:
-        model.compile(dynamic=False)  # its calls run through torch.compile, per batch shape
+        compile_model(model, in_place=True)  # its calls run through torch.compile, per batch shape
     out = args.out or args.checkpoint.parent / f"test_{args.checkpoint.stem}_{clips}x{crops}"
     result = _evaluate(cfg, model, classes or checkpoint.get("classes"), (clips, crops), out, args)
     if int(os.environ.get("RANK", "0")) > 0:

@@ -58,6 +58,7 @@ from tcm.engine.training_log import (
 )
 from tcm.engine.training_state import RunRecord, TrainingState
 from tcm.errors import ConfigError
+from tcm.models.compiled import compile_model
 
 logger = logging.getLogger(__name__)
 
@@ -160,7 +161,7 @@ class Trainer(EpochLoop):
         # What the training step calls: the same parameters, compiled on request.
         self.train_model = self.ddp or model
         if cfg.train.compile:
-            self.train_model = torch.compile(self.train_model, dynamic=False)
+            self.train_model = compile_model(self.train_model)
 
     def _build_data(self) -> None:
         from tcm.data import build_dataset, collate_clips

@@ -7,6 +7,7 @@ Importing this package registers every model (see :func:`list_models`).
 from __future__ import annotations
 
 from tcm.models import zoo  # noqa: F401  (registers the models)
+from tcm.models.compiled import compile_model
 from tcm.models.convert import check_state_dict, convert_official_checkpoint
 from tcm.models.from_checkpoint import model_from_checkpoint
 from tcm.models.mobilenetv2 import InvertedResidual, MobileNetV2
@@ -28,6 +29,7 @@ __all__ = [
     "add_tcm",
     "add_temporal_shift",
     "check_state_dict",
+    "compile_model",
     "convert_official_checkpoint",
     "create_model",
     "list_models",
