@@ -112,3 +112,22 @@ def test_a_checkpoint_of_a_newer_version_is_refused(tmp_path):
     path = atomic_save({**checkpoint(), "version": FORMAT_VERSION + 1}, tmp_path / "new.pt")
     with pytest.raises(ValueError, match="newer than this tcm"):
         load_checkpoint(path)
+
+
+def test_load_refuses_a_file_that_inflates_far_beyond_its_size(tmp_path):
+    """A zip whose entries inflate to many times the file (a zip bomb, or weights recompressed
+    by a zip tool) is refused before torch.load reads it into memory."""
+    import zipfile
+
+    stored = tmp_path / "stored.pt"
+    weights = make_checkpoint(
+        {"w": torch.zeros(10_000_000)}, model_name="tsn_resnet50", num_classes=3, num_segments=8
+    )
+    atomic_save(weights, stored)
+    packed = tmp_path / "packed.pt"
+    with zipfile.ZipFile(stored) as source, zipfile.ZipFile(packed, "w") as target:
+        for entry in source.infolist():
+            target.writestr(entry, source.read(entry), compress_type=zipfile.ZIP_DEFLATED)
+    with pytest.raises(ValueError, match=r"packed.pt: not a checkpoint \(its entries inflate"):
+        load_checkpoint(packed)
+    assert load_checkpoint(stored)["model"]["name"] == "tsn_resnet50"

@@ -140,12 +140,37 @@ def not_saved_by_torch(path: Path) -> str:
     if not head:
         return "an empty file"
     if head.startswith(_TORCH_SAVE_MAGIC):
-        return _torchscript_reason(path)
+        return _torchscript_reason(path) or _inflation_problem(path)
     try:
         head.decode("utf-8")
     except UnicodeDecodeError:
         return f"not a file torch.save writes: it begins with {head[:8]!r}"
     return "a text file, not one torch.save writes"
+
+
+MAX_INFLATION = 20
+"""How many times its size a file's entries may hold once inflated: ``torch.save`` stores them
+uncompressed (about 1), a zip tool's recompression of weights gives little more; a file that
+inflates further is refused before it is read into memory."""
+
+
+def _inflation_problem(path: Path) -> str:
+    """Why the zip archive ``path`` is refused before loading (``""`` when it is not)."""
+    if not zipfile.is_zipfile(path):
+        return ""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            unpacked = sum(entry.file_size for entry in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return ""  # torch.load says what is wrong with it
+    size = path.stat().st_size
+    if unpacked <= MAX_INFLATION * size + (1 << 20):
+        return ""
+    return (
+        f"its entries inflate to {unpacked / 1e6:.0f} MB from {size / 1e3:.0f} KB, more than "
+        f"{MAX_INFLATION} times the file (torch.save stores them uncompressed); refused before "
+        "loading"
+    )
 
 
 def _torchscript_reason(path: Path) -> str:

@@ -57,13 +57,17 @@ def test_a_model_that_loses_too_much_is_refused(float_export, calibration, tmp_p
     assert not list(tmp_path.iterdir())
 
 
-def test_cli_int8_and_unreadable_calibration_clips(checkpoint_path, calibration, tmp_path, capsys):
+def test_cli_int8_held_out_evaluation_and_unreadable_clips(
+    checkpoint_path, calibration, tmp_path, capsys
+):
     out = tmp_path / "model.onnx"
     argv = ["export", "--checkpoint", checkpoint_path, "--format", "onnx", "--out", out]
     argv += ["--quantize", "int8", "--data-root", calibration.root, "--force"]
-    assert main([str(a) for a in [*argv, "--calibration", calibration.val_list]]) == 0
+    held_out = ["--calibration", calibration.train_list, "--evaluation", calibration.val_list]
+    assert main([str(a) for a in [*argv, *held_out]]) == 0
     printed = capsys.readouterr().out
-    assert "top-1 on" in printed and (tmp_path / "model_fp32.onnx").is_file()
+    assert f"top-1 on {calibration.val_list} (6 clips)" in printed, printed
+    assert (tmp_path / "model_fp32.onnx").is_file()
     assert "quantization" in json.loads((tmp_path / "model.onnx.json").read_text())
     bad = tmp_path / "bad.txt"
     (calibration.root / "broken.mp4").write_bytes(b"not a video")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import zipfile
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -50,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dst.exists() and args.dst.samefile(args.src):
         raise OutputError(f"{args.dst}: is the checkpoint being converted; choose another file")
     classes = _load_labels(args.labels) if args.labels else None  # checked before the work
-    not_saved = not_saved_by_torch(args.src) or _inflation_problem(args.src)
+    not_saved = not_saved_by_torch(args.src)
     if not_saved:
         raise ValueError(f"{args.src}: not a readable checkpoint ({not_saved})")
     try:
@@ -84,31 +83,6 @@ def run(args: argparse.Namespace) -> int:
     atomic_save(checkpoint, args.dst)
     print(f"wrote {args.dst}: {args.model}, {num_classes} classes, {args.num_segments} segments")
     return 0
-
-
-MAX_INFLATION = 20
-"""How many times its size a file's entries may hold once inflated: ``torch.save`` stores them
-uncompressed (about 1), a zip tool's recompression of weights gives little more; a file that
-inflates further is refused before it is read into memory."""
-
-
-def _inflation_problem(path: Path) -> str:
-    """Why the zip archive ``path`` is refused before loading (``""`` when it is not)."""
-    if not zipfile.is_zipfile(path):
-        return ""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            unpacked = sum(entry.file_size for entry in archive.infolist())
-    except (zipfile.BadZipFile, OSError, ValueError):
-        return ""  # torch.load says what is wrong with it
-    size = path.stat().st_size
-    if unpacked <= MAX_INFLATION * size + (1 << 20):
-        return ""
-    return (
-        f"its entries inflate to {unpacked / 1e6:.0f} MB from {size / 1e3:.0f} KB, more than "
-        f"{MAX_INFLATION} times the file (torch.save stores them uncompressed); refused before "
-        "loading"
-    )
 
 
 def _check_shift_placement(raw, in_model: list[str], told: str, model: str) -> None:

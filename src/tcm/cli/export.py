@@ -46,12 +46,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--calibration", type=Path, metavar="LIST", help="labelled clips (path label lines)"
     )
     group.add_argument(
-        "--data-root", type=Path, help="folder the --calibration paths are relative to"
+        "--evaluation",
+        type=Path,
+        metavar="LIST",
+        help="labelled clips top-1 is compared on (default: the --calibration clips)",
+    )
+    group.add_argument(
+        "--data-root", type=Path, help="folder the --calibration and --evaluation paths are in"
     )
     group.add_argument(
         "--force",
         action="store_true",
-        help="keep an int8 model that loses more than 1 point of top-1 on --calibration",
+        help="keep an int8 model that loses more than 1 point of top-1 (see --evaluation)",
     )
     parser.set_defaults(func=run)
 

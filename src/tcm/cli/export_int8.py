@@ -15,8 +15,9 @@ def check_int8_arguments(args: argparse.Namespace) -> None:
         raise ValueError("--quantize int8 needs --format onnx")
     if args.calibration is None or args.data_root is None:
         raise ValueError("--quantize int8 needs --calibration LIST and --data-root DIR")
-    if not args.calibration.is_file():
-        raise FileNotFoundError(f"--calibration: {args.calibration} is not a file")
+    for option, path in (("--calibration", args.calibration), ("--evaluation", args.evaluation)):
+        if path is not None and not path.is_file():
+            raise FileNotFoundError(f"{option}: {path} is not a file")
     if not args.data_root.is_dir():
         raise FileNotFoundError(f"--data-root: {args.data_root} is not a folder")
 
@@ -57,13 +58,16 @@ def quantize_written(args: argparse.Namespace) -> int:
         (out.with_name(out.name + ".json"), fp32.with_name(fp32.name + ".json")),
     ):
         os.replace(path, target)
-    report = quantize_export(fp32, out, args.calibration, args.data_root, force=args.force)
+    report = quantize_export(
+        fp32, out, args.calibration, args.data_root, force=args.force, evaluation=args.evaluation
+    )
     print(
         f"wrote {out} (int8; MTDM in float32, {report.float_nodes} nodes) and kept the float "
         f"model as {fp32}"
     )
     print(
-        f"top-1 on {args.calibration} ({report.clips} clips): float {report.top1_float:.1f} %, "
+        f"top-1 on {args.evaluation or args.calibration} ({report.clips} clips): "
+        f"float {report.top1_float:.1f} %, "
         f"int8 {report.top1_int8:.1f} %"
     )
     meta = read_export_metadata(out)

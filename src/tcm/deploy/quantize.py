@@ -4,8 +4,8 @@ it stays as accurate as the float model.
 :func:`quantize_export` calibrates the activations of a float ONNX export on clips of a list
 file (read with the export's own preprocessing), writes a QDQ model (int8 weights per output
 channel and int8 activations around every convolution and matrix product; ONNX Runtime's
-static quantisation), and compares top-1 of the float and the int8 model on the list's
-labels. MTDM (the correlation, its soft-argmax and its channel reduction) stays in float32:
+static quantisation), and compares top-1 of the float and the int8 model on the labels of
+an evaluation list (held-out clips; by default the calibration list). MTDM (the correlation, its soft-argmax and its channel reduction) stays in float32:
 its nodes are those whose name holds :data:`FLOAT_SCOPE`. A QDQ file runs in both runtimes;
 OpenVINO turns it into int8 kernels, ONNX Runtime into its own QLinear operators.
 
@@ -40,7 +40,7 @@ MAX_TOP1_DROP = 1.0
 @dataclass
 class QuantizeReport:
     """What :func:`quantize_export` measured: top-1 (%) of the float and the int8 model on
-    ``clips`` labelled clips, and the nodes left in float."""
+    ``clips`` labelled clips of the evaluation list, and the nodes left in float."""
 
     clips: int
     top1_float: float
@@ -67,7 +67,8 @@ class QuantizeReport:
 
 def load_clips(list_file: str | os.PathLike, root: str | os.PathLike, meta: dict):
     """The clips of a list file, prepared as the export's ``.json`` says: normalised float32
-    ``(N, T, 3, S, S)`` and labels ``(N,)``.
+    ``(N, T, 3, S, S)`` and labels ``(N,)``, all in memory (a few hundred 224-px clips take
+    about 1 GB).
 
     Raises:
         ValueError: a clip cannot be read (named, with the count of unreadable ones), or the
@@ -93,7 +94,7 @@ def load_clips(list_file: str | os.PathLike, root: str | os.PathLike, meta: dict
         clips.append(to_model_input(clip, prep).numpy())
         labels.append(record.label)
     if bad:
-        raise ValueError(f"{len(bad)} of {len(records)} calibration clips are unreadable: {bad[0]}")
+        raise ValueError(f"{len(bad)} of {len(records)} clips are unreadable: {bad[0]}")
     return np.stack(clips), np.array(labels)
 
 
@@ -114,6 +115,7 @@ def quantize_export(
     force: bool = False,
     max_drop: float = MAX_TOP1_DROP,
     threads: int | None = None,
+    evaluation: str | os.PathLike | None = None,
 ) -> QuantizeReport:
     """Quantise the float export ``source`` (with its ``.json``) to ``out`` (and its ``.json``).
 
@@ -121,9 +123,12 @@ def quantize_export(
         source: a float ``model.onnx`` from :func:`~tcm.deploy.export.export_checkpoint`.
         out: the int8 model to write; its ``.json`` is the source's plus ``"quantization"``.
         calibration: a list file of labelled clips (``path label`` lines) under ``root``:
-            the activations' ranges are calibrated on them, and top-1 compared on them.
+            the activations' ranges are calibrated on them.
+        root: the folder the list files' paths are relative to.
         force: keep an int8 model that loses more than ``max_drop`` points of top-1.
         threads: CPU threads of the runtime.
+        evaluation: a list file of labelled clips under ``root`` that top-1 is compared on;
+            ``None``: the calibration clips.
 
     Raises:
         ValueError: an unreadable calibration clip; an int8 model that loses more than
@@ -142,6 +147,11 @@ def quantize_export(
     source, out = Path(source), Path(out)
     meta = read_export_metadata(source)
     clips, labels = load_clips(calibration, root, meta)
+    evaluation = evaluation or calibration
+    if Path(evaluation) != Path(calibration):
+        clips_eval, labels_eval = load_clips(evaluation, root, meta)
+    else:
+        clips_eval, labels_eval = clips, labels
     graph = onnx.load(str(source)).graph
     excluded = [node.name for node in graph.node if FLOAT_SCOPE in node.name]
     quantized = sum(
@@ -179,13 +189,13 @@ def quantize_export(
     staged_meta = staged.with_name(staged.name + ".json")
     shutil.copyfile(source.with_name(source.name + ".json"), staged_meta)
     try:
-        top1_float = _top1(ExportedModel(source, "onnxruntime", threads), clips, labels)
-        top1_int8 = _top1(ExportedModel(staged, "onnxruntime", threads), clips, labels)
-        report = QuantizeReport(len(clips), top1_float, top1_int8, len(excluded), quantized)
+        models = (ExportedModel(path, "onnxruntime", threads) for path in (source, staged))
+        top1_float, top1_int8 = (_top1(m, clips_eval, labels_eval) for m in models)
+        report = QuantizeReport(len(clips_eval), top1_float, top1_int8, len(excluded), quantized)
         if report.drop > max_drop and not force:
             raise ValueError(
-                f"the int8 model loses {report.drop:.1f} points of top-1 on {calibration} "
-                f"({top1_float:.1f} -> {top1_int8:.1f} %, {len(clips)} clips), more than "
+                f"the int8 model loses {report.drop:.1f} points of top-1 on {evaluation} "
+                f"({top1_float:.1f} -> {top1_int8:.1f} %, {report.clips} clips), more than "
                 f"{max_drop:g}: not written (--force keeps it)"
             )
         import json

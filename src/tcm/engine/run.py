@@ -144,7 +144,7 @@ def _train(
         checkpoint = None
         if resume_path is not None:
             checkpoint = ckpt.load_training_checkpoint(resume_path)
-            trainer.check_resumable(checkpoint, resume_path)
+            ckpt.check_same_model(checkpoint, resume_path, config.model.name, trainer.num_classes)
         if config.train.deterministic:
             torch.use_deterministic_algorithms(True)
         with _tqdm_logging(progress and ctx.is_main):

@@ -246,22 +246,12 @@ class Trainer(EpochLoop):
         if self.ctx.is_main:
             ckpt.save(self._checkpoint(full=False, metrics=row), self.work_dir / ckpt.BEST)
 
-    def check_resumable(self, checkpoint: dict[str, Any], path: Path) -> None:
-        """A ``ValueError`` when ``checkpoint`` holds another model than the config's."""
-        saved = checkpoint["model"]
-        if (saved["name"], saved["num_classes"]) != (self.cfg.model.name, self.num_classes):
-            raise ValueError(
-                f"{path} holds a {saved['name']} with {saved['num_classes']} classes; the config "
-                f"builds a {self.cfg.model.name} with {self.num_classes} classes: resume with "
-                "the model and classes of the run, or start a new run"
-            )
-
     def resume(self, checkpoint: dict[str, Any], path: Path) -> None:
         """Take the model, optimizer, schedule, position and random states of ``checkpoint``
         (read from ``path``); nothing is written."""
         from tcm.models import check_state_dict
 
-        self.check_resumable(checkpoint, path)
+        ckpt.check_same_model(checkpoint, path, self.cfg.model.name, self.num_classes)
         try:
             check_state_dict(checkpoint["state_dict"], self.model.state_dict())
         except ValueError as error:
@@ -278,13 +268,7 @@ class Trainer(EpochLoop):
                 ", ".join(changes),
             )
         self._place_in_epoch(checkpoint)
-        rng = checkpoint["rng"]
-        if checkpoint.get("world_size", 1) == self.ctx.world_size:
-            try:
-                ckpt.restore_rng(ckpt.rank_rng(rng, self.ctx.rank))
-            except (ValueError, KeyError, TypeError) as error:
-                raise ValueError(f"{path}: unusable random states ({error})") from None
-        else:
+        if not ckpt.restore_process_rng(checkpoint, path, self.ctx.rank, self.ctx.world_size):
             logger.warning(
                 "the checkpoint was written by %d processes, this run has %d: random states "
                 "are re-seeded, so the run will not repeat the original exactly",

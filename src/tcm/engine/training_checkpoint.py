@@ -116,6 +116,35 @@ def restore_rng(state: dict[str, torch.Tensor]) -> None:
     random.setstate((values[0], tuple(values[1:]), None if gauss != gauss else gauss))
 
 
+def check_same_model(checkpoint: dict[str, Any], path: str | Path, name: str, classes: int) -> None:
+    """A ``ValueError`` naming ``path`` unless its model is ``name`` with ``classes`` classes."""
+    saved = checkpoint["model"]
+    if (saved["name"], saved["num_classes"]) != (name, classes):
+        raise ValueError(
+            f"{path} holds a {saved['name']} with {saved['num_classes']} classes; the config "
+            f"builds a {name} with {classes} classes: resume with the model and classes of "
+            "the run, or start a new run"
+        )
+
+
+def restore_process_rng(
+    checkpoint: dict[str, Any], path: str | Path, rank: int, world: int
+) -> bool:
+    """Restore process ``rank``'s random states from a training checkpoint read from ``path``;
+    ``False`` (nothing restored) when it was written by another number of processes.
+
+    Raises:
+        ValueError: naming ``path``, when its random states cannot be used.
+    """
+    if checkpoint.get("world_size", 1) != world:
+        return False
+    try:
+        restore_rng(rank_rng(checkpoint["rng"], rank))
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{path}: unusable random states ({error})") from None
+    return True
+
+
 def cpu_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The model's weights on the CPU (``module.`` wrappers of DDP removed)."""
     model = getattr(model, "module", model)
