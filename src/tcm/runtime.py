@@ -212,15 +212,7 @@ class ExportedModel:
         def run(clips: np.ndarray) -> np.ndarray:
             return np.array(request.infer({0: clips})[output], copy=True)
 
-        if "quantization" not in self.meta:
-            return run
-
-        def one_by_one(clips: np.ndarray) -> np.ndarray:
-            # OpenVINO (2026.4) returns zeros for every clip but the first of a batch through
-            # an int8 (QDQ) export of this model; one clip at a time is right and as fast.
-            return np.concatenate([run(clips[i : i + 1]) for i in range(len(clips))])
-
-        return one_by_one
+        return run
 
     def __call__(self, clips: np.ndarray) -> np.ndarray:
         """Logits of normalised clips: float32 ``(N, T, 3, S, S)`` -> ``(N, K)``."""
