@@ -28,7 +28,11 @@ Usage:
         [--input-size 224] [--size 240] [--fps 25] [--window 2.0] [--stride 0.5]
         [--batch-size 8] [--threads N] [--video PATH] [--json]
     python benchmarks/bench_long_video.py --end-to-end --model tcm_tsm_mobilenetv2 \
-        --width 640 --size 360 --window 2 --stride 1 --threads 2 [--video PATH]
+        --width 640 --size 360 --window 2 --stride 1 --threads 2 [--video PATH] [--int8]
+
+With ``--int8`` the end-to-end runs also take the export's int8 version (``tcm export
+--quantize int8``, calibrated on 33 clips of ``tcm synth`` at 256 px; the model's weights are
+random, so its top-1 means nothing and ``--force`` keeps it).
 """
 
 from __future__ import annotations
@@ -141,6 +145,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--video", type=Path, help="reuse (or write) the generated video here")
     parser.add_argument("--json", action="store_true", help="also print one JSON line")
+    parser.add_argument(
+        "--int8",
+        action="store_true",
+        help="with --end-to-end, also the int8 export (calibrated on generated clips) per runtime",
+    )
     args = parser.parse_args()
 
     torch.manual_seed(0)

@@ -37,6 +37,22 @@ def calibrate_batch_norm(model: torch.nn.Module, frames: int, size: int) -> None
     model.eval()
 
 
+def int8_export(onnx_path: Path, folder: Path) -> Path:
+    """The int8 version of ``onnx_path`` (``tcm export --quantize int8``), calibrated on clips
+    of ``tcm synth`` at 256 px (kept even though a random model's top-1 drops: ``force``)."""
+    from tcm.deploy.quantize import quantize_export
+
+    clips = folder / "calibration"
+    synth = [str(Path(sys.executable).with_name("tcm")), "synth", "--out", str(clips)]
+    synth += ["--clips-per-class", "3", "--size", "256", "--frames", "16", "--fps", "8"]
+    synth += ["--val-fraction", "0", "--test-fraction", "0", "--no-progress"]
+    subprocess.run(synth, check=True, stdout=subprocess.DEVNULL)
+    out = folder / "model_int8.onnx"
+    report = quantize_export(onnx_path, out, clips / "train.txt", clips, force=True)
+    print(f"int8 export: {report.quantized_nodes} nodes quantised, {report.float_nodes} in float")
+    return out
+
+
 def run_command(argv: list[str], out: Path) -> float:
     """Seconds of wall time of ``argv`` (its stdout to ``out``); raises when it fails."""
     start = time.perf_counter()
@@ -63,6 +79,10 @@ def end_to_end(model, checkpoint: dict, video: Path, folder: Path, args) -> None
     runtimes = {"PyTorch eager": (checkpoint_path, "torch")}
     for runtime in available_runtimes():
         runtimes[runtime] = (onnx_path, runtime)
+    if args.int8:
+        int8_path = int8_export(onnx_path, folder)
+        for runtime in available_runtimes():
+            runtimes[f"{runtime} int8"] = (int8_path, runtime)
     tcm = str(Path(sys.executable).with_name("tcm"))
     common = ["--window", args.window, "--stride", args.stride, "--batch-size"]
     common += [str(args.batch_size), "--json", "--no-progress"]
@@ -99,8 +119,11 @@ def end_to_end(model, checkpoint: dict, video: Path, folder: Path, args) -> None
     windows = len(nothing.run(video).windows)
     decode_seconds = time.perf_counter() - start
     engines = {"PyTorch eager": predictor.predict_clips}
-    for runtime in available_runtimes():
-        engines[runtime] = Predictor(onnx_path, runtime=runtime, threads=args.threads).predict_clips
+    for name, (model_file, runtime) in runtimes.items():
+        if runtime != "torch":
+            engines[name] = Predictor(
+                model_file, runtime=runtime, threads=args.threads
+            ).predict_clips
     clips = torch.randn(args.batch_size, args.frames, 3, args.input_size, args.input_size)
     model_only = medians(
         time_side_by_side({n: lambda f=f: f(clips) for n, f in engines.items()}, repeats=3)

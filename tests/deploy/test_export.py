@@ -28,6 +28,32 @@ def test_mtdm_traced_on_one_batch_runs_any_batch(checkpoint):
     assert "tcm::mtdm_fields(" in str(traced.inlined_graph)
 
 
+@pytest.mark.parametrize("opset", [11, 13, 17])
+def test_mtdm_fields_in_onnx_at_every_opset(opset, tmp_path):
+    """MTDM's fields through ONNX Runtime equal PyTorch's from opset 11 on (where a Softmax
+    over any axis but the last would take the trailing axes with it)."""
+    import onnxruntime as ort
+
+    torch.manual_seed(0)
+    layer = tcm.layers.MTDM(16, num_segments=4, reduced_channels=8, patch_size=7).eval()
+    x = torch.randn(8, 16, 12, 12)
+    path = tmp_path / "mtdm.onnx"
+    torch.onnx.export(
+        layer,
+        (x,),
+        path,
+        opset_version=opset,
+        dynamo=False,
+        input_names=["x"],
+        dynamic_axes={"x": {0: "frames"}},
+    )
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        want = layer(x).numpy()
+    (got,) = session.run(None, {"x": x.numpy()})
+    assert abs(got - want).max() < 1e-5
+
+
 def _standard_onnx_ops(path) -> set[str]:
     """The ONNX file's operator types, after checking they are all of the standard domain."""
     import onnx
