@@ -23,7 +23,7 @@ _registered: set[int] = set()
 
 
 def _const(g, values, dtype=torch.int64):
-    return g.op("Constant", value_t=torch.tensor(values, dtype=dtype))
+    return g.op("Constant", value_t=torch.as_tensor(values, dtype=dtype))
 
 
 def _sizes(g, a):
