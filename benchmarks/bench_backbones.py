@@ -3,7 +3,9 @@
 (a) Inference per clip (1 x 8 frames x 224x224, batch 1) of TSN, TSM and TSM + TCM on
     MobileNetV2 and on ResNet-50: the six models run in turn, round after round; printed are
     the median seconds and, per backbone, TCM/TSM as the ratio of medians and per round (the
-    two runs adjacent in time) with its quartiles.
+    two runs adjacent in time) with its quartiles. With ``--control``, a seventh and eighth
+    contender per round: the TSM + TCM models with their TCM layer skipped (the identity),
+    whose ratio to TSM shows how far two runs of the same work differ on the machine.
 (b) Where TCM's time goes on each backbone: the TCM layer alone on its input inside the model,
     and its parts: MTDM (of which its 1x1 channel reduction; the rest is the correlation and
     the soft-argmax) and TAM, each timed alone on its own input.
@@ -14,7 +16,7 @@
     time.
 
 Usage: ``python benchmarks/bench_backbones.py [--repeats 10] [--threads N] [--video-minutes 10]
-[--train]`` (``--train`` also times one training step per TSM/TCM model, as a ratio).
+[--train] [--control]`` (``--train`` also times one training step per TSM/TCM model, as a ratio).
 """
 
 from __future__ import annotations
@@ -59,10 +61,20 @@ def build(name: str) -> torch.nn.Module:
     return model.eval()
 
 
-def inference_figures(repeats: int) -> None:
+def without_tcm(name: str) -> torch.nn.Module:
+    """The model ``name`` with its TCM layer skipped: the same work as TSM, for a control."""
+    model = build(name)
+    for layer in tcm_layers(model.backbone).values():
+        layer.forward = lambda x: x
+    return model
+
+
+def inference_figures(repeats: int, control: bool) -> None:
     clip = torch.randn(1, FRAMES, 3, SIZE, SIZE)
     names = [f"{v}_{b}" for b in BACKBONES for v in ("tsn", "tsm", "tcm_tsm")]
     models = {name: build(name) for name in names}
+    if control:
+        models.update({f"control_{b}": without_tcm(f"tcm_tsm_{b}") for b in BACKBONES})
 
     def infer(model):
         def run():
@@ -82,6 +94,15 @@ def inference_figures(repeats: int) -> None:
             f"  {label:12s} TSN {tsn:.3f}  TSM {tsm:.3f}  TSM+TCM {tcm_:.3f}  "
             f"TCM/TSM {tcm_ / tsm:.3f} (per round {mid:.3f}, quartiles {low:.3f}-{high:.3f})"
         )
+        if control:
+            same = median[f"control_{backbone}"]
+            low, mid, high = quartiles(
+                paired_ratios(samples, f"control_{backbone}", f"tsm_{backbone}")
+            )
+            print(
+                f"  {'':12s} control (TCM layer skipped)/TSM {same / tsm:.3f} "
+                f"(per round {mid:.3f}, quartiles {low:.3f}-{high:.3f})"
+            )
     for backbone, label in BACKBONES.items():
         layer_figures(
             models[f"tcm_tsm_{backbone}"], label, clip, median[f"tsm_{backbone}"], repeats
@@ -180,10 +201,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--video-minutes", type=float, default=10.0)
     parser.add_argument("--train", action="store_true", help="also time training steps")
+    parser.add_argument(
+        "--control", action="store_true", help="also time each TCM model with TCM skipped"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads")
-    inference_figures(args.repeats)
+    inference_figures(args.repeats, args.control)
     if args.train:
         training_figures(args.repeats)
     if args.video_minutes > 0:

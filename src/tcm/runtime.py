@@ -14,7 +14,10 @@ ONNX Runtime runs with graph optimisation at the *extended* level
 (:data:`ORT_OPTIMIZATION`): the *all* level adds layout transformations that have moved logits of
 exported TCM models by up to 1e-2 against PyTorch, the extended level by about 1e-6. OpenVINO
 runs in float32 even on CPUs with bfloat16 units (where its default, bfloat16, moves logits by
-about 5e-2).
+about 5e-2). OpenVINO's CPU plugin also swaps the calling thread's signal stack while it
+compiles and puts back, when a compiled model is freed, the one it found, which may be a freed
+model's: :func:`keep_signal_stack` keeps the thread's own, so that a later signal does not
+crash the process.
 
 Example:
     >>> model = ExportedModel("model.onnx", runtime="onnxruntime", threads=2)  # doctest: +SKIP
@@ -24,9 +27,13 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import logging
 import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +49,42 @@ EXTRAS = {"onnxruntime": "export", "openvino": "openvino"}
 #: ONNX Runtime's graph optimisation level (see the module docstring).
 ORT_OPTIMIZATION = "ORT_ENABLE_EXTENDED"
 EXPORTED_SUFFIXES = (".onnx",)
+
+
+class _SignalStack(ctypes.Structure):
+    """``stack_t`` of ``sigaltstack(2)`` on Linux."""
+
+    _fields_ = [
+        ("ss_sp", ctypes.c_void_p),
+        ("ss_flags", ctypes.c_int),
+        ("ss_size", ctypes.c_size_t),
+    ]
+
+
+@contextlib.contextmanager
+def keep_signal_stack() -> Iterator[None]:
+    """Give the calling thread back its alternate signal stack after the block (Linux).
+
+    OpenVINO's ``compile_model`` installs a signal stack of its own on the calling thread, and
+    each compiled model, when freed, reinstalls the stack it replaced. Freed in another order
+    than made, the models leave a freed stack installed, and the next signal whose handler
+    runs on it (Python's handlers do, ``SA_ONSTACK``; a ``SIGCHLD`` when a subprocess ends)
+    kills the process with ``SIGSEGV``. Kept as it was, every model finds and reinstalls the
+    thread's own stack."""
+    sigaltstack = (
+        getattr(ctypes.CDLL(None), "sigaltstack", None) if sys.platform == "linux" else None
+    )
+    if sigaltstack is None:
+        yield
+        return
+    saved = _SignalStack()
+    if sigaltstack(None, ctypes.byref(saved)) != 0:
+        yield
+        return
+    try:
+        yield
+    finally:
+        sigaltstack(ctypes.byref(saved), None)
 
 
 class RuntimeMissingError(TcmError, ImportError):
@@ -205,7 +248,8 @@ class ExportedModel:
         config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
-        compiled = core.compile_model(model, "CPU", config)
+        with keep_signal_stack():
+            compiled = core.compile_model(model, "CPU", config)
         request = compiled.create_infer_request()
         output = compiled.output(0)
 

@@ -162,3 +162,25 @@ def test_runtime_module_loads_without_torch():
         "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if 'torch' in m)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.skipif("openvino" not in available_runtimes(), reason="openvino not installed")
+@pytest.mark.skipif(sys.platform != "linux", reason="signal stacks as on Linux")
+def test_openvino_models_freed_in_any_order_leave_signals_working(exported):
+    # OpenVINO's models, freed first-made first, reinstall a freed signal stack; the next
+    # signal handled on it (a SIGCHLD as a subprocess ends) used to kill the process.
+    code = (
+        "import gc, signal, subprocess, sys\n"
+        "from tcm.runtime import ExportedModel\n"
+        f"first = ExportedModel({str(exported)!r}, 'openvino')\n"
+        f"second = ExportedModel({str(exported)!r}, 'openvino')\n"
+        "del first; gc.collect(); del second; gc.collect()\n"
+        "signal.signal(signal.SIGCHLD, lambda *args: None)\n"
+        "subprocess.run([sys.executable, '-c', 'pass'], check=True)\n"
+        "print('signals work')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-X", "faulthandler", "-c", code], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "signals work"
