@@ -66,8 +66,8 @@ def keep_signal_stack() -> Iterator[None]:
     """Give the calling thread back its alternate signal stack after the block (Linux).
 
     OpenVINO's ``compile_model`` installs a signal stack of its own on the calling thread, and
-    each compiled model, when freed, reinstalls the stack it replaced. Freed in another order
-    than made, the models leave a freed stack installed, and the next signal whose handler
+    each compiled model, when freed, reinstalls the stack it replaced. Freed other than last
+    made first, the models leave a freed stack installed, and the next signal whose handler
     runs on it (Python's handlers do, ``SA_ONSTACK``; a ``SIGCHLD`` when a subprocess ends)
     kills the process with ``SIGSEGV``. Kept as it was, every model finds and reinstalls the
     thread's own stack."""
