@@ -1,11 +1,12 @@
 """Inference latency per clip on the CPU: PyTorch eager, TorchScript and ONNX Runtime, side by side.
 
-``tcm_tsm_resnet50`` (random weights, 174 classes), 1 clip x 8 frames x 224x224, fp32. The
-TorchScript and ONNX files are made as ``tcm export`` makes them (traced / TorchScript-based
-ONNX exporter with the export-friendly correlation, dynamic batch). Runs alternate between the
-contenders after warm-up, and medians are reported, so load on the machine affects all alike.
-When the ops package offers a choice of backend, eager mode is timed with both the default
-("auto") and the pure-PyTorch ops.
+``tcm_tsm_resnet50`` (``--model``; random weights, 174 classes), 1 clip x 8 frames x 224x224,
+fp32. The TorchScript and ONNX files are made as ``tcm export`` makes them (traced /
+TorchScript-based ONNX exporter, MTDM's operator in standard ONNX operators, dynamic batch).
+ONNX Runtime runs at the graph optimisation level ``tcm predict`` uses (all) and at the
+*extended* level, which leaves out the convolutions' blocked layouts. Runs alternate between
+the contenders after warm-up, and medians are reported, so load on the machine affects all
+alike. Eager mode is timed with both the default ops backend ("auto") and plain PyTorch.
 
 Usage: ``python benchmarks/bench_inference.py [--repeats 7] [--threads N] [--json]``.
 """
@@ -53,6 +54,7 @@ def main() -> None:
         onnx_export_s = time.perf_counter() - start
         scripted = load_torchscript(script_path)
         session = onnx_session(onnx_path, threads=args.threads)
+        extended = onnx_session(onnx_path, threads=args.threads, level="ORT_ENABLE_EXTENDED")
         feed = {"clip": clip.numpy()}
 
         def eager():
@@ -66,12 +68,16 @@ def main() -> None:
         def onnxruntime():
             return torch.from_numpy(session.run(["logits"], feed)[0])
 
+        def onnxruntime_extended():
+            return torch.from_numpy(extended.run(["logits"], feed)[0])
+
         contenders = {"PyTorch eager": eager}
         use_backend = getattr(tcm.ops, "use_backend", None)
         if use_backend is not None:
             contenders["PyTorch eager, torch ops"] = lambda: _with_backend(use_backend, eager)
         contenders["TorchScript"] = torchscript
         contenders["ONNX Runtime"] = onnxruntime
+        contenders["ONNX Runtime, extended"] = onnxruntime_extended
 
         reference = eager()
         differences = {

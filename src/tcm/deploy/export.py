@@ -223,14 +223,17 @@ def _require_onnx():
     return onnx, onnxruntime
 
 
-def onnx_session(path: str | os.PathLike, threads: int | None = None):
-    """An onnxruntime CPU session for ``path`` (``threads``: intra-op threads, default all)."""
+def onnx_session(path: str | os.PathLike, threads: int | None = None, level: str | None = None):
+    """An onnxruntime CPU session for ``path`` (``threads``: intra-op threads, default all;
+    ``level``: a ``GraphOptimizationLevel`` name, default the one tcm predict runs at,
+    :data:`tcm.runtime.ORT_OPTIMIZATION`, so that the export's check holds for it)."""
     from tcm.runtime import ORT_OPTIMIZATION
 
     _, ort = _require_onnx()
     options = ort.SessionOptions()
-    # The level tcm predict runs at (see tcm.runtime), so the check holds for it.
-    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, ORT_OPTIMIZATION)
+    options.graph_optimization_level = getattr(
+        ort.GraphOptimizationLevel, level or ORT_OPTIMIZATION
+    )
     if threads:
         options.intra_op_num_threads = threads
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
