@@ -33,6 +33,7 @@ import torch
 
 import tcm
 from bench_long_video import write_long_video
+from random_models import calibrate_batch_norm
 from side_by_side import median_side_by_side, medians, paired_ratios, quartiles, time_side_by_side
 from tcm.checkpoint import atomic_save, make_checkpoint
 from tcm.models import tcm_layers
@@ -42,23 +43,12 @@ BACKBONES = {"mobilenetv2": "MobileNetV2", "resnet50": "ResNet-50"}
 
 
 def build(name: str) -> torch.nn.Module:
-    """The model with BatchNorm statistics measured on random clips, in eval mode.
-
-    Left at their initial values (mean 0, variance 1), the statistics do not normalise the
-    random-weight network: MobileNetV2's activations then shrink to subnormal floats, which
-    the CPU handles many times slower than a trained model's, so every model is calibrated."""
+    """The model with BatchNorm statistics measured on random clips, in eval mode (see
+    :func:`random_models.calibrate_batch_norm`: left uncalibrated, MobileNetV2 runs on
+    subnormal floats)."""
     torch.manual_seed(0)
     model = tcm.create_model(name, num_classes=CLASSES, num_segments=FRAMES)
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    for norm in norms:
-        norm.momentum = None  # a plain average over the calibration batches
-    with torch.no_grad():
-        model.train()
-        for _ in range(2):
-            model(torch.randn(2, FRAMES, 3, 112, 112))
-    for norm in norms:
-        norm.momentum = 0.1
-    return model.eval()
+    return calibrate_batch_norm(model, FRAMES, 112, batches=2)
 
 
 def without_tcm(name: str) -> torch.nn.Module:

@@ -14,27 +14,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from random_models import calibrate_batch_norm
 from side_by_side import medians, time_side_by_side
 from tcm.checkpoint import atomic_save
 from tcm.deploy import LongVideoPredictor, Predictor
 from tcm.deploy.export import export_checkpoint
 from tcm.runtime import available_runtimes
-
-CALIBRATION_BATCHES = 4
-
-
-@torch.no_grad()
-def calibrate_batch_norm(model: torch.nn.Module, frames: int, size: int) -> None:
-    """Running BatchNorm statistics of random clips (cumulative averages), then eval mode."""
-    for module in model.modules():
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-            module.reset_running_stats()
-            module.momentum = None
-    model.train()
-    generator = torch.Generator().manual_seed(1)
-    for _ in range(CALIBRATION_BATCHES):
-        model(torch.randn(2, frames, 3, size, size, generator=generator))
-    model.eval()
 
 
 def int8_export(onnx_path: Path, folder: Path) -> Path:
