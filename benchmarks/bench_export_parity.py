@@ -26,11 +26,12 @@ import torch
 
 from tcm.data.annotations import read_list
 from tcm.deploy import Predictor
-from tcm.deploy.export import export_checkpoint, onnx_session
+from tcm.deploy.export import INPUT_NAME, export_checkpoint, onnx_session
 from tcm.runtime import ExportedModel, available_runtimes
 
 ORT_LEVELS = ("ORT_ENABLE_BASIC", "ORT_ENABLE_EXTENDED", "ORT_ENABLE_ALL")
 BATCH = 32
+DEMO = Path("runs/demo")
 
 
 def in_batches(run, clips: torch.Tensor) -> np.ndarray:
@@ -52,7 +53,8 @@ def compare(checkpoint: Path, paths: list[Path], threads: int) -> None:
     clips = torch.stack([predictor.load(path) for path in paths])  # (N, T, 3, S, S)
     with torch.no_grad():
         reference = in_batches(lambda b: model(b).numpy(), clips)
-        double = in_batches(lambda b: model.double()(b.double()).numpy(), clips)
+        model.double()
+        double = in_batches(lambda b: model(b.double()).numpy(), clips)
         model.float()
     print(f"{checkpoint}: {len(paths)} clips, largest |logit| {np.abs(reference).max():.3g}")
     report("PyTorch float64", double, reference)
@@ -61,14 +63,11 @@ def compare(checkpoint: Path, paths: list[Path], threads: int) -> None:
         export_checkpoint(checkpoint, exported, "onnx")
         for level in ORT_LEVELS:
             session = onnx_session(exported, threads=threads, level=level)
-            logits = in_batches(lambda b, s=session: s.run(None, {"clip": b.numpy()})[0], clips)
+            logits = in_batches(lambda b, s=session: s.run(None, {INPUT_NAME: b.numpy()})[0], clips)
             report(f"ONNX Runtime, {level}", logits, reference)
         if "openvino" in available_runtimes():
             openvino = ExportedModel(exported, "openvino", threads=threads)
             report("OpenVINO", in_batches(lambda b: openvino(b.numpy()), clips), reference)
-
-
-DEMO = Path("runs/demo")
 
 
 def main() -> None:
@@ -84,9 +83,12 @@ def main() -> None:
         if not args.checkpoints or not args.list.is_file():
             print(f"no checkpoints given and no demo output in {DEMO} (make demo); skipped")
             return
-    paths = [args.root / entry.path for entry in read_list(args.list)]
-    for checkpoint in args.checkpoints:
-        compare(checkpoint, paths, args.threads)
+    try:
+        paths = [args.root / entry.path for entry in read_list(args.list)]
+        for checkpoint in args.checkpoints:
+            compare(checkpoint, paths, args.threads)
+    except (OSError, ValueError) as error:  # a missing or unreadable list, checkpoint or clip
+        raise SystemExit(f"bench_export_parity: {error}") from None
 
 
 if __name__ == "__main__":
